@@ -1,0 +1,142 @@
+//! What the engine decides: plain data, each item with a reason a person can read.
+
+use crate::cooloff::{CoolOff, PoolKey};
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// One action for the adapters to carry out.
+#[must_use = "a decision does nothing until an adapter carries it out"]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decision {
+    /// Raise the group's desired capacity.
+    ScaleUp {
+        /// ASG name.
+        group: String,
+        /// Nodes added.
+        delta: u32,
+        /// The new desired capacity.
+        new_target: u32,
+        /// Why (pods helped, expander that chose, alternatives).
+        reason: String,
+    },
+    /// Lower the desired capacity back, cancelling the part of an earlier scale-up that
+    /// will not be fulfilled (launch failure, cool-off, provisioning timeout).
+    RevertScaleUp {
+        /// ASG name.
+        group: String,
+        /// Nodes cancelled.
+        cancelled: u32,
+        /// The new desired capacity.
+        new_target: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The group the decision is about.
+    pub fn group(&self) -> &str {
+        match self {
+            Decision::ScaleUp { group, .. } | Decision::RevertScaleUp { group, .. } => group,
+        }
+    }
+
+    /// The human reason.
+    pub fn reason(&self) -> &str {
+        match self {
+            Decision::ScaleUp { reason, .. } | Decision::RevertScaleUp { reason, .. } => reason,
+        }
+    }
+}
+
+/// What the engine concluded about one pending pod (the basis of the
+/// `TriggeredScaleUp` / `NotTriggerScaleUp` Kubernetes Events).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PodVerdict {
+    /// Fits free capacity on an existing node; the scheduler will place it.
+    FitsExistingNode {
+        /// The node found.
+        node: String,
+    },
+    /// Will fit on a node that is already being launched.
+    WaitsForUpcomingNode {
+        /// The group launching it.
+        group: String,
+    },
+    /// A scale-up of this group was decided for it this round.
+    TriggeredScaleUp {
+        /// The group.
+        group: String,
+    },
+    /// Nothing can be done for it now.
+    NotTriggerScaleUp {
+        /// Why, naming the predicate and the numbers.
+        reason: String,
+    },
+    /// Its priority is below the expendable cutoff.
+    Expendable {
+        /// Its priority.
+        priority: i32,
+    },
+}
+
+/// The engine's conclusion about one pending pod.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodOutcome {
+    /// `namespace/name`.
+    pub pod: String,
+    /// Verdict.
+    pub verdict: PodVerdict,
+}
+
+/// Per-group status, as shown in the status ConfigMap.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// ASG name.
+    pub name: String,
+    /// Min size.
+    pub min_size: u32,
+    /// Max size.
+    pub max_size: u32,
+    /// Desired capacity after this round's decisions.
+    pub target: u32,
+    /// Nodes registered in Kubernetes.
+    pub registered: u32,
+    /// Nodes requested but not registered yet.
+    pub in_flight: u32,
+    /// End of the latest cool-off that blocks every pool of the group, if any.
+    pub cool_off_until: Option<Timestamp>,
+    /// Health in words.
+    pub why: String,
+}
+
+/// The status summary of one round.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The round's time.
+    pub now: Timestamp,
+    /// Per group, sorted by name.
+    pub groups: Vec<GroupStatus>,
+    /// Active cool-offs.
+    pub cool_offs: Vec<(PoolKey, CoolOff)>,
+    /// Pending pods considered (expendable ones excluded).
+    pub pending_pods: usize,
+    /// Pending pods nothing could help.
+    pub unhelpable_pods: usize,
+    /// Configuration problems in force (the last good configuration is used meanwhile).
+    pub config_errors: Vec<String>,
+    /// Pods bound to nodes the snapshot does not know.
+    pub orphaned_pods: usize,
+}
+
+/// The output of one decision round.
+#[must_use = "decisions do nothing until an adapter carries them out"]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decisions {
+    /// Actions, in the order they must be carried out (reverts first).
+    pub actions: Vec<Decision>,
+    /// One outcome per pending pod.
+    pub pods: Vec<PodOutcome>,
+    /// Status summary.
+    pub status: Status,
+}

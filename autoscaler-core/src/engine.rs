@@ -1,0 +1,738 @@
+//! The engine: a state machine fed with events and snapshots, returning decisions.
+//! It never reads a clock or a random source: `now` and the seed are inputs, so the
+//! same history gives the same decisions.
+
+use crate::config::{AutoscalerConfig, ConfigError};
+use crate::cooloff::{CoolOffs, PoolKey};
+use crate::decision::{Decision, Decisions, GroupStatus, PodOutcome, PodVerdict, Status};
+use crate::events::{Event, LaunchFailureReason};
+use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
+use crate::model::CapacityType;
+use crate::predicates::{SimNode, SpreadState};
+use crate::scaleup::{
+    classify, estimate, explain_misfit, place_class, GroupPlan, PodClass, Unavailable,
+    DEFAULT_MAX_PODS,
+};
+use crate::snapshot::ClusterSnapshot;
+use crate::time::{human_duration, Timestamp};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a target we set is trusted over a snapshot that does not show it yet (the
+/// adapter's ASG cache may lag one refresh behind).
+const TARGET_OVERRIDE_TTL: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug, Default)]
+struct GroupState {
+    /// A target we decided that the snapshot may not show yet.
+    target_override: Option<(u32, Timestamp)>,
+    /// Since when nodes have been awaited without one registering.
+    waiting_since: Option<Timestamp>,
+    last_registered: u32,
+    /// A launch failure asks to cancel what is in flight.
+    revert_requested: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+struct PendingMarketFailure {
+    group: String,
+    zone: Option<String>,
+    instance_type: Option<String>,
+    reason: LaunchFailureReason,
+    at: Timestamp,
+}
+
+/// The decision engine. Feed it events with [`Autoscaler::handle_event`], then call
+/// [`Autoscaler::decide`] with a snapshot once per round.
+#[derive(Clone, Debug)]
+pub struct Autoscaler {
+    config: AutoscalerConfig,
+    priorities: Option<PriorityConfig>,
+    priority_error: Option<String>,
+    groups: BTreeMap<String, GroupState>,
+    cool_offs: CoolOffs,
+    market_failures: Vec<PendingMarketFailure>,
+}
+
+impl Autoscaler {
+    /// An engine with a validated configuration.
+    pub fn new(config: AutoscalerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Autoscaler {
+            config,
+            priorities: None,
+            priority_error: None,
+            groups: BTreeMap::new(),
+            cool_offs: CoolOffs::default(),
+            market_failures: Vec::new(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &AutoscalerConfig {
+        &self.config
+    }
+
+    /// Replaces the configuration; an invalid one is refused and the current one stays.
+    pub fn set_config(&mut self, config: AutoscalerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
+    /// Loads the priority expander's `priorities` YAML. On error the last good
+    /// configuration stays in force and the error shows in the status until fixed.
+    pub fn set_priorities(&mut self, yaml: &str) -> Result<(), ExpanderError> {
+        match PriorityConfig::parse(yaml) {
+            Ok(cfg) => {
+                self.priorities = Some(cfg);
+                self.priority_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.priority_error = Some(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets the priority configuration (the ConfigMap was deleted): every group passes.
+    pub fn clear_priorities(&mut self) {
+        self.priorities = None;
+        self.priority_error = None;
+    }
+
+    /// The cool-offs, active or not.
+    pub fn cool_offs(&self) -> &CoolOffs {
+        &self.cool_offs
+    }
+
+    /// Takes in one event. Its effects (cool-offs, reverts, re-planning) show in the next
+    /// [`Autoscaler::decide`], so handle every event of a round before deciding.
+    pub fn handle_event(&mut self, event: Event, now: Timestamp) {
+        match event {
+            Event::LaunchFailed {
+                group,
+                zone,
+                instance_type,
+                reason,
+            } => {
+                let key = PoolKey {
+                    group: Some(group.clone()),
+                    capacity_type: None,
+                    zone: zone.clone(),
+                    instance_type: instance_type.clone(),
+                };
+                let until = self.cool_offs.record_failure(
+                    key.clone(),
+                    reason.clone(),
+                    now,
+                    &self.config.cool_off,
+                );
+                if reason.is_pool_wide() {
+                    // The market is only known with the group's definition: resolved in decide.
+                    self.market_failures.push(PendingMarketFailure {
+                        group: group.clone(),
+                        zone,
+                        instance_type,
+                        reason: reason.clone(),
+                        at: now,
+                    });
+                }
+                self.groups.entry(group).or_default().revert_requested = Some(format!(
+                    "{reason} for pool {key}; pool cooled off for {} (until {until})",
+                    human_duration(until.since(now))
+                ));
+            }
+            Event::PoolUnavailable {
+                capacity_type,
+                zone,
+                instance_type,
+                reason,
+            } => {
+                let key = PoolKey {
+                    group: None,
+                    capacity_type: Some(capacity_type),
+                    zone,
+                    instance_type,
+                };
+                self.cool_offs
+                    .record_failure(key, reason, now, &self.config.cool_off);
+            }
+        }
+    }
+
+    fn resolve_market_failures(&mut self, snap: &ClusterSnapshot) {
+        for f in std::mem::take(&mut self.market_failures) {
+            let Some(group) = snap.group(&f.group) else {
+                continue;
+            };
+            let key = match f.reason {
+                LaunchFailureReason::MaxSpotInstanceCountExceeded => PoolKey {
+                    group: None,
+                    capacity_type: Some(CapacityType::Spot),
+                    zone: None,
+                    instance_type: None,
+                },
+                LaunchFailureReason::VcpuLimitExceeded
+                | LaunchFailureReason::InstanceLimitExceeded
+                    if f.instance_type.is_some() =>
+                {
+                    PoolKey {
+                        group: None,
+                        capacity_type: Some(group.capacity_type),
+                        zone: None,
+                        instance_type: f.instance_type,
+                    }
+                }
+                LaunchFailureReason::InsufficientInstanceCapacity
+                | LaunchFailureReason::UnfulfillableCapacity
+                    if f.instance_type.is_some() =>
+                {
+                    PoolKey {
+                        group: None,
+                        capacity_type: Some(group.capacity_type),
+                        zone: f.zone,
+                        instance_type: f.instance_type,
+                    }
+                }
+                _ => continue,
+            };
+            self.cool_offs
+                .record_failure(key, f.reason, f.at, &self.config.cool_off);
+        }
+    }
+
+    /// One decision round over `snap` at `now`.
+    pub fn decide(&mut self, snap: &ClusterSnapshot, now: Timestamp) -> Decisions {
+        self.resolve_market_failures(snap);
+        self.cool_offs.prune(now, &self.config.cool_off);
+        let groups = snap.groups();
+        let mut actions = Vec::new();
+
+        // Plans: what a new node of each group looks like given the cool-offs.
+        let plans: Vec<Result<GroupPlan, Unavailable>> = groups
+            .iter()
+            .enumerate()
+            .map(|(gi, g)| GroupPlan::build(gi, g, snap, &self.cool_offs, now))
+            .collect();
+
+        // Targets, in-flight nodes, reverts and provisioning timeouts.
+        let mut targets = Vec::with_capacity(groups.len());
+        let mut registered_counts = Vec::with_capacity(groups.len());
+        let mut whys: Vec<String> = Vec::with_capacity(groups.len());
+        for (gi, g) in groups.iter().enumerate() {
+            let registered = snap.nodes_of_group(gi).len() as u32;
+            let st = self.groups.entry(g.name.clone()).or_default();
+            if let Some((t, at)) = st.target_override {
+                if g.target_size == t || now.since(at) > TARGET_OVERRIDE_TTL {
+                    st.target_override = None;
+                }
+            }
+            let mut target = st.target_override.map_or(g.target_size, |(t, _)| t);
+            if registered > st.last_registered {
+                st.waiting_since = Some(now);
+            }
+            st.last_registered = registered;
+            let in_flight = target.saturating_sub(registered);
+            if in_flight == 0 {
+                st.waiting_since = None;
+            } else if st.waiting_since.is_none() {
+                st.waiting_since = Some(now);
+            }
+            let mut why = String::from("healthy");
+            let mut revert: Option<(u32, String)> = None;
+            let keep = g.min_size.max(registered);
+            if let Some(reason) = st.revert_requested.take() {
+                let launched = g.current_instances.unwrap_or(registered).max(registered);
+                revert = Some((g.min_size.max(launched), reason));
+            } else if in_flight > 0 {
+                if let Err(u) = &plans[gi] {
+                    revert = Some((
+                        keep,
+                        format!("every pool of the group is blocked: {}", u.why),
+                    ));
+                } else if let Some(since) = st.waiting_since {
+                    if now.since(since) > self.config.max_node_provision_time {
+                        let reason = LaunchFailureReason::Other(format!(
+                            "no node registered within max-node-provision-time {}",
+                            human_duration(self.config.max_node_provision_time)
+                        ));
+                        let until = self.cool_offs.record_failure(
+                            PoolKey {
+                                group: Some(g.name.clone()),
+                                capacity_type: None,
+                                zone: None,
+                                instance_type: None,
+                            },
+                            reason.clone(),
+                            now,
+                            &self.config.cool_off,
+                        );
+                        revert = Some((keep, format!("{reason}; group cooled off until {until}")));
+                    }
+                }
+            }
+            if let Some((new_target, reason)) = revert {
+                if new_target < target {
+                    actions.push(Decision::RevertScaleUp {
+                        group: g.name.clone(),
+                        cancelled: target - new_target,
+                        new_target,
+                        reason: reason.clone(),
+                    });
+                    target = new_target;
+                    st.target_override = Some((new_target, now));
+                    st.waiting_since = None;
+                }
+                why = reason;
+            }
+            targets.push(target);
+            registered_counts.push(registered);
+            whys.push(why);
+        }
+
+        // Plans that failed after the reverts above need fresh ones only if cool-offs
+        // were added (timeouts); rebuild those cheaply.
+        let plans: Vec<Result<GroupPlan, Unavailable>> = plans
+            .into_iter()
+            .enumerate()
+            .map(|(gi, p)| match p {
+                Ok(_) if whys[gi].contains("max-node-provision-time") => {
+                    GroupPlan::build(gi, &groups[gi], snap, &self.cool_offs, now)
+                }
+                other => other,
+            })
+            .collect();
+
+        // The simulated cluster: real nodes plus nodes already being launched.
+        let mut nodes: Vec<SimNode<'_>> = Vec::with_capacity(snap.nodes().len() + 16);
+        for (ni, n) in snap.nodes().iter().enumerate() {
+            let mut free = n.allocatable.clone();
+            let pod_slots = if n.allocatable.pods == 0 {
+                DEFAULT_MAX_PODS
+            } else {
+                n.allocatable.pods
+            };
+            let on_node = snap.pods_on_node(ni);
+            for &p in on_node {
+                free.saturating_sub(&snap.pods()[p as usize].spec.requests);
+            }
+            let fresh_enough =
+                n.ready || now.since(n.created_at) <= self.config.max_node_provision_time;
+            nodes.push(SimNode {
+                existing: Some(ni as u32),
+                group: n
+                    .group
+                    .as_ref()
+                    .and_then(|g| snap.group_index(g))
+                    .map(|g| g as u32),
+                labels: &n.labels,
+                variants: &[],
+                taints: &n.taints,
+                free,
+                free_pods: pod_slots.saturating_sub(on_node.len() as u64),
+                pod_slots,
+                schedulable: !n.unschedulable && fresh_enough,
+                pods: on_node.to_vec(),
+                hostname: n.name.clone(),
+            });
+        }
+        for (gi, g) in groups.iter().enumerate() {
+            if let Ok(plan) = &plans[gi] {
+                for i in 0..targets[gi].saturating_sub(registered_counts[gi]) {
+                    nodes.push(plan.fresh_node(g, format!("upcoming-{}-{i}", g.name)));
+                }
+            }
+        }
+
+        // Pending pods: expendable ones never trigger anything.
+        let mut outcomes: BTreeMap<u32, PodVerdict> = BTreeMap::new();
+        let mut pending = Vec::new();
+        for p in snap.pending_pods() {
+            let pod = &snap.pods()[p];
+            if pod.spec.priority < self.config.expendable_pods_priority_cutoff {
+                outcomes.insert(
+                    p as u32,
+                    PodVerdict::Expendable {
+                        priority: pod.spec.priority,
+                    },
+                );
+            } else {
+                pending.push(p as u32);
+            }
+        }
+        let considered = pending.len();
+        let classes = classify(snap, &pending);
+
+        // Phase 1: free capacity on real and upcoming nodes.
+        let mut remaining: Vec<PodClass> = Vec::new();
+        for class in &classes {
+            let rep = &snap.pods()[class.rep as usize];
+            let mut spread = SpreadState::build(rep, &nodes, snap);
+            let mut placed: Vec<(u32, usize)> = Vec::new();
+            let left = place_class(class, &mut nodes, snap, &mut spread, |p, k| {
+                placed.push((p, k))
+            });
+            for (p, k) in placed {
+                let verdict = match nodes[k].existing {
+                    Some(ni) => PodVerdict::FitsExistingNode {
+                        node: snap.nodes()[ni as usize].name.clone(),
+                    },
+                    None => PodVerdict::WaitsForUpcomingNode {
+                        group: groups[nodes[k].group.unwrap_or(0) as usize].name.clone(),
+                    },
+                };
+                outcomes.insert(p, verdict);
+            }
+            if !left.is_empty() {
+                remaining.push(PodClass {
+                    rep: left[0],
+                    pods: left,
+                });
+            }
+        }
+
+        // Phase 2: scale-ups, one group per iteration until no option helps.
+        let mut limits = Limits::new(snap, &self.config, &plans, &targets, &registered_counts);
+        let mut iteration = 0u64;
+        while !remaining.is_empty() && iteration < groups.len() as u64 {
+            iteration += 1;
+            let spreads: Vec<SpreadState> = remaining
+                .iter()
+                .map(|c| SpreadState::build(&snap.pods()[c.rep as usize], &nodes, snap))
+                .collect();
+            let mut candidates: Vec<(usize, crate::scaleup::Estimate)> = Vec::new();
+            for (gi, g) in groups.iter().enumerate() {
+                let Ok(plan) = &plans[gi] else { continue };
+                let headroom = g.max_size.saturating_sub(targets[gi]);
+                let max_new = headroom
+                    .min(self.config.max_nodes_per_scale_up)
+                    .min(limits.nodes_allowed(plan));
+                if max_new == 0 {
+                    continue;
+                }
+                let est = estimate(plan, g, &remaining, &spreads, max_new, snap);
+                if !est.helped.is_empty() {
+                    candidates.push((gi, est));
+                }
+            }
+            if candidates.is_empty() {
+                break;
+            }
+            let scores: Vec<OptionScore<'_>> = candidates
+                .iter()
+                .map(|(gi, est)| {
+                    let plan = plans[*gi].as_ref().expect("candidates have plans");
+                    OptionScore {
+                        group: &groups[*gi].name,
+                        pods_helped: est.helped.len(),
+                        requested_cpu_millis: est.requested.cpu_millis,
+                        requested_memory_bytes: est.requested.memory_bytes,
+                        offered_cpu_millis: plan.allocatable.cpu_millis
+                            * u64::from(est.node_count()),
+                        offered_memory_bytes: plan.allocatable.memory_bytes
+                            * u64::from(est.node_count()),
+                        cost_per_hour: plan.price_per_hour * f64::from(est.node_count()),
+                    }
+                })
+                .collect();
+            let seed = self.config.seed
+                ^ now.as_millis().rotate_left(17)
+                ^ iteration.wrapping_mul(0x2545_f491_4f6c_dd1d);
+            let (pick, decided_by) = expander::choose(
+                &self.config.expander,
+                self.priorities.as_ref(),
+                &scores,
+                seed,
+            );
+            drop(scores);
+            let (gi, est) = candidates.swap_remove(pick);
+            let g = &groups[gi];
+            let plan = plans[gi].as_ref().expect("candidates have plans");
+            let others: Vec<&str> = candidates
+                .iter()
+                .filter(|(o, _)| *o != gi)
+                .map(|(o, _)| groups[*o].name.as_str())
+                .take(5)
+                .collect();
+            let new_target = targets[gi] + est.node_count();
+            actions.push(Decision::ScaleUp {
+                group: g.name.clone(),
+                delta: est.node_count(),
+                new_target,
+                reason: format!(
+                    "{} pending pod(s) fit on {} new node(s) of {} ({} zone/type option(s), {:.3} $/h each); chosen by {decided_by}{}",
+                    est.helped.len(),
+                    est.node_count(),
+                    g.name,
+                    plan.variants.len(),
+                    plan.price_per_hour,
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" over {}", others.join(", "))
+                    }
+                ),
+            });
+            limits.consume(plan, est.node_count());
+            let st = self.groups.entry(g.name.clone()).or_default();
+            st.target_override = Some((new_target, now));
+            if st.waiting_since.is_none() {
+                st.waiting_since = Some(now);
+            }
+            targets[gi] = new_target;
+            for &p in &est.helped {
+                outcomes.insert(
+                    p,
+                    PodVerdict::TriggeredScaleUp {
+                        group: g.name.clone(),
+                    },
+                );
+            }
+            let helped: rustc_hash::FxHashSet<u32> = est.helped.iter().copied().collect();
+            // Planned nodes keep their simulated pods for later spread/anti-affinity checks.
+            nodes.extend(est.nodes);
+            remaining = remaining
+                .into_iter()
+                .filter_map(|c| {
+                    let pods: Vec<u32> =
+                        c.pods.into_iter().filter(|p| !helped.contains(p)).collect();
+                    (!pods.is_empty()).then(|| PodClass { rep: pods[0], pods })
+                })
+                .collect();
+        }
+
+        // Pods nothing helps: explain, per group, why.
+        let mut unhelpable = 0;
+        for class in &remaining {
+            let reason = self.explain(snap, &plans, &targets, &limits, class, &nodes);
+            for &p in &class.pods {
+                unhelpable += 1;
+                outcomes.insert(
+                    p,
+                    PodVerdict::NotTriggerScaleUp {
+                        reason: reason.clone(),
+                    },
+                );
+            }
+        }
+
+        let status = self.status(
+            snap,
+            now,
+            &targets,
+            &registered_counts,
+            &plans,
+            whys,
+            considered,
+            unhelpable,
+        );
+        Decisions {
+            actions,
+            pods: outcomes
+                .into_iter()
+                .map(|(p, verdict)| PodOutcome {
+                    pod: snap.pods()[p as usize].key(),
+                    verdict,
+                })
+                .collect(),
+            status,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn status(
+        &self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+        targets: &[u32],
+        registered: &[u32],
+        plans: &[Result<GroupPlan, Unavailable>],
+        whys: Vec<String>,
+        pending: usize,
+        unhelpable: usize,
+    ) -> Status {
+        let mut groups: Vec<GroupStatus> = snap
+            .groups()
+            .iter()
+            .enumerate()
+            .zip(whys)
+            .map(|((gi, g), why)| {
+                let (cool_off_until, why) = match &plans[gi] {
+                    Err(u) => (Some(u.until), u.why.clone()),
+                    Ok(_) => (None, why),
+                };
+                GroupStatus {
+                    name: g.name.clone(),
+                    min_size: g.min_size,
+                    max_size: g.max_size,
+                    target: targets[gi],
+                    registered: registered[gi],
+                    in_flight: targets[gi].saturating_sub(registered[gi]),
+                    cool_off_until,
+                    why,
+                }
+            })
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Status {
+            now,
+            groups,
+            cool_offs: self
+                .cool_offs
+                .active(now)
+                .map(|(k, c)| (k.clone(), c.clone()))
+                .collect(),
+            pending_pods: pending,
+            unhelpable_pods: unhelpable,
+            config_errors: self.priority_error.iter().cloned().collect(),
+            orphaned_pods: snap.orphaned_pods(),
+        }
+    }
+
+    fn explain(
+        &self,
+        snap: &ClusterSnapshot,
+        plans: &[Result<GroupPlan, Unavailable>],
+        targets: &[u32],
+        limits: &Limits,
+        class: &PodClass,
+        nodes: &[SimNode<'_>],
+    ) -> String {
+        let pod = &snap.pods()[class.rep as usize];
+        if snap.groups().is_empty() {
+            return "no node groups are configured".into();
+        }
+        let spread = SpreadState::build(pod, nodes, snap);
+        // Same reason text -> one line listing the groups.
+        let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for (gi, g) in snap.groups().iter().enumerate() {
+            let reason = match &plans[gi] {
+                Err(u) => format!("in cool-off until {} ({})", u.until, u.why),
+                Ok(plan) => {
+                    if let Some(misfit) = explain_misfit(pod, plan, g, snap, &spread) {
+                        misfit
+                    } else if targets[gi] >= g.max_size {
+                        format!("max node group size reached ({})", g.max_size)
+                    } else if let Some(limit) = limits.blocking(plan) {
+                        limit
+                    } else {
+                        "would fit, but the pods it shares nodes with used the room allowed".into()
+                    }
+                }
+            };
+            by_reason.entry(reason).or_default().push(&g.name);
+        }
+        let parts: Vec<String> = by_reason
+            .into_iter()
+            .map(|(reason, names)| {
+                let shown: Vec<&str> = names.iter().copied().take(4).collect();
+                let more = names.len().saturating_sub(shown.len());
+                let list = if more > 0 {
+                    format!("{} and {more} more", shown.join(", "))
+                } else {
+                    shown.join(", ")
+                };
+                format!("{} group(s) [{list}]: {reason}", names.len())
+            })
+            .collect();
+        format!("pod didn't trigger scale-up: {}", parts.join("; "))
+    }
+}
+
+/// Cluster-wide limits: `--max-nodes-total`, `--cores-total`, `--memory-total`.
+#[derive(Clone, Debug)]
+struct Limits {
+    nodes: u64,
+    cores: u64,
+    memory_gib: u64,
+    max_nodes: u64,
+    max_cores: u64,
+    max_memory_gib: u64,
+}
+
+impl Limits {
+    fn new(
+        snap: &ClusterSnapshot,
+        config: &AutoscalerConfig,
+        plans: &[Result<GroupPlan, Unavailable>],
+        targets: &[u32],
+        registered: &[u32],
+    ) -> Limits {
+        let mut cpu_millis = 0u64;
+        let mut memory = 0u64;
+        for n in snap.nodes() {
+            let c = if n.capacity.is_zero() {
+                &n.allocatable
+            } else {
+                &n.capacity
+            };
+            cpu_millis += c.cpu_millis;
+            memory += c.memory_bytes;
+        }
+        let mut nodes = snap.nodes().len() as u64;
+        for (gi, plan) in plans.iter().enumerate() {
+            let upcoming = u64::from(targets[gi].saturating_sub(registered[gi]));
+            nodes += upcoming;
+            if let Ok(plan) = plan {
+                cpu_millis += plan.capacity.cpu_millis * upcoming;
+                memory += plan.capacity.memory_bytes * upcoming;
+            }
+        }
+        Limits {
+            nodes,
+            cores: cpu_millis.div_ceil(1000),
+            memory_gib: memory.div_ceil(1 << 30),
+            max_nodes: if config.max_nodes_total == 0 {
+                u64::MAX
+            } else {
+                u64::from(config.max_nodes_total)
+            },
+            max_cores: config.cores_total.max,
+            max_memory_gib: config.memory_total_gib.max,
+        }
+    }
+
+    fn per_node(plan: &GroupPlan) -> (u64, u64) {
+        (
+            plan.capacity.cpu_millis.div_ceil(1000).max(1),
+            plan.capacity.memory_bytes.div_ceil(1 << 30).max(1),
+        )
+    }
+
+    fn nodes_allowed(&self, plan: &GroupPlan) -> u32 {
+        let (cores, mem) = Self::per_node(plan);
+        let by_nodes = self.max_nodes.saturating_sub(self.nodes);
+        let by_cores = self.max_cores.saturating_sub(self.cores) / cores;
+        let by_mem = self.max_memory_gib.saturating_sub(self.memory_gib) / mem;
+        by_nodes.min(by_cores).min(by_mem).min(u64::from(u32::MAX)) as u32
+    }
+
+    fn consume(&mut self, plan: &GroupPlan, count: u32) {
+        let (cores, mem) = Self::per_node(plan);
+        self.nodes += u64::from(count);
+        self.cores += cores * u64::from(count);
+        self.memory_gib += mem * u64::from(count);
+    }
+
+    fn blocking(&self, plan: &GroupPlan) -> Option<String> {
+        if self.nodes_allowed(plan) > 0 {
+            return None;
+        }
+        let (cores, mem) = Self::per_node(plan);
+        Some(if self.nodes >= self.max_nodes {
+            format!("max-nodes-total {} reached", self.max_nodes)
+        } else if self.cores + cores > self.max_cores {
+            format!(
+                "cores-total limit: {} cores in use, a node adds {cores}, max {}",
+                self.cores, self.max_cores
+            )
+        } else {
+            format!(
+                "memory-total limit: {} GiB in use, a node adds {mem}, max {}",
+                self.memory_gib, self.max_memory_gib
+            )
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! # autoscaler-core
+//!
+//! The decision engine of a spot-aware cluster autoscaler for Kubernetes on AWS
+//! AutoScalingGroups. It is **sans-IO and deterministic**: it never reads a clock, a
+//! random source, the network or a file. Inputs are a [`ClusterSnapshot`], [`Event`]s
+//! (launch failures, ...) and `now`; outputs are plain-data [`Decisions`], each with a
+//! reason a person can read. The same history of inputs gives the same decisions, which
+//! is what lets the simulator replay traffic through this very code.
+//!
+//! Adapters (the AWS adapter, the Kubernetes controller, the simulator) translate the
+//! world into snapshots and events and carry out the decisions.
+//!
+//! ```
+//! use autoscaler_core::{
+//!     Autoscaler, AutoscalerConfig, CapacityType, ClusterSnapshot, Decision, Event,
+//!     InstanceType, LaunchFailureReason, NodeGroup, NodeTemplate, Pod, Resources,
+//!     SnapshotParts, Timestamp,
+//! };
+//!
+//! fn group(name: &str, capacity_type: CapacityType, price: f64) -> NodeGroup {
+//!     NodeGroup {
+//!         name: name.into(),
+//!         min_size: 0,
+//!         max_size: 10,
+//!         target_size: 0,
+//!         current_instances: None,
+//!         zones: vec!["eu-west-1a".into()],
+//!         capacity_type,
+//!         instance_types: vec![InstanceType::new("m5.xlarge", 4, 16384, price)],
+//!         template: NodeTemplate::default(),
+//!     }
+//! }
+//!
+//! let mut engine = Autoscaler::new(AutoscalerConfig::default()).unwrap();
+//! // CA's priority ConfigMap format: spot first, on-demand as the fallback.
+//! engine.set_priorities("50: ['spot']\n10: ['on-demand']\n").unwrap();
+//!
+//! let snapshot = ClusterSnapshot::new(SnapshotParts {
+//!     groups: vec![
+//!         group("web-spot", CapacityType::Spot, 0.07),
+//!         group("web-on-demand", CapacityType::OnDemand, 0.19),
+//!     ],
+//!     pods: (0..6)
+//!         .map(|i| Pod::pending(format!("web-{i}"), Resources::parse("1", "2Gi").unwrap()))
+//!         .collect(),
+//!     ..SnapshotParts::default()
+//! })
+//! .unwrap();
+//!
+//! let t0 = Timestamp::from_secs(1_000);
+//! let first = engine.decide(&snapshot, t0);
+//! assert!(matches!(&first.actions[..], [Decision::ScaleUp { group, delta: 2, .. }] if group == "web-spot"));
+//!
+//! // Spot is out of capacity: fail over in the same round, without waiting 15 minutes.
+//! engine.handle_event(
+//!     Event::LaunchFailed {
+//!         group: "web-spot".into(),
+//!         zone: Some("eu-west-1a".into()),
+//!         instance_type: Some("m5.xlarge".into()),
+//!         reason: LaunchFailureReason::InsufficientInstanceCapacity,
+//!     },
+//!     Timestamp::from_secs(1_020),
+//! );
+//! let second = engine.decide(&snapshot, Timestamp::from_secs(1_020));
+//! assert!(matches!(&second.actions[0], Decision::RevertScaleUp { group, .. } if group == "web-spot"));
+//! assert!(matches!(&second.actions[1], Decision::ScaleUp { group, .. } if group == "web-on-demand"));
+//! ```
+
+#![deny(clippy::disallowed_methods)]
+
+pub mod config;
+pub mod cooloff;
+pub mod decision;
+pub mod engine;
+pub mod events;
+pub mod expander;
+pub mod model;
+pub mod predicates;
+pub mod quantity;
+pub mod resources;
+mod scaleup;
+pub mod snapshot;
+pub mod time;
+
+pub use config::{AutoscalerConfig, ConfigError, Range};
+pub use cooloff::{CoolOff, CoolOffPolicy, CoolOffs, PoolKey};
+pub use decision::{Decision, Decisions, GroupStatus, PodOutcome, PodVerdict, Status};
+pub use engine::Autoscaler;
+pub use events::{Event, LaunchFailureReason};
+pub use expander::{Expander, ExpanderChain, ExpanderError, PriorityConfig};
+pub use model::{
+    CapacityType, DaemonSet, InstanceType, LabelSelector, Labels, Node, NodeGroup,
+    NodeSelectorTerm, NodeTemplate, OwnerRef, Pod, PodAntiAffinityTerm, PodDisruptionBudget,
+    Requirement, SchedulingSpec, SelectorOperator, Taint, TaintEffect, Toleration,
+    TolerationOperator, TopologySpreadConstraint, WhenUnsatisfiable,
+};
+pub use predicates::{Unfit, Variant};
+pub use resources::{ResourceName, Resources, Shortfall};
+pub use snapshot::{ClusterSnapshot, SnapshotError, SnapshotParts};
+pub use time::Timestamp;

@@ -1,0 +1,602 @@
+//! The cluster as plain data: nodes, pods, node groups, DaemonSets, PDBs.
+//!
+//! Field names follow the Kubernetes API where one exists, so an adapter maps them 1:1.
+
+use crate::resources::Resources;
+use crate::time::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Label with a node's zone.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+/// Label with a node's instance type.
+pub const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
+/// Label with a node's hostname.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// Label that says whether a node is spot or on-demand (Karpenter's key, also set by us).
+pub const CAPACITY_TYPE_LABEL: &str = "karpenter.sh/capacity-type";
+
+/// Labels or annotations.
+pub type Labels = BTreeMap<String, String>;
+
+/// How an instance is bought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CapacityType {
+    /// Spot: cheap, can be interrupted, can be unavailable (ICE).
+    Spot,
+    /// On-demand: the fallback.
+    OnDemand,
+}
+
+impl fmt::Display for CapacityType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CapacityType::Spot => "spot",
+            CapacityType::OnDemand => "on-demand",
+        })
+    }
+}
+
+/// A taint's effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaintEffect {
+    /// New pods without a toleration are not scheduled.
+    NoSchedule,
+    /// The scheduler avoids the node (does not block placement).
+    PreferNoSchedule,
+    /// New pods are not scheduled and running ones are evicted.
+    NoExecute,
+}
+
+/// A node taint.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Taint {
+    /// Taint key.
+    pub key: String,
+    /// Taint value (may be empty).
+    #[serde(default)]
+    pub value: String,
+    /// Effect.
+    pub effect: TaintEffect,
+}
+
+impl fmt::Display for Taint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}:{:?}", self.key, self.value, self.effect)
+    }
+}
+
+/// A toleration operator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TolerationOperator {
+    /// Key and value must be equal.
+    #[default]
+    Equal,
+    /// Key must exist (value ignored).
+    Exists,
+}
+
+/// A pod toleration, with Kubernetes semantics.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Toleration {
+    /// Key; empty with `Exists` tolerates every taint.
+    #[serde(default)]
+    pub key: String,
+    /// Operator.
+    #[serde(default)]
+    pub operator: TolerationOperator,
+    /// Value for `Equal`.
+    #[serde(default)]
+    pub value: String,
+    /// Effect; `None` matches every effect.
+    #[serde(default)]
+    pub effect: Option<TaintEffect>,
+}
+
+impl Toleration {
+    /// Whether this toleration tolerates `taint`.
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if let Some(effect) = self.effect {
+            if effect != taint.effect {
+                return false;
+            }
+        }
+        match self.operator {
+            TolerationOperator::Exists => self.key.is_empty() || self.key == taint.key,
+            TolerationOperator::Equal => self.key == taint.key && self.value == taint.value,
+        }
+    }
+}
+
+/// A selector operator (label selectors use the first four).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SelectorOperator {
+    /// Value is one of `values`.
+    In,
+    /// Value is none of `values` (or the key is absent).
+    NotIn,
+    /// Key exists.
+    Exists,
+    /// Key does not exist.
+    DoesNotExist,
+    /// Value, as an integer, is greater than the single value (node selectors only).
+    Gt,
+    /// Value, as an integer, is less than the single value (node selectors only).
+    Lt,
+}
+
+/// One requirement of a selector.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    /// Label key.
+    pub key: String,
+    /// Operator.
+    pub operator: SelectorOperator,
+    /// Values for `In`, `NotIn`, `Gt`, `Lt`.
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+impl Requirement {
+    /// Whether a label value (or its absence) satisfies the requirement.
+    pub fn matches_value(&self, value: Option<&str>) -> bool {
+        match self.operator {
+            SelectorOperator::In => value.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            SelectorOperator::NotIn => !value.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            SelectorOperator::Exists => value.is_some(),
+            SelectorOperator::DoesNotExist => value.is_none(),
+            SelectorOperator::Gt | SelectorOperator::Lt => {
+                let (Some(v), Some(bound)) = (value, self.values.first()) else {
+                    return false;
+                };
+                match (v.parse::<i64>(), bound.parse::<i64>()) {
+                    (Ok(v), Ok(b)) if self.operator == SelectorOperator::Gt => v > b,
+                    (Ok(v), Ok(b)) => v < b,
+                    _ => false,
+                }
+            }
+        }
+    }
+}
+
+/// A node selector term: all requirements must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSelectorTerm {
+    /// Requirements, ANDed.
+    #[serde(default)]
+    pub match_expressions: Vec<Requirement>,
+}
+
+/// A label selector (`matchLabels` and `matchExpressions`, ANDed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSelector {
+    /// Exact labels.
+    #[serde(default)]
+    pub match_labels: Labels,
+    /// Expressions.
+    #[serde(default)]
+    pub match_expressions: Vec<Requirement>,
+}
+
+impl LabelSelector {
+    /// A selector matching exactly these labels.
+    pub fn labels<const N: usize>(pairs: [(&str, &str); N]) -> Self {
+        LabelSelector {
+            match_labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            match_expressions: Vec::new(),
+        }
+    }
+
+    /// Whether `labels` satisfy the selector. An empty selector matches everything.
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self
+                .match_expressions
+                .iter()
+                .all(|r| r.matches_value(labels.get(&r.key).map(String::as_str)))
+    }
+}
+
+/// Required pod anti-affinity: no pod matching `label_selector` in the same topology domain.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodAntiAffinityTerm {
+    /// Pods this pod must not share a domain with.
+    pub label_selector: LabelSelector,
+    /// Domain key; `kubernetes.io/hostname` is modelled, others are treated like it
+    /// (a stricter check would need per-domain counts; see the README's limits).
+    pub topology_key: String,
+    /// Namespaces of the pods to match; empty means the pod's own namespace.
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+/// What a spread constraint does when it cannot be satisfied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WhenUnsatisfiable {
+    /// Hard constraint.
+    DoNotSchedule,
+    /// Soft constraint (ignored by the simulation, as by the scheduler's filter).
+    ScheduleAnyway,
+}
+
+/// A topology spread constraint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpreadConstraint {
+    /// Maximum allowed difference between the most and least loaded domain.
+    pub max_skew: u32,
+    /// Domain key (`topology.kubernetes.io/zone` or `kubernetes.io/hostname`).
+    pub topology_key: String,
+    /// Hard or soft.
+    pub when_unsatisfiable: WhenUnsatisfiable,
+    /// The pods counted.
+    pub label_selector: LabelSelector,
+}
+
+/// A pod's controller.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerRef {
+    /// Kind (`ReplicaSet`, `StatefulSet`, `DaemonSet`, `Job`, ...).
+    pub kind: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Everything about a pod that decides where it can run. Pods with equal
+/// `SchedulingSpec`, namespace and labels are interchangeable for the simulation.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulingSpec {
+    /// Sum of container requests (max with init containers, plus overhead).
+    #[serde(default)]
+    pub requests: Resources,
+    /// Pod priority.
+    #[serde(default)]
+    pub priority: i32,
+    /// `nodeSelector`.
+    #[serde(default)]
+    pub node_selector: Labels,
+    /// Required node affinity terms, ORed (`requiredDuringSchedulingIgnoredDuringExecution`).
+    #[serde(default)]
+    pub required_node_affinity: Vec<NodeSelectorTerm>,
+    /// Tolerations.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Required pod anti-affinity terms.
+    #[serde(default)]
+    pub anti_affinity: Vec<PodAntiAffinityTerm>,
+    /// Topology spread constraints.
+    #[serde(default)]
+    pub topology_spread: Vec<TopologySpreadConstraint>,
+}
+
+/// A pod. `node_name: None` means pending (not yet bound).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pod {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Labels,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: Labels,
+    /// Controller, if any.
+    #[serde(default)]
+    pub owner: Option<OwnerRef>,
+    /// The node it is bound to; `None` while pending.
+    #[serde(default)]
+    pub node_name: Option<String>,
+    /// Scheduling-relevant spec.
+    #[serde(default)]
+    pub spec: SchedulingSpec,
+    /// Whether it mounts local storage (emptyDir not in memory, hostPath).
+    #[serde(default)]
+    pub has_local_storage: bool,
+    /// Creation time.
+    #[serde(default)]
+    pub created_at: Timestamp,
+}
+
+impl Pod {
+    /// A pending pod with the given requests, in namespace `default`.
+    pub fn pending(name: impl Into<String>, requests: Resources) -> Self {
+        Pod {
+            namespace: "default".into(),
+            name: name.into(),
+            spec: SchedulingSpec {
+                requests,
+                ..SchedulingSpec::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// A Kubernetes node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Name (also its hostname).
+    pub name: String,
+    /// `aws:///<zone>/<instance-id>`.
+    #[serde(default)]
+    pub provider_id: Option<String>,
+    /// Node group (ASG) it belongs to; `None` for nodes we do not manage.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Spot or on-demand.
+    pub capacity_type: CapacityType,
+    /// Capacity (for cluster-wide core/memory limits).
+    #[serde(default)]
+    pub capacity: Resources,
+    /// Allocatable (what pods can request).
+    pub allocatable: Resources,
+    /// Labels (zone and instance type are read from the well-known labels).
+    #[serde(default)]
+    pub labels: Labels,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: Labels,
+    /// Taints.
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+    /// When the node object was created.
+    #[serde(default)]
+    pub created_at: Timestamp,
+    /// Ready condition.
+    #[serde(default = "yes")]
+    pub ready: bool,
+    /// `spec.unschedulable` (cordoned).
+    #[serde(default)]
+    pub unschedulable: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Node {
+    /// The node's zone label.
+    pub fn zone(&self) -> Option<&str> {
+        self.labels.get(ZONE_LABEL).map(String::as_str)
+    }
+
+    /// The node's instance-type label.
+    pub fn instance_type(&self) -> Option<&str> {
+        self.labels.get(INSTANCE_TYPE_LABEL).map(String::as_str)
+    }
+}
+
+/// One instance type of a node group, with what a node of it offers and costs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceType {
+    /// `m5.xlarge`.
+    pub name: String,
+    /// vCPUs (capacity).
+    pub vcpus: u32,
+    /// Memory in MiB (capacity).
+    pub memory_mib: u64,
+    /// What pods can request on a fresh node (capacity minus kube/system reserved and
+    /// eviction threshold), before DaemonSets.
+    pub allocatable: Resources,
+    /// Price per hour in USD for this group's capacity type (spot price for spot groups).
+    pub price_per_hour: f64,
+}
+
+impl InstanceType {
+    /// An instance type with allocatable derived like EKS does: kube-reserved CPU on the
+    /// 6%/1%/0.5%/0.25% ladder, kube-reserved memory `255Mi + 11Mi * max_pods`, a
+    /// 100Mi eviction threshold, and `max_pods` pods.
+    pub fn new(name: impl Into<String>, vcpus: u32, memory_mib: u64, price_per_hour: f64) -> Self {
+        let max_pods: u64 = match vcpus {
+            0..=2 => 29,
+            3..=4 => 58,
+            5..=16 => 110,
+            _ => 250,
+        };
+        let cpu_millis = u64::from(vcpus) * 1000;
+        let mut reserved_cpu = 0u64;
+        for (core, pct_tenths) in [(1u64, 60u64), (2, 10), (3, 5), (4, 5)] {
+            if cpu_millis >= core * 1000 {
+                reserved_cpu += 1000 * pct_tenths / 1000;
+            }
+        }
+        if vcpus > 4 {
+            reserved_cpu += (u64::from(vcpus) - 4) * 1000 * 25 / 10000;
+        }
+        let reserved_mem_mib = 255 + 11 * max_pods + 100;
+        let allocatable = Resources::new(
+            cpu_millis.saturating_sub(reserved_cpu),
+            memory_mib.saturating_sub(reserved_mem_mib) << 20,
+        )
+        .with_pods(max_pods);
+        InstanceType {
+            name: name.into(),
+            vcpus,
+            memory_mib,
+            allocatable,
+            price_per_hour,
+        }
+    }
+
+    /// Adds an extended resource (GPUs) to both capacity and allocatable.
+    pub fn with_extended(mut self, name: &str, amount: u64) -> Self {
+        self.allocatable.extended.insert(name.to_string(), amount);
+        self
+    }
+
+    /// Capacity as resources (for cluster-wide limits).
+    pub fn capacity(&self) -> Resources {
+        Resources::new(u64::from(self.vcpus) * 1000, self.memory_mib << 20)
+    }
+}
+
+/// What a new node of a group looks like before it exists (scale-from-zero template).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeTemplate {
+    /// Labels every new node gets.
+    #[serde(default)]
+    pub labels: Labels,
+    /// Taints every new node gets.
+    #[serde(default)]
+    pub taints: Vec<Taint>,
+}
+
+/// A node group: one AutoScalingGroup.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeGroup {
+    /// ASG name.
+    pub name: String,
+    /// Minimum size.
+    pub min_size: u32,
+    /// Maximum size.
+    pub max_size: u32,
+    /// Desired capacity as AWS reports it.
+    pub target_size: u32,
+    /// Instances AWS has for the group (pending or in service), when known. Reverting an
+    /// unfulfilled scale-up never goes below it, so booting instances are kept.
+    #[serde(default)]
+    pub current_instances: Option<u32>,
+    /// Zones the group launches into.
+    pub zones: Vec<String>,
+    /// Spot or on-demand.
+    pub capacity_type: CapacityType,
+    /// Instance types (one for a plain launch template, several for a mixed-instances policy).
+    pub instance_types: Vec<InstanceType>,
+    /// Template for new nodes.
+    #[serde(default)]
+    pub template: NodeTemplate,
+}
+
+/// A DaemonSet: its pod lands on every new node it tolerates and selects.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSet {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// The pod template's scheduling spec.
+    pub spec: SchedulingSpec,
+}
+
+/// A PodDisruptionBudget, reduced to what the autoscaler needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodDisruptionBudget {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Pods it covers.
+    pub selector: LabelSelector,
+    /// `status.disruptionsAllowed`.
+    pub disruptions_allowed: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn taint(key: &str, value: &str, effect: TaintEffect) -> Taint {
+        Taint {
+            key: key.into(),
+            value: value.into(),
+            effect,
+        }
+    }
+
+    #[test]
+    fn toleration_semantics_match_kubernetes() {
+        let t = taint("dedicated", "gpu", TaintEffect::NoSchedule);
+        let equal = Toleration {
+            key: "dedicated".into(),
+            value: "gpu".into(),
+            ..Toleration::default()
+        };
+        assert!(equal.tolerates(&t));
+        let wrong_value = Toleration {
+            value: "cpu".into(),
+            ..equal.clone()
+        };
+        assert!(!wrong_value.tolerates(&t));
+        let exists_all = Toleration {
+            operator: TolerationOperator::Exists,
+            ..Toleration::default()
+        };
+        assert!(exists_all.tolerates(&t));
+        let wrong_effect = Toleration {
+            effect: Some(TaintEffect::NoExecute),
+            ..equal
+        };
+        assert!(!wrong_effect.tolerates(&t));
+    }
+
+    #[test]
+    fn selector_operators() {
+        let r = |op, values: &[&str]| Requirement {
+            key: "k".into(),
+            operator: op,
+            values: values.iter().map(|s| s.to_string()).collect(),
+        };
+        assert!(r(SelectorOperator::In, &["a", "b"]).matches_value(Some("b")));
+        assert!(!r(SelectorOperator::In, &["a"]).matches_value(None));
+        assert!(r(SelectorOperator::NotIn, &["a"]).matches_value(None));
+        assert!(!r(SelectorOperator::NotIn, &["a"]).matches_value(Some("a")));
+        assert!(r(SelectorOperator::Exists, &[]).matches_value(Some("")));
+        assert!(r(SelectorOperator::DoesNotExist, &[]).matches_value(None));
+        assert!(r(SelectorOperator::Gt, &["4"]).matches_value(Some("8")));
+        assert!(!r(SelectorOperator::Gt, &["4"]).matches_value(Some("4")));
+        assert!(r(SelectorOperator::Lt, &["4"]).matches_value(Some("3")));
+        assert!(!r(SelectorOperator::Lt, &["x"]).matches_value(Some("3")));
+    }
+
+    #[test]
+    fn label_selector_ands_labels_and_expressions() {
+        let mut sel = LabelSelector::labels([("app", "web")]);
+        let mut labels = Labels::new();
+        labels.insert("app".into(), "web".into());
+        assert!(sel.matches(&labels));
+        sel.match_expressions.push(Requirement {
+            key: "tier".into(),
+            operator: SelectorOperator::Exists,
+            values: vec![],
+        });
+        assert!(!sel.matches(&labels));
+        assert!(LabelSelector::default().matches(&Labels::new()));
+    }
+
+    #[test]
+    fn eks_like_allocatable_is_below_capacity() {
+        let m5 = InstanceType::new("m5.xlarge", 4, 16384, 0.192);
+        assert!(m5.allocatable.cpu_millis < 4000 && m5.allocatable.cpu_millis > 3800);
+        assert!(m5.allocatable.memory_bytes < 16384 << 20);
+        assert_eq!(m5.allocatable.pods, 58);
+    }
+}

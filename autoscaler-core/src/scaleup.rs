@@ -1,0 +1,366 @@
+//! Scale-up planning: place pending pods on free and upcoming capacity, then estimate,
+//! for each available group, how many new nodes would help which pods.
+
+use crate::cooloff::CoolOffs;
+use crate::model::{Labels, NodeGroup, Pod, CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
+use crate::predicates::{full_fit, resource_fit, static_fit, SimNode, SpreadState, Unfit, Variant};
+use crate::resources::{ResourceName, Resources};
+use crate::snapshot::ClusterSnapshot;
+use crate::time::Timestamp;
+use rustc_hash::FxHashMap;
+use std::collections::BTreeSet;
+
+/// Default pod slots when a node reports none (the kubelet's default).
+pub(crate) const DEFAULT_MAX_PODS: u64 = 110;
+
+/// What a new node of a group looks like this round, given its cool-offs.
+#[derive(Clone, Debug)]
+pub(crate) struct GroupPlan {
+    pub group: u32,
+    pub variants: Vec<Variant>,
+    pub labels: Labels,
+    /// Guaranteed allocatable whichever variant launches, after DaemonSets.
+    pub allocatable: Resources,
+    /// Largest capacity among the variants (for cluster-wide limits: conservative).
+    pub capacity: Resources,
+    pub price_per_hour: f64,
+    pub pod_slots: u64,
+}
+
+/// Why a group cannot be planned this round.
+#[derive(Clone, Debug)]
+pub(crate) struct Unavailable {
+    pub until: Timestamp,
+    pub why: String,
+}
+
+impl GroupPlan {
+    /// Builds the plan of group `gi`, or says why every pool is blocked.
+    pub fn build(
+        gi: usize,
+        group: &NodeGroup,
+        snap: &ClusterSnapshot,
+        cool_offs: &CoolOffs,
+        now: Timestamp,
+    ) -> Result<GroupPlan, Unavailable> {
+        let mut variants = Vec::new();
+        let mut latest_block: Option<Unavailable> = None;
+        for zone in &group.zones {
+            for t in &group.instance_types {
+                match cool_offs.blocking(&group.name, group.capacity_type, zone, &t.name, now) {
+                    None => variants.push(Variant {
+                        zone: zone.clone(),
+                        instance_type: t.name.clone(),
+                    }),
+                    Some((key, c)) => {
+                        if latest_block.as_ref().is_none_or(|b| c.until > b.until) {
+                            latest_block = Some(Unavailable {
+                                until: c.until,
+                                why: format!("pool {key} in cool-off after {}", c.reason),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if variants.is_empty() {
+            return Err(latest_block.unwrap_or(Unavailable {
+                until: now,
+                why: "no launchable pool".into(),
+            }));
+        }
+        let types: BTreeSet<&str> = variants.iter().map(|v| v.instance_type.as_str()).collect();
+        let zones: BTreeSet<&str> = variants.iter().map(|v| v.zone.as_str()).collect();
+        let mut allocatable: Option<Resources> = None;
+        let mut capacity = Resources::default();
+        let mut price = 0.0;
+        for t in group
+            .instance_types
+            .iter()
+            .filter(|t| types.contains(t.name.as_str()))
+        {
+            allocatable = Some(match allocatable {
+                None => t.allocatable.clone(),
+                Some(a) => a.component_min(&t.allocatable),
+            });
+            let c = t.capacity();
+            capacity.cpu_millis = capacity.cpu_millis.max(c.cpu_millis);
+            capacity.memory_bytes = capacity.memory_bytes.max(c.memory_bytes);
+            price += t.price_per_hour;
+        }
+        let mut allocatable = allocatable.unwrap_or_default();
+        let price_per_hour = price / types.len() as f64;
+        let mut labels = group.template.labels.clone();
+        labels.insert(CAPACITY_TYPE_LABEL.into(), group.capacity_type.to_string());
+        if zones.len() == 1 {
+            labels.insert(ZONE_LABEL.into(), zones.iter().next().unwrap().to_string());
+        }
+        if types.len() == 1 {
+            labels.insert(
+                INSTANCE_TYPE_LABEL.into(),
+                types.iter().next().unwrap().to_string(),
+            );
+        }
+        let mut pod_slots = if allocatable.pods == 0 {
+            DEFAULT_MAX_PODS
+        } else {
+            allocatable.pods
+        };
+        // DaemonSet pods land on every new node they select and tolerate.
+        for ds in snap.daemonsets() {
+            let ds_pod = Pod {
+                namespace: ds.namespace.clone(),
+                name: ds.name.clone(),
+                spec: ds.spec.clone(),
+                ..Pod::default()
+            };
+            let lands = variants.iter().any(|v| {
+                let probe = SimNode {
+                    existing: None,
+                    group: Some(gi as u32),
+                    labels: &labels,
+                    variants: std::slice::from_ref(v),
+                    taints: &group.template.taints,
+                    free: Resources::default(),
+                    free_pods: 1,
+                    pod_slots: 1,
+                    schedulable: true,
+                    pods: Vec::new(),
+                    hostname: String::new(),
+                };
+                static_fit(&ds_pod, &probe).is_ok()
+            });
+            if lands {
+                allocatable.saturating_sub(&ds.spec.requests);
+                pod_slots = pod_slots.saturating_sub(1);
+            }
+        }
+        allocatable.pods = pod_slots;
+        Ok(GroupPlan {
+            group: gi as u32,
+            variants,
+            labels,
+            allocatable,
+            capacity,
+            price_per_hour,
+            pod_slots,
+        })
+    }
+
+    /// A fresh hypothetical node of this plan.
+    pub fn fresh_node<'a>(&'a self, group: &'a NodeGroup, hostname: String) -> SimNode<'a> {
+        SimNode {
+            existing: None,
+            group: Some(self.group),
+            labels: &self.labels,
+            variants: &self.variants,
+            taints: &group.template.taints,
+            free: self.allocatable.clone(),
+            free_pods: self.pod_slots,
+            pod_slots: self.pod_slots,
+            schedulable: true,
+            pods: Vec::new(),
+            hostname,
+        }
+    }
+}
+
+/// Pending pods that are interchangeable for scheduling.
+#[derive(Clone, Debug)]
+pub(crate) struct PodClass {
+    pub rep: u32,
+    pub pods: Vec<u32>,
+}
+
+/// Groups pods by namespace, labels and scheduling spec, largest requests first.
+pub(crate) fn classify(snap: &ClusterSnapshot, pending: &[u32]) -> Vec<PodClass> {
+    let pods = snap.pods();
+    let mut index: FxHashMap<(&str, &Labels, &crate::model::SchedulingSpec), usize> =
+        FxHashMap::default();
+    let mut classes: Vec<PodClass> = Vec::new();
+    for &p in pending {
+        let pod = &pods[p as usize];
+        let key = (pod.namespace.as_str(), &pod.labels, &pod.spec);
+        match index.get(&key) {
+            Some(&c) => classes[c].pods.push(p),
+            None => {
+                index.insert(key, classes.len());
+                classes.push(PodClass {
+                    rep: p,
+                    pods: vec![p],
+                });
+            }
+        }
+    }
+    classes.sort_by(|a, b| {
+        let ra = &pods[a.rep as usize].spec;
+        let rb = &pods[b.rep as usize].spec;
+        rb.priority
+            .cmp(&ra.priority)
+            .then(rb.requests.cpu_millis.cmp(&ra.requests.cpu_millis))
+            .then(rb.requests.memory_bytes.cmp(&ra.requests.memory_bytes))
+    });
+    classes
+}
+
+/// First-fit of a class onto `nodes`; returns the pods that found no room and, for each
+/// placed pod, the node index. Identical pods fail where their predecessor failed, so a
+/// cursor avoids rescanning (spread constraints, whose state changes, restart the scan).
+pub(crate) fn place_class(
+    class: &PodClass,
+    nodes: &mut [SimNode<'_>],
+    snap: &ClusterSnapshot,
+    spread: &mut SpreadState,
+    mut on_placed: impl FnMut(u32, usize),
+) -> Vec<u32> {
+    let pods = snap.pods();
+    let mut cursor = 0usize;
+    for (i, &p) in class.pods.iter().enumerate() {
+        let pod = &pods[p as usize];
+        let start = if spread.is_empty() { cursor } else { 0 };
+        let found = (start..nodes.len()).find(|&k| full_fit(pod, &nodes[k], snap, spread).is_ok());
+        match found {
+            Some(k) => {
+                nodes[k].place(p, &pod.spec.requests);
+                spread.record(&nodes[k]);
+                on_placed(p, k);
+                cursor = k;
+            }
+            // Nothing changed, so the identical pods left cannot fit either.
+            None => return class.pods[i..].to_vec(),
+        }
+    }
+    Vec::new()
+}
+
+/// The result of estimating one group for the remaining pods.
+#[derive(Debug)]
+pub(crate) struct Estimate<'a> {
+    /// The new nodes, with the pods placed on them.
+    pub nodes: Vec<SimNode<'a>>,
+    pub helped: Vec<u32>,
+    pub requested: Resources,
+}
+
+impl Estimate<'_> {
+    pub fn node_count(&self) -> u32 {
+        self.nodes.len() as u32
+    }
+}
+
+/// Packs the classes onto up to `max_new` fresh nodes of `plan` (first-fit decreasing).
+pub(crate) fn estimate<'a>(
+    plan: &'a GroupPlan,
+    group: &'a NodeGroup,
+    classes: &[PodClass],
+    spreads: &[SpreadState],
+    max_new: u32,
+    snap: &ClusterSnapshot,
+) -> Estimate<'a> {
+    let pods = snap.pods();
+    let mut nodes: Vec<SimNode<'a>> = Vec::new();
+    let mut helped = Vec::new();
+    let mut requested = Resources::default();
+    for (ci, class) in classes.iter().enumerate() {
+        let rep = &pods[class.rep as usize];
+        let fresh = plan.fresh_node(group, String::new());
+        if resource_fit(rep, &fresh)
+            .and(static_fit(rep, &fresh))
+            .is_err()
+        {
+            continue;
+        }
+        let mut spread = spreads[ci].clone();
+        let mut cursor = 0usize;
+        for &p in &class.pods {
+            let pod = &pods[p as usize];
+            let start = if spread.is_empty() { cursor } else { 0 };
+            let mut found =
+                (start..nodes.len()).find(|&k| full_fit(pod, &nodes[k], snap, &spread).is_ok());
+            if found.is_none() && (nodes.len() as u32) < max_new {
+                let node = plan.fresh_node(group, format!("new-{}-{}", group.name, nodes.len()));
+                if full_fit(pod, &node, snap, &spread).is_ok() {
+                    nodes.push(node);
+                    found = Some(nodes.len() - 1);
+                }
+            }
+            let Some(k) = found else { break };
+            nodes[k].place(p, &pod.spec.requests);
+            spread.record(&nodes[k]);
+            helped.push(p);
+            requested.add(&pod.spec.requests);
+            cursor = k;
+        }
+    }
+    Estimate {
+        nodes,
+        helped,
+        requested,
+    }
+}
+
+/// Explains why a pod does not fit a fresh node of `plan`, naming the numbers; when the
+/// request exceeds even the group's largest type, says so.
+pub(crate) fn explain_misfit(
+    pod: &Pod,
+    plan: &GroupPlan,
+    group: &NodeGroup,
+    snap: &ClusterSnapshot,
+    spread: &SpreadState,
+) -> Option<String> {
+    let fresh = plan.fresh_node(group, format!("new-{}", group.name));
+    let unfit = resource_fit(pod, &fresh)
+        .and(static_fit(pod, &fresh))
+        .and(spread.check(pod, &fresh, snap))
+        .err()?;
+    Some(match unfit {
+        Unfit::Resources(s) => {
+            let largest = group
+                .instance_types
+                .iter()
+                .max_by_key(|t| match &s.resource {
+                    ResourceName::Cpu => t.allocatable.cpu_millis,
+                    ResourceName::Memory => t.allocatable.memory_bytes,
+                    ResourceName::EphemeralStorage => t.allocatable.ephemeral_storage_bytes,
+                    ResourceName::Pods => t.allocatable.pods,
+                    ResourceName::Extended(n) => t.allocatable.extended(n),
+                })?;
+            let (cap, alloc) = match &s.resource {
+                ResourceName::Cpu => (
+                    u64::from(largest.vcpus) * 1000,
+                    largest.allocatable.cpu_millis,
+                ),
+                ResourceName::Memory => {
+                    (largest.memory_mib << 20, largest.allocatable.memory_bytes)
+                }
+                ResourceName::EphemeralStorage => (
+                    largest.allocatable.ephemeral_storage_bytes,
+                    largest.allocatable.ephemeral_storage_bytes,
+                ),
+                ResourceName::Pods => (largest.allocatable.pods, largest.allocatable.pods),
+                ResourceName::Extended(n) => (
+                    largest.allocatable.extended(n),
+                    largest.allocatable.extended(n),
+                ),
+            };
+            let r = &s.resource;
+            if s.requested > alloc {
+                format!(
+                    "requests {} {r}, largest type {} has {} ({} allocatable)",
+                    r.format_amount(s.requested),
+                    largest.name,
+                    r.format_amount(cap),
+                    r.format_amount(alloc)
+                )
+            } else {
+                format!(
+                    "requests {} {r}, but a new node is only guaranteed {} after DaemonSets \
+                     (the group may launch its smallest allowed type)",
+                    r.format_amount(s.requested),
+                    r.format_amount(s.available)
+                )
+            }
+        }
+        other => other.to_string(),
+    })
+}

@@ -1,0 +1,299 @@
+//! A validated, indexed view of the cluster at one instant ("parse, don't validate":
+//! once built, every index is consistent and lookups cannot fail).
+
+use crate::model::{DaemonSet, Node, NodeGroup, Pod, PodDisruptionBudget};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+/// The raw parts of a snapshot, as an adapter or a fixture provides them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotParts {
+    /// Node groups (ASGs).
+    #[serde(default)]
+    pub groups: Vec<NodeGroup>,
+    /// Nodes.
+    #[serde(default)]
+    pub nodes: Vec<Node>,
+    /// All live pods; pending ones have no `node_name`.
+    #[serde(default)]
+    pub pods: Vec<Pod>,
+    /// DaemonSets.
+    #[serde(default)]
+    pub daemonsets: Vec<DaemonSet>,
+    /// PodDisruptionBudgets.
+    #[serde(default)]
+    pub pdbs: Vec<PodDisruptionBudget>,
+}
+
+/// Why a snapshot could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SnapshotError {
+    /// Two node groups share a name.
+    #[error("node group {0:?} appears twice; each ASG must be listed once")]
+    DuplicateGroup(String),
+    /// Two nodes share a name.
+    #[error("node {0:?} appears twice; node names are unique in Kubernetes")]
+    DuplicateNode(String),
+    /// A group's sizes are inconsistent.
+    #[error("node group {group:?}: min size {min} is above max size {max}; fix the ASG's MinSize/MaxSize")]
+    MinAboveMax {
+        /// Group.
+        group: String,
+        /// Min.
+        min: u32,
+        /// Max.
+        max: u32,
+    },
+    /// A group has no instance type to plan with.
+    #[error("node group {0:?} has no instance type; give it a launch template or mixed-instances overrides")]
+    NoInstanceTypes(String),
+    /// A group has no zone to launch into.
+    #[error("node group {0:?} has no availability zone")]
+    NoZones(String),
+}
+
+/// An indexed cluster snapshot. Build it with [`ClusterSnapshot::new`].
+#[derive(Clone, Debug)]
+pub struct ClusterSnapshot {
+    parts: SnapshotParts,
+    node_by_name: FxHashMap<String, u32>,
+    group_by_name: BTreeMap<String, u32>,
+    /// Node index of each pod (`None`: pending, or bound to a node not in the snapshot).
+    pod_node: Vec<Option<u32>>,
+    /// Pods bound to each node.
+    pods_on_node: Vec<Vec<u32>>,
+    /// Nodes of each group.
+    nodes_of_group: Vec<Vec<u32>>,
+    /// Pods bound to a node the snapshot does not know (kept, counted, reported).
+    orphaned_pods: usize,
+    any_anti_affinity: bool,
+}
+
+impl ClusterSnapshot {
+    /// Validates and indexes the parts.
+    pub fn new(parts: SnapshotParts) -> Result<Self, SnapshotError> {
+        let mut group_by_name = BTreeMap::new();
+        for (i, g) in parts.groups.iter().enumerate() {
+            if group_by_name.insert(g.name.clone(), i as u32).is_some() {
+                return Err(SnapshotError::DuplicateGroup(g.name.clone()));
+            }
+            if g.min_size > g.max_size {
+                return Err(SnapshotError::MinAboveMax {
+                    group: g.name.clone(),
+                    min: g.min_size,
+                    max: g.max_size,
+                });
+            }
+            if g.instance_types.is_empty() {
+                return Err(SnapshotError::NoInstanceTypes(g.name.clone()));
+            }
+            if g.zones.is_empty() {
+                return Err(SnapshotError::NoZones(g.name.clone()));
+            }
+        }
+        let mut node_by_name =
+            FxHashMap::with_capacity_and_hasher(parts.nodes.len(), Default::default());
+        let mut nodes_of_group = vec![Vec::new(); parts.groups.len()];
+        for (i, n) in parts.nodes.iter().enumerate() {
+            if node_by_name.insert(n.name.clone(), i as u32).is_some() {
+                return Err(SnapshotError::DuplicateNode(n.name.clone()));
+            }
+            if let Some(g) = n.group.as_ref().and_then(|g| group_by_name.get(g)) {
+                nodes_of_group[*g as usize].push(i as u32);
+            }
+        }
+        let mut pod_node = Vec::with_capacity(parts.pods.len());
+        let mut pods_on_node = vec![Vec::new(); parts.nodes.len()];
+        let mut orphaned_pods = 0;
+        let mut any_anti_affinity = false;
+        for (i, p) in parts.pods.iter().enumerate() {
+            any_anti_affinity |= !p.spec.anti_affinity.is_empty();
+            let idx = match &p.node_name {
+                None => None,
+                Some(name) => match node_by_name.get(name.as_str()) {
+                    Some(&n) => {
+                        pods_on_node[n as usize].push(i as u32);
+                        Some(n)
+                    }
+                    None => {
+                        orphaned_pods += 1;
+                        None
+                    }
+                },
+            };
+            pod_node.push(idx);
+        }
+        Ok(ClusterSnapshot {
+            parts,
+            node_by_name,
+            group_by_name,
+            pod_node,
+            pods_on_node,
+            nodes_of_group,
+            orphaned_pods,
+            any_anti_affinity,
+        })
+    }
+
+    /// The raw parts.
+    pub fn parts(&self) -> &SnapshotParts {
+        &self.parts
+    }
+
+    /// Gives the parts back (to mutate and rebuild).
+    pub fn into_parts(self) -> SnapshotParts {
+        self.parts
+    }
+
+    /// Node groups in input order.
+    pub fn groups(&self) -> &[NodeGroup] {
+        &self.parts.groups
+    }
+
+    /// Nodes in input order.
+    pub fn nodes(&self) -> &[Node] {
+        &self.parts.nodes
+    }
+
+    /// Pods in input order.
+    pub fn pods(&self) -> &[Pod] {
+        &self.parts.pods
+    }
+
+    /// DaemonSets.
+    pub fn daemonsets(&self) -> &[DaemonSet] {
+        &self.parts.daemonsets
+    }
+
+    /// PDBs.
+    pub fn pdbs(&self) -> &[PodDisruptionBudget] {
+        &self.parts.pdbs
+    }
+
+    /// Index of a group by name.
+    pub fn group_index(&self, name: &str) -> Option<usize> {
+        self.group_by_name.get(name).map(|&i| i as usize)
+    }
+
+    /// A group by name.
+    pub fn group(&self, name: &str) -> Option<&NodeGroup> {
+        self.group_index(name).map(|i| &self.parts.groups[i])
+    }
+
+    /// Index of a node by name.
+    pub fn node_index(&self, name: &str) -> Option<usize> {
+        self.node_by_name.get(name).map(|&i| i as usize)
+    }
+
+    /// The node a pod is bound to, if it is in the snapshot.
+    pub fn node_of_pod(&self, pod: usize) -> Option<usize> {
+        self.pod_node[pod].map(|n| n as usize)
+    }
+
+    /// Pods bound to a node.
+    pub fn pods_on_node(&self, node: usize) -> &[u32] {
+        &self.pods_on_node[node]
+    }
+
+    /// Nodes registered for a group.
+    pub fn nodes_of_group(&self, group: usize) -> &[u32] {
+        &self.nodes_of_group[group]
+    }
+
+    /// Indexes of pending pods (not bound to any node).
+    pub fn pending_pods(&self) -> impl Iterator<Item = usize> + '_ {
+        self.parts
+            .pods
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.node_name.is_none())
+            .map(|(i, _)| i)
+    }
+
+    /// Pods bound to nodes the snapshot does not contain (a cache race in the adapter).
+    pub fn orphaned_pods(&self) -> usize {
+        self.orphaned_pods
+    }
+
+    /// Whether any pod declares required anti-affinity (lets the simulation skip the
+    /// symmetric check when none does).
+    pub fn any_anti_affinity(&self) -> bool {
+        self.any_anti_affinity
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CapacityType, InstanceType, NodeTemplate};
+    use crate::resources::Resources;
+
+    fn group(name: &str, min: u32, max: u32) -> NodeGroup {
+        NodeGroup {
+            name: name.into(),
+            min_size: min,
+            max_size: max,
+            target_size: min,
+            current_instances: None,
+            zones: vec!["us-east-1a".into()],
+            capacity_type: CapacityType::Spot,
+            instance_types: vec![InstanceType::new("m5.large", 2, 8192, 0.04)],
+            template: NodeTemplate::default(),
+        }
+    }
+
+    #[test]
+    fn rejects_inconsistent_groups_with_a_fix() {
+        let parts = SnapshotParts {
+            groups: vec![group("a", 3, 1)],
+            ..Default::default()
+        };
+        let e = ClusterSnapshot::new(parts).unwrap_err();
+        assert!(e.to_string().contains("MinSize/MaxSize"), "{e}");
+        let parts = SnapshotParts {
+            groups: vec![group("a", 0, 1), group("a", 0, 1)],
+            ..Default::default()
+        };
+        assert_eq!(
+            ClusterSnapshot::new(parts).unwrap_err(),
+            SnapshotError::DuplicateGroup("a".into())
+        );
+    }
+
+    #[test]
+    fn indexes_pods_and_counts_orphans() {
+        let node = Node {
+            name: "n1".into(),
+            provider_id: None,
+            group: Some("a".into()),
+            capacity_type: CapacityType::Spot,
+            capacity: Resources::default(),
+            allocatable: Resources::new(2000, 1 << 30).with_pods(10),
+            labels: Default::default(),
+            annotations: Default::default(),
+            taints: vec![],
+            created_at: Default::default(),
+            ready: true,
+            unschedulable: false,
+        };
+        let mut bound = Pod::pending("p1", Resources::new(100, 100));
+        bound.node_name = Some("n1".into());
+        let mut orphan = Pod::pending("p2", Resources::new(100, 100));
+        orphan.node_name = Some("gone".into());
+        let pending = Pod::pending("p3", Resources::new(100, 100));
+        let snap = ClusterSnapshot::new(SnapshotParts {
+            groups: vec![group("a", 0, 3)],
+            nodes: vec![node],
+            pods: vec![bound, orphan, pending],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(snap.pods_on_node(0), &[0]);
+        assert_eq!(snap.orphaned_pods(), 1);
+        assert_eq!(snap.pending_pods().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(snap.nodes_of_group(0), &[0]);
+    }
+}
