@@ -44,6 +44,10 @@ pub struct AutoscalerConfig {
     pub max_node_provision_time: Duration,
     /// `--ice-cooloff` and its growth.
     pub cool_off: CoolOffPolicy,
+    /// When a launch fails for lack of capacity in a named pool (type, zone, market), cool
+    /// that pool off for every group that draws from it, not only the failing group.
+    /// cluster-autoscaler backs off the failing group only (`false`).
+    pub pool_wide_cool_off: bool,
     /// `--max-nodes-total` (0: no limit).
     pub max_nodes_total: u32,
     /// `--cores-total`.
@@ -63,6 +67,7 @@ impl Default for AutoscalerConfig {
             expendable_pods_priority_cutoff: -10,
             max_node_provision_time: Duration::from_secs(15 * 60),
             cool_off: CoolOffPolicy::default(),
+            pool_wide_cool_off: true,
             max_nodes_total: 0,
             cores_total: Range {
                 min: 0,

@@ -129,7 +129,7 @@ impl Autoscaler {
                     now,
                     &self.config.cool_off,
                 );
-                if reason.is_pool_wide() {
+                if reason.is_pool_wide() && self.config.pool_wide_cool_off {
                     // The market is only known with the group's definition: resolved in decide.
                     self.market_failures.push(PendingMarketFailure {
                         group: group.clone(),
