@@ -74,6 +74,7 @@ pub mod decision;
 pub mod engine;
 pub mod events;
 pub mod expander;
+pub mod fixtures;
 pub mod model;
 pub mod predicates;
 pub mod quantity;
