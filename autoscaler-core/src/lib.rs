@@ -75,6 +75,7 @@ pub mod engine;
 pub mod events;
 pub mod expander;
 pub mod fixtures;
+pub mod hpa;
 pub mod model;
 pub mod predicates;
 pub mod quantity;
