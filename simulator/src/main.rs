@@ -1,6 +1,129 @@
-//! `autoscaler-sim`: placeholder until the simulator lands (issue 4).
+//! `autoscaler-sim`: replay traffic through `ours` and `ca-baseline` and compare.
+//!
+//! Exit codes: 0 success, 2 bad input (file, line and field named), 1 anything else.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use simulator::scenario::{list_builtins, Scenario};
+use simulator::trace::Columns;
+use simulator::{InputError, PolicyKind};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "autoscaler-sim",
+    version,
+    about = "Replay traffic through the autoscaler core and a cluster-autoscaler model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the built-in scenarios.
+    Scenarios,
+    /// Run a scenario.
+    Run {
+        /// Built-in name or YAML file.
+        #[arg(long)]
+        scenario: String,
+        /// CSV trace replacing the scenario's traffic.
+        #[arg(long)]
+        trace: Option<PathBuf>,
+        /// Time column of the trace (default `timestamp`, or the first *time*/*second*/*minute* column).
+        #[arg(long)]
+        time_column: Option<String>,
+        /// Count column of the trace (default `requests`).
+        #[arg(long)]
+        requests_column: Option<String>,
+        /// Seed (default: the scenario's `cloud.seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Policies, comma-separated.
+        #[arg(long, default_value = "ours,ca-baseline")]
+        policy: String,
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+}
 
 fn main() {
-    eprintln!("autoscaler-sim: not built yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("autoscaler-sim: {e:#}");
+            let input = e.chain().any(|c| c.downcast_ref::<InputError>().is_some());
+            std::process::exit(if input { 2 } else { 1 });
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Scenarios => {
+            for (name, desc) in list_builtins() {
+                println!("{name:<22} {desc}");
+            }
+            Ok(())
+        }
+        Command::Run {
+            scenario,
+            trace,
+            time_column,
+            requests_column,
+            seed,
+            policy,
+            json,
+            html,
+        } => {
+            let policies = policy
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.parse::<PolicyKind>().map_err(InputError::Usage))
+                .collect::<Result<Vec<_>, _>>()?;
+            if policies.is_empty() {
+                return Err(InputError::Usage("--policy is empty".into()).into());
+            }
+            let (sc, path) = Scenario::load(&scenario)?;
+            let columns = Columns {
+                time: time_column,
+                requests: requests_column,
+            };
+            let loaded = sc.resolve(path.as_deref(), trace.as_deref().map(|t| (t, &columns)))?;
+            let duration = loaded.scenario.duration_s.unwrap_or(loaded.trace.len_s());
+            let bar = if std::io::stderr().is_terminal() {
+                ProgressBar::with_draw_target(
+                    Some(duration * policies.len() as u64),
+                    ProgressDrawTarget::stderr(),
+                )
+            } else {
+                ProgressBar::hidden()
+            };
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {percent}% simulated, {elapsed} elapsed")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let report = simulator::run_policies(&loaded, &policies, seed, &|n| bar.inc(n));
+            bar.finish_and_clear();
+            print!("{}", report.table());
+            if let Some(p) = json {
+                std::fs::write(&p, report.to_json())
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = html {
+                std::fs::write(&p, simulator::html::render(&report))
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            Ok(())
+        }
+    }
 }

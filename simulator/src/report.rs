@@ -1,0 +1,254 @@
+//! What a run produces: per-policy metrics, the decision log, time series; JSON and a
+//! terminal table.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// A demand step: from the first pod no node could take until every pod had a node
+/// (episodes closer than `sim.episode_merge_s` are one step).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Episode {
+    /// First second with an unschedulable pod.
+    pub start_s: u64,
+    /// First second after it with none.
+    pub end_s: u64,
+    /// Most pods pending at once.
+    pub max_pending: u32,
+}
+
+/// One line of the decision log.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogEntry {
+    /// Simulated second.
+    pub t_s: u64,
+    /// `ScaleUp`, `RevertScaleUp`, `ScaleDown`, or `Unhandled:<variant>`.
+    pub kind: String,
+    /// ASG.
+    pub group: String,
+    /// Nodes added (negative: removed).
+    pub delta: i64,
+    /// Desired capacity after it.
+    pub new_target: u32,
+    /// Why, in the policy's words.
+    pub reason: String,
+}
+
+/// One sample of the time series.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    /// Simulated second.
+    pub t_s: u64,
+    /// Requests per second offered.
+    pub demand_rps: f64,
+    /// Requests per second the ready pods can serve.
+    pub capacity_rps: f64,
+    /// Spot instances (launching or running).
+    pub nodes_spot: u32,
+    /// On-demand instances.
+    pub nodes_on_demand: u32,
+    /// Instances per zone, in the report's `zones` order.
+    pub nodes_by_zone: Vec<u32>,
+    /// Unscheduled pods.
+    pub pending_pods: u32,
+    /// All pods.
+    pub pods: u32,
+}
+
+/// Percentiles of time-to-capacity over demand steps.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Ttc {
+    /// Median seconds.
+    pub p50: u64,
+    /// 95th percentile seconds (nearest rank).
+    pub p95: u64,
+    /// Longest seconds.
+    pub max: u64,
+    /// Demand steps counted.
+    pub steps: usize,
+}
+
+/// Node-hours by market.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct NodeHours {
+    /// Spot.
+    pub spot: f64,
+    /// On-demand.
+    pub on_demand: f64,
+}
+
+/// Everything measured for one policy.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PolicyReport {
+    /// `ours` or `ca-baseline`.
+    pub policy: String,
+    /// Time from the first unschedulable pod of a demand step until every pod has a node.
+    pub time_to_capacity_s: Ttc,
+    /// Sum over seconds of unscheduled pods.
+    pub pending_pod_seconds: u64,
+    /// Requests above what ready pods could serve, over all requests.
+    pub unserved_request_fraction: f64,
+    /// Instance cost, USD (launch to termination).
+    pub cost_usd: f64,
+    /// Instance hours by market.
+    pub node_hours: NodeHours,
+    /// Same as `node_hours.on_demand`.
+    pub on_demand_node_hours: f64,
+    /// Largest difference in instance count between two zones, sampled every 10 s.
+    pub max_az_skew: u32,
+    /// Pods evicted (scale-down drains, interruptions, ASG scale-in).
+    pub evictions: u64,
+    /// Spot interruption notices.
+    pub interruptions: u64,
+    /// Failed ASG launch attempts.
+    pub launch_failures: u64,
+    /// Problems with the scenario noticed during the run.
+    pub warnings: Vec<String>,
+    /// Zones, the order of `series[].nodes_by_zone`.
+    pub zones: Vec<String>,
+    /// Demand steps.
+    pub episodes: Vec<Episode>,
+    /// Decision log.
+    pub decisions: Vec<LogEntry>,
+    /// Time series.
+    pub series: Vec<SeriesPoint>,
+    #[serde(skip)]
+    pub(crate) node_seconds_spot: u64,
+    #[serde(skip)]
+    pub(crate) node_seconds_on_demand: u64,
+}
+
+fn round(v: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (v * k).round() / k
+}
+
+fn nearest_rank(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+impl PolicyReport {
+    pub(crate) fn new(policy: &str) -> Self {
+        PolicyReport {
+            policy: policy.into(),
+            ..PolicyReport::default()
+        }
+    }
+
+    pub(crate) fn finish(&mut self, total_requests: f64, unserved: f64, _duration: u64) {
+        let mut d: Vec<u64> = self.episodes.iter().map(|e| e.end_s - e.start_s).collect();
+        d.sort_unstable();
+        self.time_to_capacity_s = Ttc {
+            p50: nearest_rank(&d, 0.5),
+            p95: nearest_rank(&d, 0.95),
+            max: d.last().copied().unwrap_or(0),
+            steps: d.len(),
+        };
+        self.unserved_request_fraction = if total_requests > 0.0 {
+            round(unserved / total_requests, 6)
+        } else {
+            0.0
+        };
+        self.cost_usd = round(self.cost_usd, 2);
+        self.node_hours = NodeHours {
+            spot: round(self.node_seconds_spot as f64 / 3600.0, 3),
+            on_demand: round(self.node_seconds_on_demand as f64 / 3600.0, 3),
+        };
+        self.on_demand_node_hours = self.node_hours.on_demand;
+        for p in &mut self.series {
+            p.demand_rps = round(p.demand_rps, 3);
+            p.capacity_rps = round(p.capacity_rps, 3);
+        }
+    }
+
+    /// On-demand instances at second `t` (from the series; the sample at or before `t`).
+    pub fn on_demand_nodes_at(&self, t: u64) -> Option<u32> {
+        self.series
+            .iter()
+            .take_while(|p| p.t_s <= t)
+            .last()
+            .map(|p| p.nodes_on_demand)
+    }
+}
+
+/// The whole output of `run`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Its story.
+    pub description: String,
+    /// Seed used.
+    pub seed: u64,
+    /// Simulated seconds.
+    pub duration_s: u64,
+    /// Where the traffic came from.
+    pub trace: String,
+    /// Per policy, by name.
+    pub policies: BTreeMap<String, PolicyReport>,
+}
+
+impl Report {
+    /// Pretty JSON (same inputs and seed give the same bytes).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("reports serialize") + "\n"
+    }
+
+    /// The comparison table for the terminal.
+    pub fn table(&self) -> String {
+        let names: Vec<&String> = self.policies.keys().collect();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "scenario {} ({} s simulated, seed {}, trace {})",
+            self.scenario, self.duration_s, self.seed, self.trace
+        );
+        let _ = write!(out, "{:<34}", "metric");
+        for n in &names {
+            let _ = write!(out, "{n:>16}");
+        }
+        out.push('\n');
+        type Row = (&'static str, fn(&PolicyReport) -> String);
+        let rows: [Row; 12] = [
+            ("time to capacity p50 (s)", |r| {
+                r.time_to_capacity_s.p50.to_string()
+            }),
+            ("time to capacity p95 (s)", |r| {
+                r.time_to_capacity_s.p95.to_string()
+            }),
+            ("time to capacity max (s)", |r| {
+                r.time_to_capacity_s.max.to_string()
+            }),
+            ("demand steps", |r| r.time_to_capacity_s.steps.to_string()),
+            ("pending pod-seconds", |r| r.pending_pod_seconds.to_string()),
+            ("unserved requests (%)", |r| {
+                format!("{:.3}", r.unserved_request_fraction * 100.0)
+            }),
+            ("cost (USD)", |r| format!("{:.2}", r.cost_usd)),
+            ("spot node-hours", |r| format!("{:.1}", r.node_hours.spot)),
+            ("on-demand node-hours", |r| {
+                format!("{:.1}", r.node_hours.on_demand)
+            }),
+            ("max AZ skew (nodes)", |r| r.max_az_skew.to_string()),
+            ("evictions", |r| r.evictions.to_string()),
+            ("failed launches", |r| r.launch_failures.to_string()),
+        ];
+        for (label, f) in rows {
+            let _ = write!(out, "{label:<34}");
+            for n in &names {
+                let _ = write!(out, "{:>16}", f(&self.policies[*n]));
+            }
+            out.push('\n');
+        }
+        for (n, r) in &self.policies {
+            for w in &r.warnings {
+                let _ = writeln!(out, "warning ({n}): {w}");
+            }
+        }
+        out
+    }
+}
