@@ -160,8 +160,12 @@ port_in_use() {
   cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '{print $2" "}' | grep -qF "$hex"
 }
 
-claim_port() {
+expire_port_claims() {
   mkdir -p "$PORT_CLAIMS" 2>/dev/null || true
+  find "$PORT_CLAIMS" -mindepth 1 -maxdepth 1 -mmin +10 -exec rm -rf {} + 2>/dev/null || true
+}
+
+claim_port() {
   local i port c
   for i in $(seq 1 500); do
     port=$((20000 + (RANDOM * 32768 + RANDOM) % 12768))
@@ -191,7 +195,7 @@ gen_pki() {
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
     # name CN O extendedKeyUsage subjectAltName
-    local spec name cn o eku san
+    local name cn o eku san
     while IFS='|' read -r name cn o eku san; do
       [[ -n "$name" ]] || continue
       local subj="/CN=$cn"
@@ -213,7 +217,18 @@ controller-manager|system:kube-controller-manager||clientAuth|
 scheduler|system:kube-scheduler||clientAuth|
 kwok|kwok|system:masters|clientAuth|
 EOF
-    rm -f ca.srl
+    # front-proxy (aggregation layer) CA + client cert: configures the
+    # requestheader authenticator that controller-manager/scheduler expect.
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout front-proxy-ca.key -out front-proxy-ca.crt -days 3650 \
+      -subj "/CN=autoscaler-e2e-front-proxy-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
+    printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >front-proxy-client.ext
+    openssl req -new -newkey rsa:2048 -nodes -keyout front-proxy-client.key -out front-proxy-client.csr \
+      -subj "/CN=front-proxy-client" 2>/dev/null
+    openssl x509 -req -in front-proxy-client.csr -CA front-proxy-ca.crt -CAkey front-proxy-ca.key -CAcreateserial \
+      -out front-proxy-client.crt -days 3650 -extfile front-proxy-client.ext 2>/dev/null
+    rm -f front-proxy-client.csr front-proxy-client.ext ca.srl front-proxy-ca.srl
   ) || die "certificate generation with openssl failed (in $pki)"
 }
 
@@ -305,6 +320,7 @@ cmd_up() {
   gen_pki "$pki"
 
   local etcd_port etcd_peer_port api_port kcm_port sched_port kwok_port
+  expire_port_claims
   etcd_port="$(claim_port)"; etcd_peer_port="$(claim_port)"; api_port="$(claim_port)"
   kcm_port="$(claim_port)"; sched_port="$(claim_port)"; kwok_port="$(claim_port)"
   local server="https://127.0.0.1:$api_port"
@@ -354,6 +370,13 @@ EOF
     --service-account-signing-key-file="$pki/sa.key" \
     --service-cluster-ip-range=10.0.0.0/24 \
     --authorization-mode=RBAC \
+    --requestheader-client-ca-file="$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User \
+    --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="$pki/front-proxy-client.crt" \
+    --proxy-client-key-file="$pki/front-proxy-client.key" \
     --allow-privileged=true \
     --endpoint-reconciler-type=none \
     --profiling=false \
