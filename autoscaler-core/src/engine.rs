@@ -315,9 +315,7 @@ impl Autoscaler {
                 n.allocatable.pods
             };
             let on_node = snap.pods_on_node(ni);
-            for &p in on_node {
-                free.saturating_sub(&snap.pods()[p as usize].spec.requests);
-            }
+            free.saturating_sub(snap.requested_on_node(ni));
             let fresh_enough =
                 n.ready || now.since(n.created_at) <= self.config.max_node_provision_time;
             nodes.push(SimNode {
@@ -334,8 +332,9 @@ impl Autoscaler {
                 free_pods: pod_slots.saturating_sub(on_node.len() as u64),
                 pod_slots,
                 schedulable: !n.unschedulable && fresh_enough,
-                pods: on_node.to_vec(),
-                hostname: n.name.clone(),
+                bound: on_node,
+                placed: Vec::new(),
+                hostname: n.name.as_str().into(),
             });
         }
         for (gi, g) in groups.iter().enumerate() {
@@ -367,6 +366,8 @@ impl Autoscaler {
 
         // Phase 1: free capacity on real and upcoming nodes.
         let mut remaining: Vec<PodClass> = Vec::new();
+        // Spread state of each remaining class, kept in step with `remaining`.
+        let mut spreads: Vec<SpreadState> = Vec::new();
         for class in &classes {
             let rep = &snap.pods()[class.rep as usize];
             let mut spread = SpreadState::build(rep, &nodes, snap);
@@ -390,6 +391,7 @@ impl Autoscaler {
                     rep: left[0],
                     pods: left,
                 });
+                spreads.push(spread);
             }
         }
 
@@ -398,10 +400,6 @@ impl Autoscaler {
         let mut iteration = 0u64;
         while !remaining.is_empty() && iteration < groups.len() as u64 {
             iteration += 1;
-            let spreads: Vec<SpreadState> = remaining
-                .iter()
-                .map(|c| SpreadState::build(&snap.pods()[c.rep as usize], &nodes, snap))
-                .collect();
             let mut candidates: Vec<(usize, crate::scaleup::Estimate)> = Vec::new();
             for (gi, g) in groups.iter().enumerate() {
                 let Ok(plan) = &plans[gi] else { continue };
@@ -491,22 +489,39 @@ impl Autoscaler {
                 );
             }
             let helped: rustc_hash::FxHashSet<u32> = est.helped.iter().copied().collect();
-            // Planned nodes keep their simulated pods for later spread/anti-affinity checks.
+            if spreads.iter().any(|s| !s.is_empty()) {
+                let class_of: rustc_hash::FxHashMap<u32, usize> = remaining
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(ri, c)| c.pods.iter().map(move |&p| (p, ri)))
+                    .collect();
+                for node in &est.nodes {
+                    for p in &node.placed {
+                        if let Some(&ri) = class_of.get(p) {
+                            spreads[ri].record(node);
+                        }
+                    }
+                }
+            }
+            // Planned nodes keep their simulated pods for later anti-affinity checks.
             nodes.extend(est.nodes);
-            remaining = remaining
-                .into_iter()
-                .filter_map(|c| {
-                    let pods: Vec<u32> =
-                        c.pods.into_iter().filter(|p| !helped.contains(p)).collect();
-                    (!pods.is_empty()).then(|| PodClass { rep: pods[0], pods })
-                })
-                .collect();
+            let mut kept_classes = Vec::with_capacity(remaining.len());
+            let mut kept_spreads = Vec::with_capacity(remaining.len());
+            for (c, spread) in remaining.into_iter().zip(spreads) {
+                let pods: Vec<u32> = c.pods.into_iter().filter(|p| !helped.contains(p)).collect();
+                if !pods.is_empty() {
+                    kept_classes.push(PodClass { rep: pods[0], pods });
+                    kept_spreads.push(spread);
+                }
+            }
+            remaining = kept_classes;
+            spreads = kept_spreads;
         }
 
         // Pods nothing helps: explain, per group, why.
         let mut unhelpable = 0;
-        for class in &remaining {
-            let reason = self.explain(snap, &plans, &targets, &limits, class, &nodes);
+        for (class, spread) in remaining.iter().zip(&spreads) {
+            let reason = self.explain(snap, &plans, &targets, &limits, class, spread);
             for &p in &class.pods {
                 unhelpable += 1;
                 outcomes.insert(
@@ -598,20 +613,19 @@ impl Autoscaler {
         targets: &[u32],
         limits: &Limits,
         class: &PodClass,
-        nodes: &[SimNode<'_>],
+        spread: &SpreadState,
     ) -> String {
         let pod = &snap.pods()[class.rep as usize];
         if snap.groups().is_empty() {
             return "no node groups are configured".into();
         }
-        let spread = SpreadState::build(pod, nodes, snap);
         // Same reason text -> one line listing the groups.
         let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for (gi, g) in snap.groups().iter().enumerate() {
             let reason = match &plans[gi] {
                 Err(u) => format!("in cool-off until {} ({})", u.until, u.why),
                 Ok(plan) => {
-                    if let Some(misfit) = explain_misfit(pod, plan, g, snap, &spread) {
+                    if let Some(misfit) = explain_misfit(pod, plan, g, snap, spread) {
                         misfit
                     } else if targets[gi] >= g.max_size {
                         format!("max node group size reached ({})", g.max_size)

@@ -116,10 +116,12 @@ pub(crate) struct SimNode<'a> {
     pub free_pods: u64,
     pub pod_slots: u64,
     pub schedulable: bool,
-    /// Pods on the node (snapshot indexes), real and simulated.
-    pub pods: Vec<u32>,
-    /// Synthetic hostname for hypothetical nodes (real nodes use their name).
-    pub hostname: String,
+    /// Pods bound to the node in the snapshot.
+    pub bound: &'a [u32],
+    /// Pods the simulation placed on the node.
+    pub placed: Vec<u32>,
+    /// Hostname (the node name; synthetic for hypothetical nodes).
+    pub hostname: std::borrow::Cow<'a, str>,
 }
 
 impl<'a> SimNode<'a> {
@@ -159,7 +161,7 @@ impl<'a> SimNode<'a> {
     pub fn place(&mut self, pod_index: u32, requests: &Resources) {
         self.free.saturating_sub(requests);
         self.free_pods = self.free_pods.saturating_sub(1);
-        self.pods.push(pod_index);
+        self.placed.push(pod_index);
     }
 }
 
@@ -176,10 +178,13 @@ pub(crate) fn static_fit(pod: &Pod, node: &SimNode<'_>) -> Result<(), Unfit> {
             return Err(Unfit::Taint(taint.clone()));
         }
     }
-    for variant in node.variant_iter() {
-        label_fit(pod, node, variant)?;
+    if node.variants.is_empty() {
+        label_fit(pod, node, None)
+    } else {
+        node.variants
+            .iter()
+            .try_for_each(|v| label_fit(pod, node, Some(v)))
     }
-    Ok(())
 }
 
 fn label_fit<'a>(pod: &Pod, node: &SimNode<'a>, variant: Option<&'a Variant>) -> Result<(), Unfit> {
@@ -235,38 +240,76 @@ fn namespaces_match(term_namespaces: &[String], owner_ns: &str, candidate_ns: &s
     }
 }
 
+/// Required anti-affinity for one pod class, precomputed against the snapshot's bound
+/// pods: which real nodes host a pod the class must avoid (or that must avoid it). Pods
+/// the simulation places are checked directly on the node.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct AffinityState {
+    /// Real node index -> a conflicting bound pod on it.
+    blocked: rustc_hash::FxHashMap<u32, u32>,
+}
+
+impl AffinityState {
+    /// Evaluates each selector once per distinct label set, not once per pod.
+    pub fn build(pod: &Pod, snap: &ClusterSnapshot) -> AffinityState {
+        let mut blocked = rustc_hash::FxHashMap::default();
+        for term in &pod.spec.anti_affinity {
+            for (ns, labels, pods) in snap.label_sets() {
+                if namespaces_match(&term.namespaces, &pod.namespace, ns)
+                    && term.label_selector.matches(labels)
+                {
+                    for &q in pods {
+                        if let Some(n) = snap.node_of_pod(q as usize) {
+                            blocked.entry(n as u32).or_insert(q);
+                        }
+                    }
+                }
+            }
+        }
+        for &q in snap.bound_anti_affinity_pods() {
+            let other = &snap.pods()[q as usize];
+            let rejects = other.spec.anti_affinity.iter().any(|term| {
+                namespaces_match(&term.namespaces, &other.namespace, &pod.namespace)
+                    && term.label_selector.matches(&pod.labels)
+            });
+            if let (true, Some(n)) = (rejects, snap.node_of_pod(q as usize)) {
+                blocked.entry(n as u32).or_insert(q);
+            }
+        }
+        AffinityState { blocked }
+    }
+}
+
 /// Required anti-affinity, both directions (the incoming pod's terms, and terms of the
 /// pods already on the node that would reject the incoming pod).
 pub(crate) fn anti_affinity_fit(
     pod: &Pod,
     node: &SimNode<'_>,
     snap: &ClusterSnapshot,
+    affinity: &AffinityState,
 ) -> Result<(), Unfit> {
     let pods = snap.pods();
-    for term in &pod.spec.anti_affinity {
-        for &q in &node.pods {
-            let other = &pods[q as usize];
-            if namespaces_match(&term.namespaces, &pod.namespace, &other.namespace)
-                && term.label_selector.matches(&other.labels)
-            {
-                return Err(Unfit::AntiAffinity {
-                    conflicts_with: other.key(),
-                });
-            }
-        }
+    if let Some(q) = node.existing.and_then(|n| affinity.blocked.get(&n)) {
+        return Err(Unfit::AntiAffinity {
+            conflicts_with: pods[*q as usize].key(),
+        });
     }
-    if snap.any_anti_affinity() {
-        for &q in &node.pods {
-            let other = &pods[q as usize];
-            for term in &other.spec.anti_affinity {
-                if namespaces_match(&term.namespaces, &other.namespace, &pod.namespace)
-                    && term.label_selector.matches(&pod.labels)
-                {
-                    return Err(Unfit::AntiAffinity {
-                        conflicts_with: other.key(),
-                    });
-                }
-            }
+    if !snap.any_anti_affinity() {
+        return Ok(());
+    }
+    for &q in &node.placed {
+        let other = &pods[q as usize];
+        let conflict = pod.spec.anti_affinity.iter().any(|term| {
+            namespaces_match(&term.namespaces, &pod.namespace, &other.namespace)
+                && term.label_selector.matches(&other.labels)
+        }) || other.spec.anti_affinity.iter().any(|term| {
+            namespaces_match(&term.namespaces, &other.namespace, &pod.namespace)
+                && term.label_selector.matches(&pod.labels)
+        });
+        if conflict {
+            return Err(Unfit::AntiAffinity {
+                conflicts_with: other.key(),
+            });
         }
     }
     Ok(())
@@ -288,7 +331,28 @@ struct SpreadCounter {
 impl SpreadState {
     /// Counts matching pods per zone over nodes that pass the pod's node selector and
     /// affinity (Kubernetes' default `nodeAffinityPolicy: Honor`).
+    ///
+    /// `nodes` starts with the snapshot's nodes, in snapshot order. Only pods bound in the
+    /// snapshot are counted here; pods the simulation places later are added with
+    /// [`SpreadState::record`].
     pub fn build(pod: &Pod, nodes: &[SimNode<'_>], snap: &ClusterSnapshot) -> SpreadState {
+        if pod.spec.topology_spread.is_empty() {
+            return SpreadState::default();
+        }
+        let existing = snap.nodes().len().min(nodes.len());
+        let unconstrained =
+            pod.spec.node_selector.is_empty() && pod.spec.required_node_affinity.is_empty();
+        // Kubernetes' default nodeAffinityPolicy (Honor): only nodes the pod could select
+        // are domains, and only pods on them count.
+        let eligible: Vec<bool> = if unconstrained {
+            Vec::new()
+        } else {
+            nodes[..existing]
+                .iter()
+                .map(|n| label_fit(pod, n, None).is_ok())
+                .collect()
+        };
+        let is_eligible = |ni: usize| unconstrained || eligible.get(ni).copied().unwrap_or(false);
         let mut constraints = Vec::new();
         for (index, c) in pod.spec.topology_spread.iter().enumerate() {
             if c.when_unsatisfiable != WhenUnsatisfiable::DoNotSchedule {
@@ -298,26 +362,34 @@ impl SpreadState {
             if !zone_keyed && c.topology_key != HOSTNAME_LABEL {
                 continue;
             }
-            let mut counts = BTreeMap::new();
+            let mut counts: BTreeMap<String, u32> = BTreeMap::new();
             if zone_keyed {
-                for node in nodes.iter().filter(|n| n.existing.is_some()) {
-                    let variants = node.variant_iter();
-                    if variants.iter().any(|v| label_fit(pod, node, *v).is_err()) {
+                if unconstrained {
+                    for z in snap.node_zones() {
+                        counts.insert(z.clone(), 0);
+                    }
+                } else {
+                    for (ni, n) in snap.nodes().iter().enumerate() {
+                        if let (true, Some(z)) = (is_eligible(ni), n.zone()) {
+                            counts.entry(z.to_string()).or_insert(0);
+                        }
+                    }
+                }
+                for (ns, labels, pods) in snap.label_sets() {
+                    if ns != pod.namespace || !c.label_selector.matches(labels) {
                         continue;
                     }
-                    let Some(zone) = node.label(None, ZONE_LABEL) else {
-                        continue;
-                    };
-                    let n = node
-                        .pods
-                        .iter()
-                        .filter(|&&q| {
-                            let other = &snap.pods()[q as usize];
-                            other.namespace == pod.namespace
-                                && c.label_selector.matches(&other.labels)
-                        })
-                        .count() as u32;
-                    *counts.entry(zone.to_string()).or_insert(0) += n;
+                    for &q in pods {
+                        let Some(ni) = snap.node_of_pod(q as usize) else {
+                            continue;
+                        };
+                        if !is_eligible(ni) {
+                            continue;
+                        }
+                        if let Some(z) = snap.nodes()[ni].zone() {
+                            *counts.entry(z.to_string()).or_insert(0) += 1;
+                        }
+                    }
                 }
             }
             constraints.push(SpreadCounter {
@@ -364,8 +436,9 @@ impl SpreadState {
             } else {
                 // Hostname domains: a fresh node always has zero, so the minimum is 0.
                 let here = node
-                    .pods
+                    .bound
                     .iter()
+                    .chain(&node.placed)
                     .filter(|&&q| {
                         let other = &snap.pods()[q as usize];
                         other.namespace == pod.namespace && c.label_selector.matches(&other.labels)
@@ -374,7 +447,7 @@ impl SpreadState {
                 if here + 1 > c.max_skew {
                     return Err(Unfit::TopologySpread {
                         topology_key: c.topology_key.clone(),
-                        domain: node.hostname.clone(),
+                        domain: node.hostname.to_string(),
                         max_skew: c.max_skew,
                     });
                 }
@@ -400,9 +473,10 @@ pub(crate) fn full_fit(
     node: &SimNode<'_>,
     snap: &ClusterSnapshot,
     spread: &SpreadState,
+    affinity: &AffinityState,
 ) -> Result<(), Unfit> {
     resource_fit(pod, node)?;
     static_fit(pod, node)?;
-    anti_affinity_fit(pod, node, snap)?;
+    anti_affinity_fit(pod, node, snap, affinity)?;
     spread.check(pod, node, snap)
 }

@@ -3,7 +3,9 @@
 
 use crate::cooloff::CoolOffs;
 use crate::model::{Labels, NodeGroup, Pod, CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
-use crate::predicates::{full_fit, resource_fit, static_fit, SimNode, SpreadState, Unfit, Variant};
+use crate::predicates::{
+    full_fit, resource_fit, static_fit, AffinityState, SimNode, SpreadState, Unfit, Variant,
+};
 use crate::resources::{ResourceName, Resources};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::Timestamp;
@@ -125,8 +127,9 @@ impl GroupPlan {
                     free_pods: 1,
                     pod_slots: 1,
                     schedulable: true,
-                    pods: Vec::new(),
-                    hostname: String::new(),
+                    bound: &[],
+                    placed: Vec::new(),
+                    hostname: "".into(),
                 };
                 static_fit(&ds_pod, &probe).is_ok()
             });
@@ -148,7 +151,11 @@ impl GroupPlan {
     }
 
     /// A fresh hypothetical node of this plan.
-    pub fn fresh_node<'a>(&'a self, group: &'a NodeGroup, hostname: String) -> SimNode<'a> {
+    pub fn fresh_node<'a>(
+        &'a self,
+        group: &'a NodeGroup,
+        hostname: impl Into<std::borrow::Cow<'a, str>>,
+    ) -> SimNode<'a> {
         SimNode {
             existing: None,
             group: Some(self.group),
@@ -159,8 +166,9 @@ impl GroupPlan {
             free_pods: self.pod_slots,
             pod_slots: self.pod_slots,
             schedulable: true,
-            pods: Vec::new(),
-            hostname,
+            bound: &[],
+            placed: Vec::new(),
+            hostname: hostname.into(),
         }
     }
 }
@@ -204,8 +212,10 @@ pub(crate) fn classify(snap: &ClusterSnapshot, pending: &[u32]) -> Vec<PodClass>
 }
 
 /// First-fit of a class onto `nodes`; returns the pods that found no room and, for each
-/// placed pod, the node index. Identical pods fail where their predecessor failed, so a
-/// cursor avoids rescanning (spread constraints, whose state changes, restart the scan).
+/// placed pod, the node index. A node that rejects a pod for any reason but topology
+/// spread rejects the identical pods after it too (free room only shrinks, pods only
+/// arrive), so it is never scanned again for the class; spread rejections depend on
+/// counts that change, so those nodes stay candidates.
 pub(crate) fn place_class(
     class: &PodClass,
     nodes: &mut [SimNode<'_>],
@@ -214,17 +224,46 @@ pub(crate) fn place_class(
     mut on_placed: impl FnMut(u32, usize),
 ) -> Vec<u32> {
     let pods = snap.pods();
+    let affinity = AffinityState::build(&pods[class.rep as usize], snap);
+    let mut candidates: Vec<usize> = Vec::new();
     let mut cursor = 0usize;
     for (i, &p) in class.pods.iter().enumerate() {
         let pod = &pods[p as usize];
-        let start = if spread.is_empty() { cursor } else { 0 };
-        let found = (start..nodes.len()).find(|&k| full_fit(pod, &nodes[k], snap, spread).is_ok());
+        let found = if spread.is_empty() {
+            let found = (cursor..nodes.len())
+                .find(|&k| full_fit(pod, &nodes[k], snap, spread, &affinity).is_ok());
+            cursor = found.unwrap_or(nodes.len());
+            found
+        } else {
+            if i == 0 {
+                candidates = (0..nodes.len()).collect();
+            }
+            let mut keep = 0;
+            let mut scanned = 0;
+            let mut found = None;
+            while scanned < candidates.len() {
+                let k = candidates[scanned];
+                match full_fit(pod, &nodes[k], snap, spread, &affinity) {
+                    Ok(()) => {
+                        found = Some(k);
+                        break;
+                    }
+                    Err(Unfit::TopologySpread { .. }) => {
+                        candidates[keep] = k;
+                        keep += 1;
+                    }
+                    Err(_) => {}
+                }
+                scanned += 1;
+            }
+            candidates.drain(keep..scanned);
+            found
+        };
         match found {
             Some(k) => {
                 nodes[k].place(p, &pod.spec.requests);
                 spread.record(&nodes[k]);
                 on_placed(p, k);
-                cursor = k;
             }
             // Nothing changed, so the identical pods left cannot fit either.
             None => return class.pods[i..].to_vec(),
@@ -261,9 +300,11 @@ pub(crate) fn estimate<'a>(
     let mut nodes: Vec<SimNode<'a>> = Vec::new();
     let mut helped = Vec::new();
     let mut requested = Resources::default();
+    // New nodes hold only simulated pods: no bound pod can conflict.
+    let affinity = AffinityState::default();
     for (ci, class) in classes.iter().enumerate() {
         let rep = &pods[class.rep as usize];
-        let fresh = plan.fresh_node(group, String::new());
+        let fresh = plan.fresh_node(group, "");
         if resource_fit(rep, &fresh)
             .and(static_fit(rep, &fresh))
             .is_err()
@@ -275,11 +316,11 @@ pub(crate) fn estimate<'a>(
         for &p in &class.pods {
             let pod = &pods[p as usize];
             let start = if spread.is_empty() { cursor } else { 0 };
-            let mut found =
-                (start..nodes.len()).find(|&k| full_fit(pod, &nodes[k], snap, &spread).is_ok());
+            let mut found = (start..nodes.len())
+                .find(|&k| full_fit(pod, &nodes[k], snap, &spread, &affinity).is_ok());
             if found.is_none() && (nodes.len() as u32) < max_new {
                 let node = plan.fresh_node(group, format!("new-{}-{}", group.name, nodes.len()));
-                if full_fit(pod, &node, snap, &spread).is_ok() {
+                if full_fit(pod, &node, snap, &spread, &affinity).is_ok() {
                     nodes.push(node);
                     found = Some(nodes.len() - 1);
                 }

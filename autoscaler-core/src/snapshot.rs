@@ -2,6 +2,7 @@
 //! once built, every index is consistent and lookups cannot fail).
 
 use crate::model::{DaemonSet, Node, NodeGroup, Pod, PodDisruptionBudget};
+use crate::resources::Resources;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -70,6 +71,17 @@ pub struct ClusterSnapshot {
     /// Pods bound to a node the snapshot does not know (kept, counted, reported).
     orphaned_pods: usize,
     any_anti_affinity: bool,
+    /// Bound pods that declare required anti-affinity.
+    bound_anti_affinity: Vec<u32>,
+    /// Bound pods grouped by (namespace, labels), so a selector is evaluated once per
+    /// distinct label set rather than once per pod.
+    label_sets: Vec<(u32, Vec<u32>)>,
+    /// Distinct zones of the nodes.
+    node_zones: Vec<String>,
+    /// Sum of the requests of the pods bound to each node.
+    node_requested: Vec<Resources>,
+    /// Pods not bound to any node.
+    pending: Vec<u32>,
 }
 
 impl ClusterSnapshot {
@@ -107,15 +119,25 @@ impl ClusterSnapshot {
         }
         let mut pod_node = Vec::with_capacity(parts.pods.len());
         let mut pods_on_node = vec![Vec::new(); parts.nodes.len()];
+        let mut node_requested = vec![Resources::default(); parts.nodes.len()];
+        let mut pending = Vec::new();
         let mut orphaned_pods = 0;
         let mut any_anti_affinity = false;
+        let mut bound_anti_affinity = Vec::new();
         for (i, p) in parts.pods.iter().enumerate() {
             any_anti_affinity |= !p.spec.anti_affinity.is_empty();
             let idx = match &p.node_name {
-                None => None,
+                None => {
+                    pending.push(i as u32);
+                    None
+                }
                 Some(name) => match node_by_name.get(name.as_str()) {
                     Some(&n) => {
                         pods_on_node[n as usize].push(i as u32);
+                        node_requested[n as usize].add(&p.spec.requests);
+                        if !p.spec.anti_affinity.is_empty() {
+                            bound_anti_affinity.push(i as u32);
+                        }
                         Some(n)
                     }
                     None => {
@@ -126,7 +148,31 @@ impl ClusterSnapshot {
             };
             pod_node.push(idx);
         }
+        let mut set_index: FxHashMap<(&str, &crate::model::Labels), usize> = FxHashMap::default();
+        let mut label_sets: Vec<(u32, Vec<u32>)> = Vec::new();
+        for (i, p) in parts.pods.iter().enumerate() {
+            if pod_node[i].is_none() {
+                continue;
+            }
+            match set_index.get(&(p.namespace.as_str(), &p.labels)) {
+                Some(&k) => label_sets[k].1.push(i as u32),
+                None => {
+                    set_index.insert((p.namespace.as_str(), &p.labels), label_sets.len());
+                    label_sets.push((i as u32, vec![i as u32]));
+                }
+            }
+        }
+        drop(set_index);
+        let node_zones: std::collections::BTreeSet<String> = parts
+            .nodes
+            .iter()
+            .filter_map(|n| n.zone().map(str::to_string))
+            .collect();
         Ok(ClusterSnapshot {
+            node_requested,
+            pending,
+            label_sets,
+            node_zones: node_zones.into_iter().collect(),
             parts,
             node_by_name,
             group_by_name,
@@ -135,6 +181,7 @@ impl ClusterSnapshot {
             nodes_of_group,
             orphaned_pods,
             any_anti_affinity,
+            bound_anti_affinity,
         })
     }
 
@@ -205,12 +252,12 @@ impl ClusterSnapshot {
 
     /// Indexes of pending pods (not bound to any node).
     pub fn pending_pods(&self) -> impl Iterator<Item = usize> + '_ {
-        self.parts
-            .pods
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| p.node_name.is_none())
-            .map(|(i, _)| i)
+        self.pending.iter().map(|&i| i as usize)
+    }
+
+    /// Sum of the requests of the pods bound to a node.
+    pub fn requested_on_node(&self, node: usize) -> &Resources {
+        &self.node_requested[node]
     }
 
     /// Pods bound to nodes the snapshot does not contain (a cache race in the adapter).
@@ -218,10 +265,28 @@ impl ClusterSnapshot {
         self.orphaned_pods
     }
 
+    /// Bound pods grouped by namespace and labels: `(namespace, labels, pod indexes)`.
+    pub fn label_sets(&self) -> impl Iterator<Item = (&str, &crate::model::Labels, &[u32])> {
+        self.label_sets.iter().map(|(rep, pods)| {
+            let p = &self.parts.pods[*rep as usize];
+            (p.namespace.as_str(), &p.labels, pods.as_slice())
+        })
+    }
+
+    /// Distinct zones of the snapshot's nodes, sorted.
+    pub fn node_zones(&self) -> &[String] {
+        &self.node_zones
+    }
+
     /// Whether any pod declares required anti-affinity (lets the simulation skip the
     /// symmetric check when none does).
     pub fn any_anti_affinity(&self) -> bool {
         self.any_anti_affinity
+    }
+
+    /// Bound pods that declare required anti-affinity.
+    pub fn bound_anti_affinity_pods(&self) -> &[u32] {
+        &self.bound_anti_affinity
     }
 }
 

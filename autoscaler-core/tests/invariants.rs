@@ -7,7 +7,13 @@ use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 const ZONES: [&str; 3] = ["z-a", "z-b", "z-c"];
-const TYPES: [&str; 5] = ["m5.large", "m5.xlarge", "m5.2xlarge", "c5.xlarge", "r5.xlarge"];
+const TYPES: [&str; 5] = [
+    "m5.large",
+    "m5.xlarge",
+    "m5.2xlarge",
+    "c5.xlarge",
+    "r5.xlarge",
+];
 
 #[derive(Debug, Clone)]
 struct GroupSpec {
@@ -126,10 +132,18 @@ fn build(groups: &[GroupSpec], pods: &[PodSpec], failures: &[FailureSpec]) -> Wo
     }
     for (ci, spec) in pods.iter().enumerate() {
         for i in 0..spec.count {
-            let mut p = pod(&format!("c{ci}-{i}"), &format!("c{ci}"), spec.cpu, spec.mem_mib, None);
+            let mut p = pod(
+                &format!("c{ci}-{i}"),
+                &format!("c{ci}"),
+                spec.cpu,
+                spec.mem_mib,
+                None,
+            );
             p.spec.priority = spec.priority;
             if let Some(z) = spec.zone {
-                p.spec.node_selector.insert(ZONE_LABEL.into(), ZONES[z].into());
+                p.spec
+                    .node_selector
+                    .insert(ZONE_LABEL.into(), ZONES[z].into());
             }
             all_pods.push(p);
         }
@@ -225,8 +239,13 @@ proptest! {
             let g = snap.group(group).unwrap();
             let p = snap.pods().iter().find(|p| p.key() == outcome.pod).unwrap();
             prop_assert!(p.spec.priority >= -10, "expendable pod triggered scale-up");
-            let min_cpu = g.instance_types.iter().map(|t| t.allocatable.cpu_millis).min().unwrap();
-            let min_mem = g.instance_types.iter().map(|t| t.allocatable.memory_bytes).min().unwrap();
+            // Types in cool-off in every zone are not launched: the guarantee is over the rest.
+            let launchable: Vec<&InstanceType> = g.instance_types.iter().filter(|t| {
+                g.zones.iter().any(|z| engine.cool_offs().blocking(&g.name, g.capacity_type, z, &t.name, now).is_none())
+            }).collect();
+            prop_assert!(!launchable.is_empty());
+            let min_cpu = launchable.iter().map(|t| t.allocatable.cpu_millis).min().unwrap();
+            let min_mem = launchable.iter().map(|t| t.allocatable.memory_bytes).min().unwrap();
             prop_assert!(p.spec.requests.cpu_millis <= min_cpu);
             prop_assert!(p.spec.requests.memory_bytes <= min_mem);
             if let Some(z) = p.spec.node_selector.get(ZONE_LABEL) {
