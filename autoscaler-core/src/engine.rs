@@ -52,6 +52,7 @@ pub struct Autoscaler {
     groups: BTreeMap<String, GroupState>,
     cool_offs: CoolOffs,
     market_failures: Vec<PendingMarketFailure>,
+    interruptions: Vec<(Event, Timestamp)>,
 }
 
 impl Autoscaler {
@@ -65,6 +66,7 @@ impl Autoscaler {
             groups: BTreeMap::new(),
             cool_offs: CoolOffs::default(),
             market_failures: Vec::new(),
+            interruptions: Vec::new(),
         })
     }
 
@@ -143,6 +145,10 @@ impl Autoscaler {
                     "{reason} for pool {key}; pool cooled off for {} (until {until})",
                     human_duration(until.since(now))
                 ));
+            }
+            interruption @ Event::InstanceInterruption { .. } => {
+                // Recorded for the round; acted on by the disruption logic.
+                self.interruptions.push((interruption, now));
             }
             Event::PoolUnavailable {
                 capacity_type,

@@ -84,6 +84,19 @@ impl fmt::Display for LaunchFailureReason {
     }
 }
 
+/// What AWS announced about an instance that is about to go away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum InterruptionKind {
+    /// "EC2 Spot Instance Interruption Warning": two minutes left.
+    SpotInterruption,
+    /// "EC2 Instance Rebalance Recommendation": elevated interruption risk.
+    RebalanceRecommendation,
+    /// AWS Health scheduled change (retirement, maintenance).
+    ScheduledChange,
+    /// "EC2 Instance State-change Notification" to stopping/shutting-down/terminated.
+    StateChange,
+}
+
 /// Something that happened in the world since the last round.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -97,6 +110,19 @@ pub enum Event {
         instance_type: Option<String>,
         /// Classified reason.
         reason: LaunchFailureReason,
+    },
+    /// An instance will be (or is being) taken away by AWS.
+    InstanceInterruption {
+        /// EC2 instance id (`i-...`), matched to a node through its `providerID`.
+        instance_id: String,
+        /// What was announced.
+        kind: InterruptionKind,
+        /// Zone, when known.
+        zone: Option<String>,
+        /// Instance type, when known.
+        instance_type: Option<String>,
+        /// When the instance goes away, when announced.
+        deadline: Option<crate::time::Timestamp>,
     },
     /// A pool is known to be out of capacity without a group having failed yet (e.g. an
     /// operator override, or another cluster in the account reporting it).

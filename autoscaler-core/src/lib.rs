@@ -88,7 +88,7 @@ pub use config::{AutoscalerConfig, ConfigError, Range};
 pub use cooloff::{CoolOff, CoolOffPolicy, CoolOffs, PoolKey};
 pub use decision::{Decision, Decisions, GroupStatus, PodOutcome, PodVerdict, Status};
 pub use engine::Autoscaler;
-pub use events::{Event, LaunchFailureReason};
+pub use events::{Event, InterruptionKind, LaunchFailureReason};
 pub use expander::{Expander, ExpanderChain, ExpanderError, PriorityConfig};
 pub use model::{
     CapacityType, DaemonSet, InstanceType, LabelSelector, Labels, Node, NodeGroup,
