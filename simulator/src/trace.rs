@@ -1,7 +1,7 @@
 //! Traffic traces: request counts over time, from a CSV file or from points.
 //!
 //! A CSV row `timestamp,requests` is the number of requests in the interval starting at
-//! `timestamp`; the interval is the trace's resolution (the median gap between rows, so
+//! `timestamp`; the interval is the trace's resolution (the most common gap between rows, so
 //! per-second and per-minute traces both work). Seconds no row covers carry no traffic.
 //! Timestamps are `YYYY-MM-DD HH:MM[:SS]` (a `T` separator and a trailing `Z` are
 //! accepted; the zone is ignored, only differences matter) or epoch seconds.
@@ -214,7 +214,16 @@ impl Trace {
             .map(|w| (w[1].0 - w[0].0).round().max(1.0) as u64)
             .collect();
         gaps.sort_unstable();
-        let resolution_s = gaps.get(gaps.len() / 2).copied().unwrap_or(1).max(1);
+        // The most common gap (the smallest on ties) is the resolution.
+        let mut resolution_s = gaps.first().copied().unwrap_or(1);
+        let mut best = 0;
+        for chunk in gaps.chunk_by(|a, b| a == b) {
+            if chunk.len() > best {
+                best = chunk.len();
+                resolution_s = chunk[0];
+            }
+        }
+        let resolution_s = resolution_s.max(1);
         let t0 = rows[0].0;
         let last = rows[rows.len() - 1].0;
         let duration = ((last - t0).round() as u64 + resolution_s) as usize;

@@ -1,0 +1,191 @@
+//! The binary: commands, outputs, and bad input (exit code 2, file, line and field).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_autoscaler-sim"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("autoscaler-sim-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn write(name: &str, text: &str) -> PathBuf {
+    let p = tmp(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn run_with_trace(trace: &PathBuf) -> Output {
+    sim(&[
+        "run",
+        "--scenario",
+        "breaking-news",
+        "--trace",
+        trace.to_str().unwrap(),
+        "--policy",
+        "ours",
+    ])
+}
+
+#[test]
+fn malformed_csv_line_names_file_line_and_field() {
+    let t = write(
+        "malformed.csv",
+        "timestamp,requests\n2020-01-01 00:00,10\n2020-01-01 00:01,10\n2020-01-01 00:02,ten\n",
+    );
+    let o = run_with_trace(&t);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains(&format!("{}:4:", t.display())), "{e}");
+    assert!(e.contains("\"requests\""), "{e}");
+}
+
+#[test]
+fn csv_line_with_too_many_fields_is_an_error() {
+    let t = write(
+        "ragged.csv",
+        "timestamp,requests\n2020-01-01 00:00,10\n2020-01-01 00:01,10,7\n",
+    );
+    let o = run_with_trace(&t);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains(":3:"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_column_is_named() {
+    let t = write("nocol.csv", "timestamp,hits\n2020-01-01 00:00,10\n");
+    let o = run_with_trace(&t);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("nocol.csv:1") && e.contains("\"requests\"") && e.contains("missing column"),
+        "{e}"
+    );
+}
+
+#[test]
+fn decreasing_timestamps_are_rejected() {
+    let t = write(
+        "decreasing.csv",
+        "timestamp,requests\n2020-01-01 00:05,10\n2020-01-01 00:06,10\n2020-01-01 00:01,10\n",
+    );
+    let o = run_with_trace(&t);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains("decreasing.csv:4") && e.contains("\"timestamp\"") && e.contains("increase"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_scenario_key_names_file_line_and_key() {
+    let good = simulator::scenario::BUILTINS[1].1;
+    let bad = good.replacen("    requests_per_pod:", "    requests_per_podd:", 1);
+    let line = bad
+        .lines()
+        .position(|l| l.contains("requests_per_podd"))
+        .unwrap()
+        + 1;
+    let p = write("bad-key.yaml", &bad);
+    let o = sim(&["run", "--scenario", p.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = stderr(&o);
+    assert!(
+        e.contains(&format!("bad-key.yaml:{line}:")),
+        "line {line}: {e}"
+    );
+    assert!(e.contains("requests_per_podd"), "{e}");
+}
+
+#[test]
+fn unknown_scenario_name_is_bad_input() {
+    let o = sim(&["run", "--scenario", "no-such-story"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no-such-story"));
+    let o = sim(&["run", "--scenario", "tv-peak-ice", "--policy", "karpenter"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn scenarios_lists_the_builtins_one_line_each() {
+    let o = sim(&["scenarios"]);
+    assert!(o.status.success());
+    let out = String::from_utf8(o.stdout).unwrap();
+    for name in [
+        "tv-peak-ice",
+        "breaking-news",
+        "onsale",
+        "front-outage-return",
+        "az-imbalance",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing"));
+        assert!(line.len() > name.len() + 20, "{line}");
+    }
+}
+
+#[test]
+fn run_writes_identical_json_twice_and_an_html_report() {
+    let (j1, j2, h) = (tmp("a.json"), tmp("b.json"), tmp("r.html"));
+    for j in [&j1, &j2] {
+        let o = sim(&[
+            "run",
+            "--scenario",
+            "front-outage-return",
+            "--seed",
+            "5",
+            "--json",
+            j.to_str().unwrap(),
+            "--html",
+            h.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let table = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            table.contains("ca-baseline")
+                && table.contains("ours")
+                && table.contains("time to capacity")
+        );
+    }
+    let (a, b) = (std::fs::read(&j1).unwrap(), std::fs::read(&j2).unwrap());
+    assert_eq!(a, b, "same inputs and seed must give the same bytes");
+    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    for p in ["ours", "ca-baseline"] {
+        let r = &v["policies"][p];
+        for key in [
+            "pending_pod_seconds",
+            "unserved_request_fraction",
+            "cost_usd",
+            "on_demand_node_hours",
+            "max_az_skew",
+            "evictions",
+            "decisions",
+        ] {
+            assert!(!r[key].is_null(), "{p}.{key} missing");
+        }
+        for key in ["p50", "p95", "max"] {
+            assert!(
+                r["time_to_capacity_s"][key].is_u64(),
+                "{p}.time_to_capacity_s.{key}"
+            );
+        }
+        assert!(r["node_hours"]["spot"].is_f64() && r["node_hours"]["on_demand"].is_f64());
+    }
+    let html = std::fs::read_to_string(&h).unwrap();
+    assert_eq!(html.matches("<svg").count(), 4, "four charts");
+    assert!(!html.contains("<script"), "self-contained, no scripts");
+}
