@@ -57,7 +57,7 @@ refuse() {
   local out
   if out="$("$@" 2>&1)"; then fail "$desc" "unexpectedly succeeded: $out"; else pass "$desc"; fi
 }
-# pyassert CASE FILE: the per-line results of tests/assert_render.py
+# pyassert SCRIPT ARGS...: the per-line results of a tests/*.py checker
 pyassert() {
   local line before=$FAILED rc=
   while IFS= read -r line; do
@@ -67,8 +67,8 @@ pyassert() {
       "exit="*) rc="${line#exit=}" ;;
       *) printf '%s\n' "$line" ;;
     esac
-  done < <(python3 "$HERE/tests/assert_render.py" "$1" "$2" 2>&1; echo "exit=$?")
-  if [[ "$rc" != 0 && $FAILED == "$before" ]]; then fail "assert_render.py $1 exited ${rc:-?} without a failed assertion"; fi
+  done < <(python3 "$HERE/tests/$1" "${@:2}" 2>&1; echo "exit=$?")
+  if [[ "$rc" != 0 && $FAILED == "$before" ]]; then fail "$* exited ${rc:-?} without a failed assertion"; fi
 }
 
 cleanup() {
@@ -143,6 +143,7 @@ export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" H
 must "required files exist (chart, realistic values, Dockerfile, docs)" \
   test -f "$CHART/Chart.yaml" -a -f "$CHART/values.yaml" -a -f "$CHART/values.schema.json" -a -f "$REALISTIC" \
   -a -f "$HERE/Dockerfile" -a -f "$ROOT/docs/migration.md" -a -f "$ROOT/docs/runbook.md" -a -f "$ROOT/docs/architecture.md"
+pyassert check_docs.py "$ROOT"
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (realistic values)" "$HELM" lint --strict "$CHART" -f "$REALISTIC"
 
@@ -150,7 +151,7 @@ tpl() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NS" "$@"; }
 render() { local out="$1"; shift; tpl "$@" >"$WORK/$out"; }
 
 must "helm template (default values)" render default.yaml
-pyassert default "$WORK/default.yaml"
+pyassert assert_render.py default "$WORK/default.yaml"
 
 cat >"$WORK/asg-values.yaml" <<'EOF'
 autoscalingGroups:
@@ -161,14 +162,15 @@ extraArgs:
   expander: null
 EOF
 must "helm template (static ASGs, shadow mode)" render asg.yaml -f "$WORK/asg-values.yaml"
-pyassert asg "$WORK/asg.yaml"
+pyassert assert_render.py asg "$WORK/asg.yaml"
 
 must "helm template (realistic values)" render realistic.yaml -f "$REALISTIC"
-pyassert realistic "$WORK/realistic.yaml"
+pyassert assert_render.py realistic "$WORK/realistic.yaml"
 
 refuse "helm template fails on an ASG without maxSize" tpl --set 'autoscalingGroups[0].name=a' --set 'autoscalingGroups[0].minSize=0'
 refuse "helm template fails on a cloudProvider other than aws" tpl --set autoDiscovery.clusterName=x --set cloudProvider=gce
 refuse "helm template fails on a misspelt top-level value" tpl --set autoDiscovery.clusterName=x --set autoscalingGroup=oops
+refuse "helm template fails on overprovisioning in shadow mode (real pods)" tpl -f "$REALISTIC" --set dryRun=true
 refuse "helm template fails on a malformed duration" tpl --set autoDiscovery.clusterName=x --set drainBack.after=2hours
 
 if [[ "${CHART_TEST_SKIP_CLUSTER:-}" == 1 ]]; then
@@ -220,7 +222,7 @@ check "kubectl apply --dry-run=server (static ASGs, shadow mode)" k apply --dry-
 if out="$(k apply --dry-run=server -f "$WORK/realistic.yaml" 2>&1)"; then
   pass "kubectl apply --dry-run=server (realistic values, $(grep -c 'created (server dry run)' <<<"$out") objects)"
 else fail "kubectl apply --dry-run=server (realistic values)" "$out"; fi
-if grep -qi warning <<<"$out"; then fail "no warnings from the server dry-run (Pod Security, deprecations)" "$out"
+if grep -qi warning <<<"$out"; then fail "no warnings from the server dry-run (Pod Security, deprecations)" "$(grep -i warning <<<"$out")"
 else pass "no warnings from the server dry-run (Pod Security, deprecations)"; fi
 
 # KWOK nodes: two on-demand system nodes in two zones, one spot node
