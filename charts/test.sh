@@ -251,8 +251,16 @@ EOF
 nodes() { node sys-a eu-west-1a ON_DEMAND && node sys-b eu-west-1b ON_DEMAND && node spot-c eu-west-1c SPOT; }
 must "KWOK nodes created (2 on-demand in 2 zones, 1 spot)" nodes
 
-must "helm upgrade --install (realistic values) --wait" \
-  "$HELM" upgrade --install "$RELEASE" "$CHART" -n "$NS" -f "$REALISTIC" --wait --timeout 120s
+install_realistic() {
+  local out
+  out="$("$HELM" upgrade --install "$RELEASE" "$CHART" -n "$NS" -f "$REALISTIC" --wait --timeout 120s 2>&1)" || { echo "$out"; return 1; }
+  grep -q "^autoscaler is installed in namespace kube-system" <<<"$out" || { echo "NOTES missing: $out"; return 1; }
+}
+notes_default() {
+  "$HELM" install notes "$CHART" -n default --dry-run=server 2>&1 | grep -q "^Nothing that autoscales was deployed"
+}
+check "helm install --dry-run=server (default values) explains that nothing autoscales" notes_default
+must "helm upgrade --install (realistic values) --wait, NOTES printed" install_realistic
 OP=app.kubernetes.io/name=autoscaler-overprovisioning
 spread() { k -n "$NS" get pods -l app.kubernetes.io/name=autoscaler -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u | tr '\n' ' '; }
 check "autoscaler Deployment: 2/2 replicas available" is 2 k -n "$NS" get deploy autoscaler -o jsonpath='{.status.availableReplicas}'
