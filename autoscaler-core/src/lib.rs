@@ -100,3 +100,8 @@ pub use predicates::{Unfit, Variant};
 pub use resources::{ResourceName, Resources, Shortfall};
 pub use snapshot::{ClusterSnapshot, SnapshotError, SnapshotParts};
 pub use time::Timestamp;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,6 +1,9 @@
 //! Scale-up decision time at production scale.
 //! `cargo bench -p autoscaler-benches --bench scale_up`
 
+// criterion_group! generates an undocumented entry point.
+#![allow(missing_docs)]
+
 use autoscaler_benches::{cluster, PRODUCTION};
 use autoscaler_core::{Autoscaler, AutoscalerConfig, Decision, Timestamp};
 use criterion::{black_box, criterion_group, criterion_main, Criterion};

@@ -32,7 +32,7 @@ fn main() {
         let start = Instant::now();
         let d = e.decide(&snap, now);
         times.push(start.elapsed());
-        std::hint::black_box(d);
+        let _ = std::hint::black_box(d);
     }
     times.sort();
     let peak = vm_hwm_kib().unwrap_or(0);
