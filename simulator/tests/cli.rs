@@ -26,7 +26,7 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn run_with_trace(trace: &PathBuf) -> Output {
+fn run_with_trace(trace: &std::path::Path) -> Output {
     sim(&[
         "run",
         "--scenario",
