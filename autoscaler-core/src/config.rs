@@ -31,6 +31,152 @@ pub struct Range {
     pub max: u64,
 }
 
+/// How many nodes a disruption may take at once: a count (`1`) or a share of the group
+/// (`10%`, rounded up, at least 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Budget {
+    /// At most this many nodes.
+    Count(u32),
+    /// At most this percentage of the group's nodes.
+    Percent(u32),
+}
+
+impl Budget {
+    /// The budget for a group of `size` nodes.
+    pub fn for_size(&self, size: u32) -> u32 {
+        match *self {
+            Budget::Count(n) => n,
+            Budget::Percent(p) => (size * p).div_ceil(100).max(1),
+        }
+    }
+}
+
+impl std::str::FromStr for Budget {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let parsed = match s.strip_suffix('%') {
+            Some(p) => p.trim().parse().map(Budget::Percent),
+            None => s.parse().map(Budget::Count),
+        };
+        parsed.map_err(|_| {
+            format!("budget {s:?} is neither a count (\"1\") nor a percentage (\"10%\")")
+        })
+    }
+}
+
+impl TryFrom<String> for Budget {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Budget> for String {
+    fn from(b: Budget) -> String {
+        match b {
+            Budget::Count(n) => n.to_string(),
+            Budget::Percent(p) => format!("{p}%"),
+        }
+    }
+}
+
+/// Scale-down, with cluster-autoscaler's flags and defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScaleDownConfig {
+    /// `--scale-down-enabled`.
+    pub enabled: bool,
+    /// `--scale-down-utilization-threshold`: max(cpu, memory) requested share at or below
+    /// which a node is a candidate.
+    pub utilization_threshold: f64,
+    /// `--scale-down-unneeded-time`.
+    #[serde(with = "duration_secs")]
+    pub unneeded_time: Duration,
+    /// `--scale-down-delay-after-add`, per balance set.
+    #[serde(with = "duration_secs")]
+    pub delay_after_add: Duration,
+    /// `--scale-down-delay-after-failure`, per group.
+    #[serde(with = "duration_secs")]
+    pub delay_after_failure: Duration,
+    /// `--max-empty-bulk-delete`: empty nodes removed per round.
+    pub max_empty_bulk_delete: u32,
+    /// `--max-drain-parallelism`: nodes drained at once.
+    pub max_drain_parallelism: u32,
+    /// `--skip-nodes-with-local-storage`.
+    pub skip_nodes_with_local_storage: bool,
+    /// `--skip-nodes-with-system-pods`: kube-system pods without a PDB block removal.
+    pub skip_nodes_with_system_pods: bool,
+}
+
+impl Default for ScaleDownConfig {
+    fn default() -> Self {
+        ScaleDownConfig {
+            enabled: true,
+            utilization_threshold: 0.5,
+            unneeded_time: Duration::from_secs(600),
+            delay_after_add: Duration::from_secs(600),
+            delay_after_failure: Duration::from_secs(180),
+            max_empty_bulk_delete: 10,
+            max_drain_parallelism: 1,
+            skip_nodes_with_local_storage: true,
+            skip_nodes_with_system_pods: true,
+        }
+    }
+}
+
+/// On-demand drain-back: replace old on-demand nodes with spot once spot is back.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrainBackConfig {
+    /// `--drain-back-after` (0 disables drain-back).
+    #[serde(with = "duration_secs")]
+    pub after: Duration,
+    /// `--drain-back-budget`: on-demand nodes being replaced at once, per group.
+    pub budget: Budget,
+}
+
+impl Default for DrainBackConfig {
+    fn default() -> Self {
+        DrainBackConfig {
+            after: Duration::from_secs(2 * 3600),
+            budget: Budget::Count(1),
+        }
+    }
+}
+
+/// Zone balance across the groups of a balance set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BalanceConfig {
+    /// `--balance-similar-node-groups`/`--balance-zones`: split scale-ups and order
+    /// scale-downs so every zone of a balance set keeps the same node count.
+    pub enabled: bool,
+    /// Explicit balance sets, each a regex over group names; groups matching none are
+    /// grouped automatically (same market, instance types, template labels and taints).
+    pub explicit_sets: Vec<String>,
+    /// Replace nodes (launch first) when skew stays above the threshold.
+    pub rebalance: bool,
+    /// `--zone-skew-threshold`: tolerated max-min nodes per zone.
+    pub skew_threshold: u32,
+    /// How long skew must last before replacing nodes.
+    #[serde(with = "duration_secs")]
+    pub rebalance_after: Duration,
+}
+
+impl Default for BalanceConfig {
+    fn default() -> Self {
+        BalanceConfig {
+            enabled: true,
+            explicit_sets: Vec::new(),
+            rebalance: true,
+            skew_threshold: 1,
+            rebalance_after: Duration::from_secs(600),
+        }
+    }
+}
+
 /// Engine configuration. `Default` gives cluster-autoscaler's defaults plus ours.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +204,12 @@ pub struct AutoscalerConfig {
     pub max_nodes_per_scale_up: u32,
     /// Seed for the `random` expander and final tie-breaks.
     pub seed: u64,
+    /// Scale-down.
+    pub scale_down: ScaleDownConfig,
+    /// On-demand drain-back.
+    pub drain_back: DrainBackConfig,
+    /// Zone balancing.
+    pub balance: BalanceConfig,
 }
 
 impl Default for AutoscalerConfig {
@@ -79,6 +231,9 @@ impl Default for AutoscalerConfig {
             },
             max_nodes_per_scale_up: 1000,
             seed: 0,
+            scale_down: ScaleDownConfig::default(),
+            drain_back: DrainBackConfig::default(),
+            balance: BalanceConfig::default(),
         }
     }
 }
@@ -110,6 +265,17 @@ pub enum ConfigError {
     /// `--max-nodes-per-scaleup` is zero.
     #[error("max-nodes-per-scaleup must be at least 1")]
     ZeroScaleUpStep,
+    /// The utilization threshold is not a share.
+    #[error("scale-down-utilization-threshold {0} must be between 0 and 1")]
+    Threshold(String),
+    /// An explicit balance set is not a valid regex.
+    #[error("balance set regex {pattern:?} is invalid: {error}")]
+    BalanceRegex {
+        /// Pattern.
+        pattern: String,
+        /// Compiler message.
+        error: String,
+    },
 }
 
 impl AutoscalerConfig {
@@ -141,6 +307,18 @@ impl AutoscalerConfig {
         }
         if self.max_nodes_per_scale_up == 0 {
             return Err(ConfigError::ZeroScaleUpStep);
+        }
+        let t = self.scale_down.utilization_threshold;
+        if !(0.0..=1.0).contains(&t) {
+            return Err(ConfigError::Threshold(t.to_string()));
+        }
+        for pattern in &self.balance.explicit_sets {
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(ConfigError::BalanceRegex {
+                    pattern: pattern.clone(),
+                    error: e.to_string(),
+                });
+            }
         }
         Ok(())
     }
@@ -176,6 +354,15 @@ mod tests {
             c.validate(),
             Err(ConfigError::CoolOffMaxBelowInitial { .. })
         ));
+    }
+
+    #[test]
+    fn budgets_parse_counts_and_percentages() {
+        assert_eq!("1".parse::<Budget>().unwrap(), Budget::Count(1));
+        assert_eq!("10%".parse::<Budget>().unwrap(), Budget::Percent(10));
+        assert_eq!(Budget::Percent(10).for_size(25), 3);
+        assert_eq!(Budget::Percent(10).for_size(3), 1);
+        assert!("ten".parse::<Budget>().unwrap_err().contains("ten"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// One action for the adapters to carry out.
 #[must_use = "a decision does nothing until an adapter carries it out"]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum Decision {
     /// Raise the group's desired capacity.
     ScaleUp {
@@ -31,20 +32,62 @@ pub enum Decision {
         /// Why.
         reason: String,
     },
+    /// Take a node out: taint it `ToBeDeletedByClusterAutoscaler:NoSchedule`, evict its
+    /// pods through the Eviction API (PDBs respected), then terminate the instance and
+    /// decrement the group's desired capacity.
+    RemoveNode {
+        /// Node name.
+        node: String,
+        /// ASG name.
+        group: String,
+        /// Why the node goes.
+        kind: RemovalKind,
+        /// False when only DaemonSet/mirror pods run there (no drain needed).
+        drain: bool,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Set the replica count of the overprovisioning placeholder Deployment.
+    SetOverprovisioning {
+        /// Desired placeholder replicas.
+        replicas: u32,
+        /// Why (the ladder step or rule that gave it).
+        reason: String,
+    },
+}
+
+/// Why a node is removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemovalKind {
+    /// Unneeded: low utilization for `scale-down-unneeded-time`, pods fit elsewhere.
+    ScaleDown,
+    /// An old on-demand node whose spot replacement is ready.
+    DrainBack,
+    /// A node in an over-full zone whose replacement in a light zone is ready.
+    Rebalance,
+    /// AWS is taking the instance (spot interruption, rebalance recommendation,
+    /// scheduled change): drain now.
+    Interruption,
 }
 
 impl Decision {
     /// The group the decision is about.
     pub fn group(&self) -> &str {
         match self {
-            Decision::ScaleUp { group, .. } | Decision::RevertScaleUp { group, .. } => group,
+            Decision::ScaleUp { group, .. }
+            | Decision::RevertScaleUp { group, .. }
+            | Decision::RemoveNode { group, .. } => group,
+            Decision::SetOverprovisioning { .. } => "",
         }
     }
 
     /// The human reason.
     pub fn reason(&self) -> &str {
         match self {
-            Decision::ScaleUp { reason, .. } | Decision::RevertScaleUp { reason, .. } => reason,
+            Decision::ScaleUp { reason, .. }
+            | Decision::RevertScaleUp { reason, .. }
+            | Decision::RemoveNode { reason, .. }
+            | Decision::SetOverprovisioning { reason, .. } => reason,
         }
     }
 }
@@ -89,6 +132,30 @@ pub struct PodOutcome {
     pub verdict: PodVerdict,
 }
 
+/// What the engine concluded about a node it considered for removal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeVerdict {
+    /// Unneeded since then; removed once `scale-down-unneeded-time` has passed.
+    Unneeded {
+        /// Since when.
+        since: Timestamp,
+    },
+    /// Underutilized but cannot be removed.
+    ScaleDownBlocked {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The engine's conclusion about one node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeOutcome {
+    /// Node name.
+    pub node: String,
+    /// Verdict.
+    pub verdict: NodeVerdict,
+}
+
 /// Per-group status, as shown in the status ConfigMap.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupStatus {
@@ -127,6 +194,10 @@ pub struct Status {
     pub config_errors: Vec<String>,
     /// Pods bound to nodes the snapshot does not know.
     pub orphaned_pods: usize,
+    /// Node replacements in progress (drain-back, rebalance): `(node, replacement group)`.
+    pub replacements: Vec<(String, String)>,
+    /// Max minus min nodes per zone, per balance set (sets with one zone omitted).
+    pub zone_skew: Vec<(String, u32)>,
 }
 
 /// The output of one decision round.
@@ -137,6 +208,8 @@ pub struct Decisions {
     pub actions: Vec<Decision>,
     /// One outcome per pending pod.
     pub pods: Vec<PodOutcome>,
+    /// Outcomes for underutilized nodes.
+    pub nodes: Vec<NodeOutcome>,
     /// Status summary.
     pub status: Status,
 }

@@ -5,9 +5,16 @@
 use crate::config::{AutoscalerConfig, ConfigError};
 use crate::cooloff::{CoolOffs, PoolKey};
 use crate::decision::{Decision, Decisions, GroupStatus, PodOutcome, PodVerdict, Status};
+use crate::decision::{NodeOutcome, NodeVerdict, RemovalKind};
+use crate::disruption::{
+    is_daemon_or_mirror, matching_pdbs, movable_pods, price_per_cpu, removal_order, skew, try_move,
+    undo, utilization, BalanceSets, Replacement,
+};
+use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
 use crate::model::CapacityType;
+use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{SimNode, SpreadState};
 use crate::scaleup::{
     classify, estimate, explain_misfit, place_class, GroupPlan, PodClass, Unavailable,
@@ -16,6 +23,7 @@ use crate::scaleup::{
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
 use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// How long a target we set is trusted over a snapshot that does not show it yet (the
@@ -53,6 +61,22 @@ pub struct Autoscaler {
     cool_offs: CoolOffs,
     market_failures: Vec<PendingMarketFailure>,
     interruptions: Vec<(Event, Timestamp)>,
+    /// Node -> since when it has been unneeded.
+    unneeded_since: BTreeMap<String, Timestamp>,
+    /// Nodes we decided to remove, until they leave the snapshot.
+    removing: BTreeMap<String, (Timestamp, RemovalKind)>,
+    /// Replacements in progress, by the node to drain.
+    replacements: BTreeMap<String, Replacement>,
+    /// Last scale-up per group (for `scale-down-delay-after-add`).
+    last_scale_up: BTreeMap<String, Timestamp>,
+    /// Node removals reported failed, resolved to groups in the next round.
+    removal_failures: Vec<(String, Timestamp)>,
+    /// Last removal failure per group.
+    last_removal_failure: BTreeMap<String, Timestamp>,
+    /// Since when each balance set has been skewed above the threshold.
+    skew_since: BTreeMap<String, Timestamp>,
+    overprovisioning: Option<Overprovisioning>,
+    last_overprovisioning: Option<u32>,
 }
 
 impl Autoscaler {
@@ -67,6 +91,15 @@ impl Autoscaler {
             cool_offs: CoolOffs::default(),
             market_failures: Vec::new(),
             interruptions: Vec::new(),
+            unneeded_since: BTreeMap::new(),
+            removing: BTreeMap::new(),
+            replacements: BTreeMap::new(),
+            last_scale_up: BTreeMap::new(),
+            removal_failures: Vec::new(),
+            last_removal_failure: BTreeMap::new(),
+            skew_since: BTreeMap::new(),
+            overprovisioning: None,
+            last_overprovisioning: None,
         })
     }
 
@@ -102,6 +135,11 @@ impl Autoscaler {
     pub fn clear_priorities(&mut self) {
         self.priorities = None;
         self.priority_error = None;
+    }
+
+    /// Sets (or clears, with `None`) the overprovisioning rule.
+    pub fn set_overprovisioning(&mut self, rule: Option<Overprovisioning>) {
+        self.overprovisioning = rule;
     }
 
     /// The cool-offs, active or not.
@@ -149,6 +187,10 @@ impl Autoscaler {
             interruption @ Event::InstanceInterruption { .. } => {
                 // Recorded for the round; acted on by the disruption logic.
                 self.interruptions.push((interruption, now));
+            }
+            Event::NodeRemovalFailed { node, .. } => {
+                self.removing.remove(&node);
+                self.removal_failures.push((node, now));
             }
             Event::PoolUnavailable {
                 capacity_type,
@@ -215,6 +257,42 @@ impl Autoscaler {
         self.cool_offs.prune(now, &self.config.cool_off);
         let groups = snap.groups();
         let mut actions = Vec::new();
+        for (node, at) in std::mem::take(&mut self.removal_failures) {
+            if let Some(g) = snap
+                .node_index(&node)
+                .and_then(|ni| snap.nodes()[ni].group.clone())
+            {
+                self.last_removal_failure.insert(g, at);
+            }
+        }
+        self.removing.retain(|name, (at, _)| {
+            snap.node_index(name).is_some() && now.since(*at) < Duration::from_secs(3600)
+        });
+        self.replacements
+            .retain(|name, _| snap.node_index(name).is_some());
+        // Interruptions: cool off the pool, drain the node now, re-plan its pods below.
+        let interrupted = self.take_interruptions(snap, now);
+        for (&ni, reason) in &interrupted {
+            let n = &snap.nodes()[ni];
+            if self.removing.contains_key(&n.name) {
+                continue;
+            }
+            let drain = snap
+                .pods_on_node(ni)
+                .iter()
+                .any(|&p| !is_daemon_or_mirror(&snap.pods()[p as usize]));
+            actions.push(Decision::RemoveNode {
+                node: n.name.clone(),
+                group: n.group.clone().unwrap_or_default(),
+                kind: RemovalKind::Interruption,
+                drain,
+                reason: reason.clone(),
+            });
+            self.removing
+                .insert(n.name.clone(), (now, RemovalKind::Interruption));
+            self.replacements.remove(&n.name);
+        }
+        let sets = BalanceSets::build(groups, &self.config);
 
         // Plans: what a new node of each group looks like given the cool-offs.
         let plans: Vec<Result<GroupPlan, Unavailable>> = groups
@@ -337,7 +415,9 @@ impl Autoscaler {
                 free,
                 free_pods: pod_slots.saturating_sub(on_node.len() as u64),
                 pod_slots,
-                schedulable: !n.unschedulable && fresh_enough,
+                schedulable: !n.unschedulable
+                    && fresh_enough
+                    && !self.removing.contains_key(&n.name),
                 bound: on_node,
                 placed: Vec::new(),
                 hostname: n.name.as_str().into(),
@@ -365,6 +445,14 @@ impl Autoscaler {
                 );
             } else {
                 pending.push(p as u32);
+            }
+        }
+        // Pods of interrupted nodes need a new home now.
+        for &ni in interrupted.keys() {
+            for &p in snap.pods_on_node(ni) {
+                if !is_daemon_or_mirror(&snap.pods()[p as usize]) {
+                    pending.push(p);
+                }
             }
         }
         let considered = pending.len();
@@ -460,32 +548,46 @@ impl Autoscaler {
                 .map(|(o, _)| groups[*o].name.as_str())
                 .take(5)
                 .collect();
-            let new_target = targets[gi] + est.node_count();
-            actions.push(Decision::ScaleUp {
-                group: g.name.clone(),
-                delta: est.node_count(),
-                new_target,
-                reason: format!(
-                    "{} pending pod(s) fit on {} new node(s) of {} ({} zone/type option(s), {:.3} $/h each); chosen by {decided_by}{}",
-                    est.helped.len(),
-                    est.node_count(),
-                    g.name,
-                    plan.variants.len(),
-                    plan.price_per_hour,
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" over {}", others.join(", "))
-                    }
-                ),
-            });
-            limits.consume(plan, est.node_count());
-            let st = self.groups.entry(g.name.clone()).or_default();
-            st.target_override = Some((new_target, now));
-            if st.waiting_since.is_none() {
-                st.waiting_since = Some(now);
+            // Zone balance: share the nodes with same-shape, same-priority groups of the
+            // balance set that help the same pods, lightest zone first.
+            let split = self.balance_split(snap, &sets, &targets, gi, &est, &candidates);
+            for (member, delta) in split {
+                let mg = &groups[member];
+                let mplan = plans[member].as_ref().expect("candidates have plans");
+                let new_target = targets[member] + delta;
+                let reason = if member == gi {
+                    format!(
+                        "{} pending pod(s) fit on {} new node(s) of {} ({} zone/type option(s), {:.3} $/h each); chosen by {decided_by}{}",
+                        est.helped.len(),
+                        est.node_count(),
+                        g.name,
+                        plan.variants.len(),
+                        plan.price_per_hour,
+                        if others.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" over {}", others.join(", "))
+                        }
+                    )
+                } else {
+                    format!(
+                        "zone balance: {delta} of the {} node(s) planned for {} go to {} in {}, the lighter zone of the balance set",
+                        est.node_count(),
+                        g.name,
+                        mg.name,
+                        mg.zones.join(",")
+                    )
+                };
+                actions.push(Decision::ScaleUp {
+                    group: mg.name.clone(),
+                    delta,
+                    new_target,
+                    reason,
+                });
+                limits.consume(mplan, delta);
+                self.note_scale_up(&mg.name, new_target, now);
+                targets[member] = new_target;
             }
-            targets[gi] = new_target;
             for &p in &est.helped {
                 outcomes.insert(
                     p,
@@ -539,7 +641,27 @@ impl Autoscaler {
             }
         }
 
-        let status = self.status(
+        let scaled_for_pods = actions
+            .iter()
+            .any(|a| matches!(a, Decision::ScaleUp { .. }));
+        let mut node_outcomes = Vec::new();
+        let removed_interrupted: Vec<usize> = interrupted.keys().copied().collect();
+        self.plan_disruptions(
+            Round {
+                snap,
+                now,
+                plans: &plans,
+                registered: &registered_counts,
+                sets: &sets,
+                unmet_demand: unhelpable > 0 || scaled_for_pods,
+            },
+            &mut nodes,
+            &mut targets,
+            &mut actions,
+            &mut node_outcomes,
+            &removed_interrupted,
+        );
+        let mut status = self.status(
             snap,
             now,
             &targets,
@@ -549,7 +671,16 @@ impl Autoscaler {
             considered,
             unhelpable,
         );
+        let counts = sets.zone_counts(snap, &targets, &|_| false);
+        status.zone_skew = sets
+            .names
+            .iter()
+            .zip(&counts)
+            .filter(|(_, c)| c.len() > 1)
+            .map(|(name, c)| (name.clone(), skew(c)))
+            .collect();
         Decisions {
+            nodes: node_outcomes,
             actions,
             pods: outcomes
                 .into_iter()
@@ -560,6 +691,629 @@ impl Autoscaler {
                 .collect(),
             status,
         }
+    }
+
+    /// Replacements, drain-back, rebalancing, scale-down and overprovisioning.
+    fn plan_disruptions(
+        &mut self,
+        r: Round<'_>,
+        nodes: &mut [SimNode<'_>],
+        targets: &mut [u32],
+        actions: &mut Vec<Decision>,
+        outcomes: &mut Vec<NodeOutcome>,
+        interrupted: &[usize],
+    ) {
+        let snap = r.snap;
+        let now = r.now;
+        let groups = snap.groups();
+        let mut pdb_left: Vec<u32> = snap.pdbs().iter().map(|b| b.disruptions_allowed).collect();
+        let mut removed = vec![false; nodes.len()];
+        for (ni, n) in snap.nodes().iter().enumerate() {
+            removed[ni] = self.removing.contains_key(&n.name);
+        }
+        for &ni in interrupted {
+            removed[ni] = true;
+        }
+        let mut cursor = 0usize;
+        let reverted: BTreeSet<String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Decision::RevertScaleUp { group, .. } => Some(group.clone()),
+                _ => None,
+            })
+            .collect();
+
+        // 1. Replacements in progress: drain once the new nodes are ready.
+        let names: Vec<String> = self.replacements.keys().cloned().collect();
+        for name in names {
+            let rep = self.replacements[&name].clone();
+            let (Some(ni), Some(gi)) = (snap.node_index(&name), snap.group_index(&rep.group))
+            else {
+                self.replacements.remove(&name);
+                continue;
+            };
+            if reverted.contains(&rep.group)
+                || r.plans[gi].is_err()
+                || now.since(rep.started) > self.config.max_node_provision_time * 2
+            {
+                // The replacement failed: keep the node, try again after the cool-off.
+                self.replacements.remove(&name);
+                continue;
+            }
+            let ready_new = snap
+                .nodes_of_group(gi)
+                .iter()
+                .filter(|&&n| {
+                    let n = &snap.nodes()[n as usize];
+                    n.ready && n.created_at >= rep.started
+                })
+                .count() as u32;
+            if ready_new < rep.needed {
+                continue;
+            }
+            let moved = movable_pods(snap, ni, &self.config, &pdb_left).and_then(|pods| {
+                try_move(&pods, ni, nodes, &removed, snap, &mut cursor).map(|_| pods)
+            });
+            match moved {
+                Ok(pods) => {
+                    for &p in &pods {
+                        for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
+                            pdb_left[b] = pdb_left[b].saturating_sub(1);
+                        }
+                    }
+                    let n = &snap.nodes()[ni];
+                    actions.push(Decision::RemoveNode {
+                        node: name.clone(),
+                        group: n.group.clone().unwrap_or_default(),
+                        kind: rep.kind,
+                        drain: !pods.is_empty(),
+                        reason: format!(
+                            "{:?}: {} replacement node(s) of {} are ready; its {} pod(s) fit elsewhere",
+                            rep.kind,
+                            rep.needed,
+                            rep.group,
+                            pods.len()
+                        ),
+                    });
+                    removed[ni] = true;
+                    self.removing.insert(name.clone(), (now, rep.kind));
+                    self.replacements.remove(&name);
+                }
+                Err(why) => outcomes.push(NodeOutcome {
+                    node: name.clone(),
+                    verdict: NodeVerdict::ScaleDownBlocked {
+                        reason: format!("replacement ready but not drained yet: {why}"),
+                    },
+                }),
+            }
+        }
+
+        // 2. Drain-back: old on-demand nodes go back to spot once spot is available.
+        if !self.config.drain_back.after.is_zero() && !r.unmet_demand {
+            self.start_drain_backs(&r, targets, actions, &removed, &pdb_left);
+        }
+
+        // 3. Zone rebalancing by replacement when skew lasts.
+        if self.config.balance.enabled && self.config.balance.rebalance && !r.unmet_demand {
+            self.start_rebalances(&r, targets, actions, &removed, &pdb_left);
+        }
+
+        // 4. Scale-down.
+        if self.config.scale_down.enabled {
+            let sd = self.config.scale_down.clone();
+            let blocked_sets: BTreeSet<usize> = groups
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| {
+                    self.last_scale_up
+                        .get(&g.name)
+                        .is_some_and(|t| now.since(*t) < sd.delay_after_add)
+                })
+                .map(|(gi, _)| r.sets.of_group[gi])
+                .collect();
+            let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
+            let mut cands = Vec::new();
+            let mut seen = BTreeSet::new();
+            for (ni, n) in snap.nodes().iter().enumerate() {
+                let Some(gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
+                    continue;
+                };
+                if !n.ready
+                    || n.unschedulable
+                    || removed[ni]
+                    || self.replacements.contains_key(&n.name)
+                    || !nodes[ni].placed.is_empty()
+                {
+                    continue;
+                }
+                seen.insert(n.name.clone());
+                if utilization(snap, ni) > sd.utilization_threshold {
+                    self.unneeded_since.remove(&n.name);
+                    continue;
+                }
+                match movable_pods(snap, ni, &self.config, &pdb_left) {
+                    Err(reason) => {
+                        self.unneeded_since.remove(&n.name);
+                        outcomes.push(NodeOutcome {
+                            node: n.name.clone(),
+                            verdict: NodeVerdict::ScaleDownBlocked { reason },
+                        });
+                    }
+                    Ok(pods) => {
+                        let zone_count = n
+                            .zone()
+                            .and_then(|z| counts[r.sets.of_group[gi]].get(z))
+                            .copied()
+                            .unwrap_or(0);
+                        cands.push((
+                            (
+                                ni,
+                                utilization(snap, ni),
+                                price_per_cpu(snap, ni, &groups[gi]),
+                                zone_count,
+                                n.capacity_type,
+                                n.name.as_str(),
+                            ),
+                            gi,
+                            pods,
+                        ));
+                    }
+                }
+            }
+            self.unneeded_since.retain(|name, _| seen.contains(name));
+            cands.sort_by(|a, b| removal_order(&a.0, &b.0));
+            let mut empty_removed = 0u32;
+            let mut drains = self
+                .removing
+                .values()
+                .filter(|(_, k)| *k == RemovalKind::ScaleDown)
+                .count() as u32;
+            for ((ni, util, ..), gi, pods) in cands {
+                let n = &snap.nodes()[ni];
+                let done = match try_move(&pods, ni, nodes, &removed, snap, &mut cursor) {
+                    Err(why) => {
+                        self.unneeded_since.remove(&n.name);
+                        outcomes.push(NodeOutcome {
+                            node: n.name.clone(),
+                            verdict: NodeVerdict::ScaleDownBlocked { reason: why },
+                        });
+                        continue;
+                    }
+                    Ok(done) => done,
+                };
+                let since = *self.unneeded_since.entry(n.name.clone()).or_insert(now);
+                outcomes.push(NodeOutcome {
+                    node: n.name.clone(),
+                    verdict: NodeVerdict::Unneeded { since },
+                });
+                let g = &groups[gi];
+                let bounded = if pods.is_empty() {
+                    empty_removed < sd.max_empty_bulk_delete
+                } else {
+                    drains < sd.max_drain_parallelism
+                };
+                let failure_wait = self
+                    .last_removal_failure
+                    .get(&g.name)
+                    .is_some_and(|t| now.since(*t) < sd.delay_after_failure);
+                if now.since(since) >= sd.unneeded_time
+                    && targets[gi] > g.min_size
+                    && !blocked_sets.contains(&r.sets.of_group[gi])
+                    && !failure_wait
+                    && bounded
+                {
+                    for &p in &pods {
+                        for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
+                            pdb_left[b] = pdb_left[b].saturating_sub(1);
+                        }
+                    }
+                    actions.push(Decision::RemoveNode {
+                        node: n.name.clone(),
+                        group: g.name.clone(),
+                        kind: RemovalKind::ScaleDown,
+                        drain: !pods.is_empty(),
+                        reason: format!(
+                            "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
+                            human_duration(now.since(since)),
+                            util * 100.0,
+                            n.capacity_type,
+                            n.zone().unwrap_or("?"),
+                            price_per_cpu(snap, ni, g),
+                            pods.len()
+                        ),
+                    });
+                    removed[ni] = true;
+                    targets[gi] -= 1;
+                    self.removing
+                        .insert(n.name.clone(), (now, RemovalKind::ScaleDown));
+                    self.unneeded_since.remove(&n.name);
+                    if pods.is_empty() {
+                        empty_removed += 1;
+                    } else {
+                        drains += 1;
+                    }
+                } else {
+                    undo(nodes, &done, snap);
+                }
+            }
+        }
+
+        // 5. Overprovisioning placeholders.
+        if let Some(rule) = &self.overprovisioning {
+            let schedulable = snap
+                .nodes()
+                .iter()
+                .filter(|n| n.ready && !n.unschedulable && !self.removing.contains_key(&n.name));
+            let (mut cores, mut count) = (0u64, 0u64);
+            for n in schedulable {
+                let c = if n.capacity.is_zero() {
+                    &n.allocatable
+                } else {
+                    &n.capacity
+                };
+                cores += c.cpu_millis / 1000;
+                count += 1;
+            }
+            let (replicas, why) = rule.replicas(cores, count);
+            if self.last_overprovisioning != Some(replicas) {
+                actions.push(Decision::SetOverprovisioning {
+                    replicas,
+                    reason: why,
+                });
+                self.last_overprovisioning = Some(replicas);
+            }
+        }
+    }
+
+    fn priority(&self, group: &str) -> Option<i64> {
+        self.priorities.as_ref().and_then(|p| p.priority_of(group))
+    }
+
+    /// Starts replacing old on-demand nodes with spot, within the disruption budget.
+    fn start_drain_backs(
+        &mut self,
+        r: &Round<'_>,
+        targets: &mut [u32],
+        actions: &mut Vec<Decision>,
+        removed: &[bool],
+        pdb_left: &[u32],
+    ) {
+        let snap = r.snap;
+        let groups = snap.groups();
+        let mut od_nodes: Vec<usize> = (0..snap.nodes().len())
+            .filter(|&ni| {
+                let n = &snap.nodes()[ni];
+                n.capacity_type == CapacityType::OnDemand
+                    && n.ready
+                    && !n.unschedulable
+                    && !removed[ni]
+                    && !self.replacements.contains_key(&n.name)
+                    && r.now.since(n.created_at) >= self.config.drain_back.after
+            })
+            .collect();
+        od_nodes.sort_by_key(|&ni| (snap.nodes()[ni].created_at, ni));
+        for ni in od_nodes {
+            let n = &snap.nodes()[ni];
+            let Some(od_gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
+                continue;
+            };
+            let od_group = &groups[od_gi];
+            let in_flight = self
+                .replacements
+                .iter()
+                .filter(|(name, rep)| {
+                    rep.kind == RemovalKind::DrainBack
+                        && snap
+                            .node_index(name)
+                            .and_then(|i| snap.nodes()[i].group.as_deref())
+                            == Some(od_group.name.as_str())
+                })
+                .count() as u32;
+            if in_flight >= self.config.drain_back.budget.for_size(r.registered[od_gi]) {
+                continue;
+            }
+            let Ok(pods) = movable_pods(snap, ni, &self.config, pdb_left) else {
+                continue;
+            };
+            if pods.is_empty() {
+                continue; // an empty node is scale-down's job
+            }
+            let od_prio = self.priority(&od_group.name);
+            let classes = classify(snap, &pods);
+            let spreads: Vec<SpreadState> =
+                classes.iter().map(|_| SpreadState::default()).collect();
+            let mut options = Vec::new();
+            for (gi, g) in groups.iter().enumerate() {
+                let Ok(plan) = &r.plans[gi] else { continue };
+                let better = match (self.priorities.is_some(), self.priority(&g.name), od_prio) {
+                    (false, _, _) => true,
+                    (true, Some(p), Some(o)) => p > o,
+                    (true, Some(_), None) => true,
+                    (true, None, _) => false,
+                };
+                if g.capacity_type != CapacityType::Spot || !better {
+                    continue;
+                }
+                let headroom = g.max_size.saturating_sub(targets[gi]);
+                if headroom == 0 {
+                    continue;
+                }
+                let est = estimate(plan, g, &classes, &spreads, headroom, snap);
+                if est.helped.len() == pods.len() {
+                    options.push((gi, est.node_count(), est.requested.clone(), plan.clone()));
+                }
+            }
+            if options.is_empty() {
+                continue;
+            }
+            let scores: Vec<OptionScore<'_>> = options
+                .iter()
+                .map(|(gi, count, req, plan)| OptionScore {
+                    group: &groups[*gi].name,
+                    pods_helped: pods.len(),
+                    requested_cpu_millis: req.cpu_millis,
+                    requested_memory_bytes: req.memory_bytes,
+                    offered_cpu_millis: plan.allocatable.cpu_millis * u64::from(*count),
+                    offered_memory_bytes: plan.allocatable.memory_bytes * u64::from(*count),
+                    cost_per_hour: plan.price_per_hour * f64::from(*count),
+                })
+                .collect();
+            let (pick, by) = expander::choose(
+                &self.config.expander,
+                self.priorities.as_ref(),
+                &scores,
+                self.config.seed ^ r.now.as_millis() ^ ni as u64,
+            );
+            let (gi, count, _, _) = options[pick].clone();
+            drop(scores);
+            let g = &groups[gi];
+            let new_target = targets[gi] + count;
+            actions.push(Decision::ScaleUp {
+                group: g.name.clone(),
+                delta: count,
+                new_target,
+                reason: format!(
+                    "drain-back: replace on-demand node {} (age {}) with {count} spot node(s) of {} (chosen by {by}); the node is drained once they are ready",
+                    n.name,
+                    human_duration(r.now.since(n.created_at)),
+                    g.name
+                ),
+            });
+            targets[gi] = new_target;
+            self.note_scale_up(&g.name, new_target, r.now);
+            self.replacements.insert(
+                n.name.clone(),
+                Replacement {
+                    group: g.name.clone(),
+                    kind: RemovalKind::DrainBack,
+                    needed: count,
+                    started: r.now,
+                },
+            );
+        }
+    }
+
+    /// Replaces a node of the heaviest zone by one in the lightest, when skew lasts.
+    fn start_rebalances(
+        &mut self,
+        r: &Round<'_>,
+        targets: &mut [u32],
+        actions: &mut Vec<Decision>,
+        removed: &[bool],
+        pdb_left: &[u32],
+    ) {
+        let snap = r.snap;
+        let groups = snap.groups();
+        let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
+        for (set, name) in r.sets.names.iter().enumerate() {
+            let c = &counts[set];
+            if skew(c) <= self.config.balance.skew_threshold {
+                self.skew_since.remove(name);
+                continue;
+            }
+            let since = *self.skew_since.entry(name.clone()).or_insert(r.now);
+            if r.now.since(since) < self.config.balance.rebalance_after {
+                continue;
+            }
+            let busy = self.replacements.values().any(|rep| {
+                rep.kind == RemovalKind::Rebalance
+                    && snap
+                        .group_index(&rep.group)
+                        .is_some_and(|gi| r.sets.of_group[gi] == set)
+            });
+            if busy {
+                continue;
+            }
+            let Some((heavy, _)) = c.iter().max_by_key(|(z, n)| (**n, std::cmp::Reverse(*z)))
+            else {
+                continue;
+            };
+            let Some((light, _)) = c.iter().min_by_key(|(z, n)| (**n, *z)) else {
+                continue;
+            };
+            let light_group = (0..groups.len()).find(|&gi| {
+                r.sets.of_group[gi] == set
+                    && groups[gi].zones == [light.clone()]
+                    && r.plans[gi].is_ok()
+                    && targets[gi] < groups[gi].max_size
+            });
+            let Some(lgi) = light_group else { continue };
+            let victim = (0..snap.nodes().len())
+                .filter(|&ni| {
+                    let n = &snap.nodes()[ni];
+                    n.zone() == Some(heavy.as_str())
+                        && n.ready
+                        && !n.unschedulable
+                        && !removed[ni]
+                        && !self.replacements.contains_key(&n.name)
+                        && n.group
+                            .as_deref()
+                            .and_then(|g| snap.group_index(g))
+                            .is_some_and(|gi| r.sets.of_group[gi] == set)
+                        && movable_pods(snap, ni, &self.config, pdb_left).is_ok()
+                })
+                .min_by(|&a, &b| {
+                    utilization(snap, a)
+                        .total_cmp(&utilization(snap, b))
+                        .then(a.cmp(&b))
+                });
+            let Some(vi) = victim else { continue };
+            let lg = &groups[lgi];
+            let new_target = targets[lgi] + 1;
+            let v = &snap.nodes()[vi];
+            actions.push(Decision::ScaleUp {
+                group: lg.name.clone(),
+                delta: 1,
+                new_target,
+                reason: format!(
+                    "zone rebalance: balance set skew {} > {} for {}; launch in {light} first, then drain {} in {heavy}",
+                    skew(c),
+                    self.config.balance.skew_threshold,
+                    human_duration(r.now.since(since)),
+                    v.name
+                ),
+            });
+            targets[lgi] = new_target;
+            self.note_scale_up(&lg.name, new_target, r.now);
+            self.replacements.insert(
+                v.name.clone(),
+                Replacement {
+                    group: lg.name.clone(),
+                    kind: RemovalKind::Rebalance,
+                    needed: 1,
+                    started: r.now,
+                },
+            );
+        }
+    }
+
+    fn note_scale_up(&mut self, group: &str, new_target: u32, now: Timestamp) {
+        let st = self.groups.entry(group.to_string()).or_default();
+        st.target_override = Some((new_target, now));
+        if st.waiting_since.is_none() {
+            st.waiting_since = Some(now);
+        }
+        self.last_scale_up.insert(group.to_string(), now);
+    }
+
+    /// How to split a chosen scale-up across its balance set: `(group, delta)` pairs.
+    fn balance_split(
+        &self,
+        snap: &ClusterSnapshot,
+        sets: &BalanceSets,
+        targets: &[u32],
+        chosen: usize,
+        est: &crate::scaleup::Estimate<'_>,
+        others: &[(usize, crate::scaleup::Estimate<'_>)],
+    ) -> Vec<(usize, u32)> {
+        let groups = snap.groups();
+        let n = est.node_count();
+        let g = &groups[chosen];
+        if !self.config.balance.enabled || n < 2 || g.zones.len() != 1 {
+            return vec![(chosen, n)];
+        }
+        let set = sets.of_group[chosen];
+        let prio = |gi: usize| {
+            self.priorities
+                .as_ref()
+                .and_then(|p| p.priority_of(&groups[gi].name))
+        };
+        let mut members = vec![chosen];
+        for (o, oest) in others {
+            if sets.of_group[*o] == set
+                && groups[*o].zones.len() == 1
+                && oest.helped.len() == est.helped.len()
+                && prio(*o) == prio(chosen)
+            {
+                members.push(*o);
+            }
+        }
+        if members.len() == 1 {
+            return vec![(chosen, n)];
+        }
+        let mut counts = sets.zone_counts(snap, targets, &|_| false)[set].clone();
+        let mut alloc = vec![0u32; members.len()];
+        for _ in 0..n {
+            let pick = members
+                .iter()
+                .enumerate()
+                .filter(|(i, &m)| targets[m] + alloc[*i] < groups[m].max_size)
+                .min_by_key(|(i, &m)| (counts.get(&groups[m].zones[0]).copied().unwrap_or(0), *i))
+                .map(|(i, _)| i);
+            let Some(i) = pick else { break };
+            alloc[i] += 1;
+            *counts
+                .entry(groups[members[i]].zones[0].clone())
+                .or_insert(0) += 1;
+        }
+        members
+            .into_iter()
+            .zip(alloc)
+            .filter(|(_, a)| *a > 0)
+            .collect()
+    }
+
+    /// Turns this round's interruption notices into cool-offs and the set of nodes to
+    /// drain now, with the reason.
+    fn take_interruptions(
+        &mut self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+    ) -> BTreeMap<usize, String> {
+        let mut out = BTreeMap::new();
+        for (event, at) in std::mem::take(&mut self.interruptions) {
+            let Event::InstanceInterruption {
+                instance_id,
+                kind,
+                zone,
+                instance_type,
+                deadline,
+            } = event
+            else {
+                continue;
+            };
+            let suffix = format!("/{instance_id}");
+            let Some(ni) = snap.nodes().iter().position(|n| {
+                n.provider_id
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with(&suffix))
+            }) else {
+                continue;
+            };
+            let n = &snap.nodes()[ni];
+            let zone = zone.or_else(|| n.zone().map(str::to_string));
+            let itype = instance_type.or_else(|| n.instance_type().map(str::to_string));
+            if matches!(
+                kind,
+                InterruptionKind::SpotInterruption | InterruptionKind::RebalanceRecommendation
+            ) && n.capacity_type == CapacityType::Spot
+            {
+                // The pool is short of spot capacity: every group avoids it for a while.
+                self.cool_offs.record_failure(
+                    PoolKey {
+                        group: None,
+                        capacity_type: Some(CapacityType::Spot),
+                        zone: zone.clone(),
+                        instance_type: itype.clone(),
+                    },
+                    LaunchFailureReason::Other(format!("{kind:?} for {instance_id}")),
+                    at,
+                    &self.config.cool_off,
+                );
+            }
+            let left = deadline
+                .map(|d| format!(", {} left", human_duration(d.since(now))))
+                .unwrap_or_default();
+            out.insert(
+                ni,
+                format!(
+                    "{kind:?} for {instance_id} ({} in {}){left}: drain now, replacement planned this round",
+                    itype.as_deref().unwrap_or("?"),
+                    zone.as_deref().unwrap_or("?")
+                ),
+            );
+        }
+        out
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -609,6 +1363,12 @@ impl Autoscaler {
             unhelpable_pods: unhelpable,
             config_errors: self.priority_error.iter().cloned().collect(),
             orphaned_pods: snap.orphaned_pods(),
+            replacements: self
+                .replacements
+                .iter()
+                .map(|(n, r)| (n.clone(), r.group.clone()))
+                .collect(),
+            zone_skew: Vec::new(),
         }
     }
 
@@ -659,6 +1419,17 @@ impl Autoscaler {
             .collect();
         format!("pod didn't trigger scale-up: {}", parts.join("; "))
     }
+}
+
+/// What the disruption planning reads of the round.
+struct Round<'a> {
+    snap: &'a ClusterSnapshot,
+    now: Timestamp,
+    plans: &'a [Result<GroupPlan, Unavailable>],
+    registered: &'a [u32],
+    sets: &'a BalanceSets,
+    /// Pods are pending or a scale-up was needed: no voluntary disruption this round.
+    unmet_demand: bool,
 }
 
 /// Cluster-wide limits: `--max-nodes-total`, `--cores-total`, `--memory-total`.

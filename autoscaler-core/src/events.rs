@@ -124,6 +124,14 @@ pub enum Event {
         /// When the instance goes away, when announced.
         deadline: Option<crate::time::Timestamp>,
     },
+    /// Removing a node failed (eviction blocked past the grace period, termination
+    /// refused); the group waits `scale-down-delay-after-failure` before the next try.
+    NodeRemovalFailed {
+        /// Node name.
+        node: String,
+        /// Why.
+        reason: String,
+    },
     /// A pool is known to be out of capacity without a group having failed yet (e.g. an
     /// operator override, or another cluster in the account reporting it).
     PoolUnavailable {

@@ -71,12 +71,14 @@
 pub mod config;
 pub mod cooloff;
 pub mod decision;
+mod disruption;
 pub mod engine;
 pub mod events;
 pub mod expander;
 pub mod fixtures;
 pub mod hpa;
 pub mod model;
+pub mod overprovisioning;
 pub mod predicates;
 pub mod quantity;
 pub mod resources;
@@ -84,9 +86,14 @@ mod scaleup;
 pub mod snapshot;
 pub mod time;
 
-pub use config::{AutoscalerConfig, ConfigError, Range};
+pub use config::{
+    AutoscalerConfig, BalanceConfig, Budget, ConfigError, DrainBackConfig, Range, ScaleDownConfig,
+};
 pub use cooloff::{CoolOff, CoolOffPolicy, CoolOffs, PoolKey};
-pub use decision::{Decision, Decisions, GroupStatus, PodOutcome, PodVerdict, Status};
+pub use decision::{
+    Decision, Decisions, GroupStatus, NodeOutcome, NodeVerdict, PodOutcome, PodVerdict,
+    RemovalKind, Status,
+};
 pub use engine::Autoscaler;
 pub use events::{Event, InterruptionKind, LaunchFailureReason};
 pub use expander::{Expander, ExpanderChain, ExpanderError, PriorityConfig};

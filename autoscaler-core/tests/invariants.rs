@@ -228,6 +228,7 @@ proptest! {
                 Decision::RevertScaleUp { new_target, .. } => {
                     prop_assert!(*new_target >= g.min_size, "revert below min");
                 }
+                _ => {}
             }
         }
 
