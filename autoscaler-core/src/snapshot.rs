@@ -163,16 +163,14 @@ impl ClusterSnapshot {
             }
         }
         drop(set_index);
-        let node_zones: std::collections::BTreeSet<String> = parts
-            .nodes
-            .iter()
-            .filter_map(|n| n.zone().map(str::to_string))
-            .collect();
+        let node_zones: std::collections::BTreeSet<&str> =
+            parts.nodes.iter().filter_map(|n| n.zone()).collect();
+        let node_zones: Vec<String> = node_zones.into_iter().map(str::to_string).collect();
         Ok(ClusterSnapshot {
             node_requested,
             pending,
             label_sets,
-            node_zones: node_zones.into_iter().collect(),
+            node_zones,
             parts,
             node_by_name,
             group_by_name,
