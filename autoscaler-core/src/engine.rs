@@ -793,12 +793,8 @@ impl Autoscaler {
             self.start_drain_backs(&r, targets, actions, &removed, &pdb_left);
         }
 
-        // 3. Zone rebalancing by replacement when skew lasts.
-        if self.config.balance.enabled && self.config.balance.rebalance && !r.unmet_demand {
-            self.start_rebalances(&r, targets, actions, &removed, &pdb_left);
-        }
-
-        // 4. Scale-down.
+        // 3. Scale-down.
+        let mut sets_shrinking: BTreeSet<usize> = BTreeSet::new();
         if self.config.scale_down.enabled {
             let sd = self.config.scale_down.clone();
             let blocked_sets: BTreeSet<usize> = groups
@@ -881,6 +877,7 @@ impl Autoscaler {
                     }
                     Ok(done) => done,
                 };
+                sets_shrinking.insert(r.sets.of_group[gi]);
                 let since = *self.unneeded_since.entry(n.name.clone()).or_insert(now);
                 outcomes.push(NodeOutcome {
                     node: n.name.clone(),
@@ -936,6 +933,11 @@ impl Autoscaler {
                     undo(nodes, &done, snap);
                 }
             }
+        }
+
+        // 4. Zone rebalancing by replacement when skew lasts and scale-down cannot fix it.
+        if self.config.balance.enabled && self.config.balance.rebalance && !r.unmet_demand {
+            self.start_rebalances(&r, targets, actions, &removed, &pdb_left, &sets_shrinking);
         }
 
         // 5. Overprovisioning placeholders.
@@ -1101,11 +1103,16 @@ impl Autoscaler {
         actions: &mut Vec<Decision>,
         removed: &[bool],
         pdb_left: &[u32],
+        shrinking: &BTreeSet<usize>,
     ) {
         let snap = r.snap;
         let groups = snap.groups();
         let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
         for (set, name) in r.sets.names.iter().enumerate() {
+            if shrinking.contains(&set) {
+                // Scale-down removes from the heaviest zone first: let it heal the skew.
+                continue;
+            }
             let c = &counts[set];
             if skew(c) <= self.config.balance.skew_threshold {
                 self.skew_since.remove(name);

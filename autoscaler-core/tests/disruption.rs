@@ -1,0 +1,697 @@
+//! Scale-down, drain-back, zone rebalancing, interruptions and overprovisioning,
+//! black-box through `Autoscaler::decide`.
+
+use autoscaler_core::fixtures::{group, node, pod};
+use autoscaler_core::overprovisioning::Overprovisioning;
+use autoscaler_core::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const A: &str = "us-east-1a";
+const B: &str = "us-east-1b";
+const C: &str = "us-east-1c";
+const T0: Timestamp = Timestamp::from_secs(1_000_000);
+const MIN: u64 = 60;
+
+fn at(mins: u64) -> Timestamp {
+    T0 + Duration::from_secs(mins * MIN)
+}
+
+fn engine() -> Autoscaler {
+    Autoscaler::new(AutoscalerConfig::default()).unwrap()
+}
+
+fn snap(
+    groups: Vec<NodeGroup>,
+    nodes: Vec<Node>,
+    pods: Vec<Pod>,
+    pdbs: Vec<PodDisruptionBudget>,
+) -> ClusterSnapshot {
+    ClusterSnapshot::new(SnapshotParts {
+        groups,
+        nodes,
+        pods,
+        pdbs,
+        ..SnapshotParts::default()
+    })
+    .unwrap()
+}
+
+fn with_target(mut g: NodeGroup, nodes: &[Node]) -> NodeGroup {
+    g.target_size = nodes
+        .iter()
+        .filter(|n| n.group.as_deref() == Some(&g.name))
+        .count() as u32;
+    g
+}
+
+fn removals(d: &Decisions) -> Vec<(String, RemovalKind)> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            Decision::RemoveNode { node, kind, .. } => Some((node.clone(), *kind)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn scale_ups(d: &Decisions) -> Vec<(String, u32)> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            Decision::ScaleUp { group, delta, .. } => Some((group.clone(), *delta)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn blocked_reason(d: &Decisions, node: &str) -> String {
+    d.nodes
+        .iter()
+        .find_map(|o| match &o.verdict {
+            NodeVerdict::ScaleDownBlocked { reason } if o.node == node => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{node} not blocked: {:?}", d.nodes))
+}
+
+/// Group `od` in zone a with a busy node `busy` (60% CPU) and a light node `light`
+/// holding one small pod.
+fn busy_and_light() -> (NodeGroup, Vec<Node>, Vec<Pod>) {
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let nodes = vec![
+        node("busy", &g, A, "m5.xlarge", Timestamp::ZERO),
+        node("light", &g, A, "m5.xlarge", Timestamp::ZERO),
+    ];
+    let mut pods: Vec<Pod> = (0..3)
+        .map(|i| pod(&format!("api-{i}"), "api", 800, 1024, Some("busy")))
+        .collect();
+    pods.push(pod("small-0", "small", 300, 512, Some("light")));
+    (with_target(g, &nodes), nodes, pods)
+}
+
+// ---------------------------------------------------------------- scale-down rules
+
+#[test]
+fn an_underutilized_node_goes_after_the_unneeded_time() {
+    let (g, nodes, pods) = busy_and_light();
+    let s = snap(vec![g], nodes, pods, vec![]);
+    let mut e = engine();
+    let d = e.decide(&s, at(0));
+    assert!(removals(&d).is_empty(), "not before 10 minutes");
+    assert!(d
+        .nodes
+        .iter()
+        .any(|o| o.node == "light" && o.verdict == NodeVerdict::Unneeded { since: at(0) }));
+    assert!(removals(&e.decide(&s, at(9))).is_empty());
+    let d = e.decide(&s, at(11));
+    assert_eq!(removals(&d), vec![("light".into(), RemovalKind::ScaleDown)]);
+    assert!(matches!(
+        &d.actions[0],
+        Decision::RemoveNode { drain: true, .. }
+    ));
+}
+
+#[test]
+fn empty_nodes_go_in_bounded_bulk_and_drains_one_at_a_time() {
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let mut nodes: Vec<Node> = (0..15)
+        .map(|i| {
+            node(
+                &format!("empty-{i:02}"),
+                &g,
+                A,
+                "m5.xlarge",
+                Timestamp::ZERO,
+            )
+        })
+        .collect();
+    let mut pods = Vec::new();
+    for i in 0..3 {
+        let name = format!("light-{i}");
+        nodes.push(node(&name, &g, A, "m5.xlarge", Timestamp::ZERO));
+        pods.push(pod(&format!("p-{i}"), "web", 200, 256, Some(&name)));
+    }
+    nodes.push(node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO));
+    pods.push(pod("anchor-pod", "db", 10_000, 40_000, Some("anchor")));
+    let s = snap(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    let r = removals(&d);
+    let empty = r.iter().filter(|(n, _)| n.starts_with("empty")).count();
+    let drained = r.iter().filter(|(n, _)| n.starts_with("light")).count();
+    assert_eq!(empty, 10, "max-empty-bulk-delete: {r:?}");
+    assert_eq!(drained, 1, "max-drain-parallelism: {r:?}");
+}
+
+fn single_light_node_with(p: Pod) -> (Decisions, String) {
+    let (g, nodes, mut pods) = busy_and_light();
+    pods.retain(|p| p.name != "small-0");
+    pods.push(p);
+    let s = snap(vec![g], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    (e.decide(&s, at(11)), "light".into())
+}
+
+#[test]
+fn each_blocker_keeps_the_node_and_says_why() {
+    let base = || pod("victim", "victim", 300, 512, Some("light"));
+    let mut no_evict = base();
+    no_evict.annotations.insert(
+        "cluster-autoscaler.kubernetes.io/safe-to-evict".into(),
+        "false".into(),
+    );
+    let mut bare = base();
+    bare.owner = None;
+    let mut local = base();
+    local.has_local_storage = true;
+    let mut system = base();
+    system.namespace = "kube-system".into();
+    let cases = [
+        (no_evict, "safe-to-evict=false"),
+        (bare, "no controller"),
+        (local, "local storage"),
+        (system, "kube-system pod"),
+    ];
+    for (p, expected) in cases {
+        let (d, n) = single_light_node_with(p);
+        assert!(removals(&d).is_empty(), "{expected}: {:?}", d.actions);
+        let reason = blocked_reason(&d, &n);
+        assert!(
+            reason.contains(expected),
+            "{reason} should mention {expected}"
+        );
+    }
+}
+
+#[test]
+fn safe_to_evict_true_overrides_the_soft_blockers() {
+    let mut p = pod("victim", "victim", 300, 512, Some("light"));
+    p.owner = None;
+    p.has_local_storage = true;
+    p.annotations.insert(
+        "cluster-autoscaler.kubernetes.io/safe-to-evict".into(),
+        "true".into(),
+    );
+    let (d, _) = single_light_node_with(p);
+    assert_eq!(removals(&d), vec![("light".into(), RemovalKind::ScaleDown)]);
+}
+
+#[test]
+fn the_scale_down_disabled_annotation_and_an_exhausted_pdb_block() {
+    let (g, mut nodes, pods) = busy_and_light();
+    nodes[1].annotations.insert(
+        "cluster-autoscaler.kubernetes.io/scale-down-disabled".into(),
+        "true".into(),
+    );
+    let s = snap(vec![g.clone()], nodes, pods.clone(), vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert!(removals(&d).is_empty());
+    assert!(blocked_reason(&d, "light").contains("scale-down-disabled"));
+
+    let (g, nodes, pods) = busy_and_light();
+    let pdb = PodDisruptionBudget {
+        namespace: "default".into(),
+        name: "small".into(),
+        selector: LabelSelector::labels([("app", "small")]),
+        disruptions_allowed: 0,
+    };
+    let s = snap(vec![g], nodes, pods, vec![pdb]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert!(removals(&d).is_empty());
+    assert!(blocked_reason(&d, "light").contains("PDB default/small"));
+}
+
+#[test]
+fn a_node_whose_pods_fit_nowhere_else_stays() {
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let nodes = vec![
+        node("full", &g, A, "m5.xlarge", Timestamp::ZERO),
+        node("light", &g, A, "m5.xlarge", Timestamp::ZERO),
+    ];
+    let pods = vec![
+        pod("big", "big", 3500, 2048, Some("full")),
+        pod("mid", "mid", 1900, 1024, Some("light")),
+    ];
+    let s = snap(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert!(removals(&d).is_empty());
+    assert!(blocked_reason(&d, "light").contains("fits no other node"));
+}
+
+#[test]
+fn never_below_min_size() {
+    let (mut g, nodes, pods) = busy_and_light();
+    g.min_size = 2;
+    let s = snap(vec![g], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    assert!(removals(&e.decide(&s, at(30))).is_empty());
+}
+
+#[test]
+fn no_scale_down_within_the_delay_after_a_scale_up_of_the_family() {
+    let (g, nodes, mut pods) = busy_and_light();
+    let mut e = engine();
+    // A scale-up of the group at t0 (a pending pod too big for the free room).
+    pods.push(pod("burst", "burst", 3700, 1024, None));
+    let s = snap(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let d = e.decide(&s, at(0));
+    assert_eq!(scale_ups(&d), vec![("od".to_string(), 1)]);
+    // The new node arrived and took the pod; the light node is unneeded again.
+    let mut nodes2 = nodes.clone();
+    nodes2.push(node("new", &g, A, "m5.xlarge", at(2)));
+    let mut pods2 = pods.clone();
+    pods2.last_mut().unwrap().node_name = Some("new".into());
+    let s2 = snap(vec![with_target(g, &nodes2)], nodes2, pods2, vec![]);
+    let _ = e.decide(&s2, at(1));
+    // Unneeded for 10 minutes at t=11, but the scale-up was 11 minutes ago... and at t=9 too early.
+    assert!(
+        removals(&e.decide(&s2, at(9))).is_empty(),
+        "delay after add"
+    );
+    let d = e.decide(&s2, at(12));
+    assert_eq!(removals(&d).len(), 1, "{:?}", d.actions);
+}
+
+#[test]
+fn a_failed_removal_pauses_the_group() {
+    let (g, nodes, pods) = busy_and_light();
+    let s = snap(vec![g], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    assert_eq!(removals(&e.decide(&s, at(11))).len(), 1);
+    e.handle_event(
+        Event::NodeRemovalFailed {
+            node: "light".into(),
+            reason: "eviction blocked".into(),
+        },
+        at(12),
+    );
+    assert!(
+        removals(&e.decide(&s, at(13))).is_empty(),
+        "delay after failure"
+    );
+    let d = e.decide(&s, at(26));
+    assert_eq!(removals(&d).len(), 1, "{:?}", d.actions);
+}
+
+#[test]
+fn on_demand_goes_before_spot_and_the_heaviest_zone_first() {
+    let od = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let spot = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    // Young nodes: on-demand drain-back (2 h) does not apply yet.
+    let nodes = vec![
+        node("anchor", &spot, A, "m5.4xlarge", at(0)),
+        node("spot-light", &spot, A, "m5.xlarge", at(0)),
+        node("od-light", &od, A, "m5.xlarge", at(0)),
+    ];
+    let pods = vec![
+        pod("anchor-pod", "db", 12_000, 40_000, Some("anchor")),
+        pod("s", "s", 300, 300, Some("spot-light")),
+        pod("o", "o", 300, 300, Some("od-light")),
+    ];
+    let s = snap(
+        vec![with_target(od, &nodes), with_target(spot, &nodes)],
+        nodes,
+        pods,
+        vec![],
+    );
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert_eq!(
+        removals(&d),
+        vec![("od-light".into(), RemovalKind::ScaleDown)]
+    );
+
+    // Same market, zones a (3 nodes) and b (1 node) of one balance set: a goes first.
+    let ga = group("spot-a", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let gb = group("spot-b", CapacityType::Spot, &[B], &["m5.xlarge"]);
+    let nodes = vec![
+        node("a1", &ga, A, "m5.xlarge", Timestamp::ZERO),
+        node("a2", &ga, A, "m5.xlarge", Timestamp::ZERO),
+        node("a3", &ga, A, "m5.xlarge", Timestamp::ZERO),
+        node("b1", &gb, B, "m5.xlarge", Timestamp::ZERO),
+    ];
+    let pods = vec![
+        pod("pa1", "w", 1500, 512, Some("a1")),
+        pod("pa2", "w", 2500, 512, Some("a2")),
+        pod("pa3", "w", 1000, 512, Some("a3")),
+        pod("pb1", "w", 1000, 512, Some("b1")),
+    ];
+    let s = snap(
+        vec![with_target(ga, &nodes), with_target(gb, &nodes)],
+        nodes,
+        pods,
+        vec![],
+    );
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert_eq!(
+        removals(&d),
+        vec![("a3".into(), RemovalKind::ScaleDown)],
+        "b1 is as light but alone in its zone"
+    );
+}
+
+// ---------------------------------------------------------------- drain-back
+
+/// A cluster after an ICE fallback: one on-demand node (3 h old) running web pods, a
+/// spot group preferred by priority, currently empty.
+fn after_fallback() -> (Vec<NodeGroup>, Vec<Node>, Vec<Pod>) {
+    let od = group(
+        "web-on-demand",
+        CapacityType::OnDemand,
+        &[A],
+        &["m5.xlarge"],
+    );
+    let spot = group(
+        "web-spot",
+        CapacityType::Spot,
+        &[A],
+        &["m5.xlarge", "m5a.xlarge"],
+    );
+    let nodes = vec![node("od-1", &od, A, "m5.xlarge", at(0))];
+    let pods = (0..3)
+        .map(|i| pod(&format!("web-{i}"), "web", 1000, 2048, Some("od-1")))
+        .collect();
+    (vec![with_target(od, &nodes), spot], nodes, pods)
+}
+
+fn drain_back_engine() -> Autoscaler {
+    let mut e = engine();
+    e.set_priorities("50: ['spot']\n10: ['on-demand']\n")
+        .unwrap();
+    e
+}
+
+#[test]
+fn drain_back_launches_spot_first_then_drains_the_on_demand_node() {
+    let (groups, nodes, pods) = after_fallback();
+    let mut e = drain_back_engine();
+    let s = snap(groups.clone(), nodes.clone(), pods.clone(), vec![]);
+    assert!(
+        scale_ups(&e.decide(&s, at(60))).is_empty(),
+        "younger than 2 h: kept"
+    );
+    let d = e.decide(&s, at(181));
+    assert_eq!(scale_ups(&d), vec![("web-spot".to_string(), 1)]);
+    assert!(
+        removals(&d).is_empty(),
+        "never drain before the replacement is ready"
+    );
+    assert!(d.actions[0].reason().contains("drain-back"));
+    assert_eq!(
+        d.status.replacements,
+        vec![("od-1".to_string(), "web-spot".to_string())]
+    );
+
+    // The spot node registered but is not ready yet: still waiting.
+    let mut groups2 = groups.clone();
+    groups2[1].target_size = 1;
+    let mut nodes2 = nodes.clone();
+    let mut spot_node = node("spot-1", &groups2[1], A, "m5a.xlarge", at(183));
+    spot_node.ready = false;
+    nodes2.push(spot_node);
+    let s2 = snap(groups2.clone(), nodes2.clone(), pods.clone(), vec![]);
+    assert!(removals(&e.decide(&s2, at(183))).is_empty());
+
+    nodes2[1].ready = true;
+    let s3 = snap(groups2, nodes2, pods, vec![]);
+    let d = e.decide(&s3, at(184));
+    assert_eq!(removals(&d), vec![("od-1".into(), RemovalKind::DrainBack)]);
+}
+
+#[test]
+fn drain_back_is_cancelled_by_ice_and_retried_after_the_cool_off() {
+    let (groups, nodes, pods) = after_fallback();
+    let mut e = drain_back_engine();
+    let s = snap(groups.clone(), nodes.clone(), pods.clone(), vec![]);
+    assert_eq!(
+        scale_ups(&e.decide(&s, at(181))),
+        vec![("web-spot".to_string(), 1)]
+    );
+    e.handle_event(
+        Event::LaunchFailed {
+            group: "web-spot".into(),
+            zone: Some(A.into()),
+            instance_type: None,
+            reason: LaunchFailureReason::InsufficientInstanceCapacity,
+        },
+        at(182),
+    );
+    let mut groups2 = groups.clone();
+    groups2[1].target_size = 1;
+    let s2 = snap(groups2, nodes.clone(), pods.clone(), vec![]);
+    let d = e.decide(&s2, at(182));
+    assert!(d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Decision::RevertScaleUp { group, .. } if group == "web-spot")));
+    assert!(removals(&d).is_empty(), "the on-demand node stays");
+    assert!(d.status.replacements.is_empty());
+    // Inside the cool-off: no retry.
+    assert!(scale_ups(&e.decide(&s, at(184))).is_empty());
+    // After it: drain-back starts again.
+    assert_eq!(
+        scale_ups(&e.decide(&s, at(186))),
+        vec![("web-spot".to_string(), 1)]
+    );
+}
+
+#[test]
+fn drain_back_respects_its_budget() {
+    let od = group(
+        "web-on-demand",
+        CapacityType::OnDemand,
+        &[A],
+        &["m5.xlarge"],
+    );
+    let spot = group("web-spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let nodes: Vec<Node> = (0..4)
+        .map(|i| node(&format!("od-{i}"), &od, A, "m5.xlarge", at(0)))
+        .collect();
+    let pods: Vec<Pod> = (0..4)
+        .map(|i| {
+            pod(
+                &format!("web-{i}"),
+                "web",
+                3000,
+                2048,
+                Some(&format!("od-{i}")),
+            )
+        })
+        .collect();
+    let s = snap(vec![with_target(od, &nodes), spot], nodes, pods, vec![]);
+    let mut e = drain_back_engine();
+    let d = e.decide(&s, at(181));
+    assert_eq!(scale_ups(&d).len(), 1, "budget 1: {:?}", d.actions);
+    let mut config = AutoscalerConfig::default();
+    config.drain_back.budget = "50%".parse().unwrap();
+    let mut e = Autoscaler::new(config).unwrap();
+    e.set_priorities("50: ['spot']\n10: ['on-demand']\n")
+        .unwrap();
+    assert_eq!(scale_ups(&e.decide(&s, at(181))).len(), 2, "50% of 4");
+}
+
+// ---------------------------------------------------------------- interruptions
+
+#[test]
+fn a_spot_interruption_drains_now_and_replaces_in_the_same_round_outside_the_pool() {
+    let spot = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let od = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let nodes = vec![node("spot-1", &spot, A, "m5.xlarge", at(0))];
+    let instance = nodes[0].provider_id.clone().unwrap();
+    let instance_id = instance.rsplit('/').next().unwrap().to_string();
+    let pods: Vec<Pod> = (0..3)
+        .map(|i| pod(&format!("web-{i}"), "web", 1000, 2048, Some("spot-1")))
+        .collect();
+    let s = snap(vec![with_target(spot, &nodes), od], nodes, pods, vec![]);
+    let mut e = engine();
+    e.set_priorities("50: ['spot']\n10: ['od']\n").unwrap();
+    e.handle_event(
+        Event::InstanceInterruption {
+            instance_id,
+            kind: InterruptionKind::SpotInterruption,
+            zone: None,
+            instance_type: None,
+            deadline: Some(at(62)),
+        },
+        at(60),
+    );
+    let d = e.decide(&s, at(60));
+    assert_eq!(
+        removals(&d),
+        vec![("spot-1".into(), RemovalKind::Interruption)]
+    );
+    // The spot pool (m5.xlarge, zone a) is cooled off, so the replacement is on-demand.
+    assert_eq!(scale_ups(&d), vec![("od".to_string(), 1)]);
+    assert!(d.actions.iter().any(|a| a.reason().contains("2m left")));
+}
+
+// ---------------------------------------------------------------- zone balance
+
+fn zonal_set() -> Vec<NodeGroup> {
+    [("spot-a", A), ("spot-b", B), ("spot-c", C)]
+        .iter()
+        .map(|(n, z)| group(n, CapacityType::Spot, &[z], &["m5.xlarge"]))
+        .collect()
+}
+
+#[test]
+fn scale_ups_are_split_toward_the_lightest_zones() {
+    let groups = zonal_set();
+    let nodes = vec![
+        node("a1", &groups[0], A, "m5.xlarge", at(0)),
+        node("a2", &groups[0], A, "m5.xlarge", at(0)),
+        node("a3", &groups[0], A, "m5.xlarge", at(0)),
+        node("b1", &groups[1], B, "m5.xlarge", at(0)),
+    ];
+    let mut pods: Vec<Pod> = nodes
+        .iter()
+        .map(|n| {
+            pod(
+                &format!("{}-busy", n.name),
+                "busy",
+                3000,
+                1024,
+                Some(&n.name),
+            )
+        })
+        .collect();
+    pods.extend((0..9).map(|i| pod(&format!("new-{i}"), "web", 1000, 1024, None)));
+    let groups: Vec<NodeGroup> = groups.into_iter().map(|g| with_target(g, &nodes)).collect();
+    let s = snap(groups, nodes, pods, vec![]);
+    let d = engine().decide(&s, at(1));
+    let mut ups: BTreeMap<String, u32> = BTreeMap::new();
+    for (g, n) in scale_ups(&d) {
+        *ups.entry(g).or_default() += n;
+    }
+    // 3 new nodes: zone c (0 nodes) gets 2, zone b (1) gets 1, zone a (3) none -> 3/2/2.
+    assert_eq!(ups.get("spot-c"), Some(&2), "{ups:?}");
+    assert_eq!(ups.get("spot-b"), Some(&1), "{ups:?}");
+    assert_eq!(ups.get("spot-a"), None, "{ups:?}");
+}
+
+#[test]
+fn zone_skew_after_a_spike_in_one_zone_is_healed_by_replacement() {
+    let groups = zonal_set();
+    // A spike landed 5 nodes in zone a; zones b and c have 1 each; all busy.
+    let mut nodes: Vec<Node> = (0..5)
+        .map(|i| node(&format!("a{i}"), &groups[0], A, "m5.xlarge", at(0)))
+        .collect();
+    nodes.push(node("b0", &groups[1], B, "m5.xlarge", at(0)));
+    nodes.push(node("c0", &groups[2], C, "m5.xlarge", at(0)));
+    let mut pods: Vec<Pod> = nodes
+        .iter()
+        .map(|n| {
+            pod(
+                &format!("{}-busy", n.name),
+                "busy",
+                2500,
+                1024,
+                Some(&n.name),
+            )
+        })
+        .collect();
+    let mut e = engine();
+    let mut now = 30;
+    let mut launched = 0;
+    let skew_of = |nodes: &[Node]| {
+        let mut c: BTreeMap<&str, i64> = BTreeMap::from([(A, 0), (B, 0), (C, 0)]);
+        for n in nodes {
+            *c.get_mut(n.zone().unwrap()).unwrap() += 1;
+        }
+        c.values().max().unwrap() - c.values().min().unwrap()
+    };
+    assert_eq!(skew_of(&nodes), 4);
+    // Play rounds: apply each decision as the adapters would (new nodes ready at once).
+    for _ in 0..40 {
+        let gs: Vec<NodeGroup> = groups
+            .iter()
+            .cloned()
+            .map(|g| with_target(g, &nodes))
+            .collect();
+        let s = snap(gs.clone(), nodes.clone(), pods.clone(), vec![]);
+        let d = e.decide(&s, at(now));
+        for a in &d.actions {
+            match a {
+                Decision::ScaleUp { group, delta, .. } => {
+                    let g = gs.iter().find(|g| &g.name == group).unwrap();
+                    for _ in 0..*delta {
+                        launched += 1;
+                        nodes.push(node(
+                            &format!("new{launched}"),
+                            g,
+                            &g.zones[0],
+                            "m5.xlarge",
+                            at(now + 1),
+                        ));
+                    }
+                }
+                Decision::RemoveNode { node: victim, .. } => {
+                    // Drained: its pods move to the newest node, the node goes.
+                    let target = nodes.last().unwrap().name.clone();
+                    for p in pods
+                        .iter_mut()
+                        .filter(|p| p.node_name.as_deref() == Some(victim))
+                    {
+                        p.node_name = Some(target.clone());
+                    }
+                    nodes.retain(|n| &n.name != victim);
+                }
+                _ => {}
+            }
+        }
+        now += 2;
+    }
+    assert!(
+        skew_of(&nodes) <= 1,
+        "skew {} with {:?}",
+        skew_of(&nodes),
+        nodes
+            .iter()
+            .map(|n| (&n.name, n.zone()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(nodes.len(), 7, "rebalancing keeps the capacity");
+}
+
+// ---------------------------------------------------------------- overprovisioning
+
+#[test]
+fn overprovisioning_follows_the_ladder_and_is_only_sent_on_change() {
+    let (g, nodes, pods) = busy_and_light();
+    let s = snap(vec![g], nodes, pods, vec![]);
+    let mut e = engine();
+    let data = BTreeMap::from([(
+        "ladder".to_string(),
+        r#"{"coresToReplicas":[[1,1],[8,2]],"nodesToReplicas":[[1,1],[3,3]]}"#.to_string(),
+    )]);
+    e.set_overprovisioning(Some(Overprovisioning::from_configmap_data(&data).unwrap()));
+    let d = e.decide(&s, at(0));
+    let set: Vec<u32> = d
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Decision::SetOverprovisioning { replicas, .. } => Some(*replicas),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(set, vec![2], "8 cores on 2 nodes -> 2");
+    let d = e.decide(&s, at(1));
+    assert!(!d
+        .actions
+        .iter()
+        .any(|a| matches!(a, Decision::SetOverprovisioning { .. })));
+}
