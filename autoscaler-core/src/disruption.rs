@@ -136,6 +136,8 @@ pub(crate) fn movable_pods(
         return Err(format!("node has annotation {SCALE_DOWN_DISABLED}=true"));
     }
     let mut movable = Vec::new();
+    // Disruptions this node would take from each PDB: all its pods must fit the budget.
+    let mut wanted: BTreeMap<usize, u32> = BTreeMap::new();
     for &p in snap.pods_on_node(node) {
         let pod = &snap.pods()[p as usize];
         if is_daemon_or_mirror(pod) {
@@ -146,7 +148,10 @@ pub(crate) fn movable_pods(
             return Err(format!("pod {} has {SAFE_TO_EVICT}=false", pod.key()));
         }
         let pdbs = matching_pdbs(snap, pod);
-        if let Some(&b) = pdbs.iter().find(|&&b| pdb_left[b] == 0) {
+        for &b in &pdbs {
+            *wanted.entry(b).or_insert(0) += 1;
+        }
+        if let Some(&b) = pdbs.iter().find(|&&b| wanted[&b] > pdb_left[b]) {
             let pdb = &snap.pdbs()[b];
             return Err(format!(
                 "pod {} is covered by PDB {}/{} with no disruption allowed",

@@ -745,10 +745,19 @@ impl Autoscaler {
                 .iter()
                 .filter(|&&n| {
                     let n = &snap.nodes()[n as usize];
-                    n.ready && n.created_at >= rep.started
+                    n.ready && n.created_at > rep.started
                 })
                 .count() as u32;
             if ready_new < rep.needed {
+                continue;
+            }
+            let node_group = snap.nodes()[ni]
+                .group
+                .as_deref()
+                .and_then(|g| snap.group_index(g));
+            if node_group.is_some_and(|ngi| targets[ngi] <= groups[ngi].min_size) {
+                // Its group is at its minimum: removing would be refused by AWS.
+                self.replacements.remove(&name);
                 continue;
             }
             let moved = movable_pods(snap, ni, &self.config, &pdb_left).and_then(|pods| {
@@ -776,6 +785,9 @@ impl Autoscaler {
                         ),
                     });
                     removed[ni] = true;
+                    if let Some(ngi) = node_group {
+                        targets[ngi] -= 1;
+                    }
                     self.removing.insert(name.clone(), (now, rep.kind));
                     self.replacements.remove(&name);
                 }
@@ -866,6 +878,10 @@ impl Autoscaler {
                 .count() as u32;
             for ((ni, util, ..), gi, pods) in cands {
                 let n = &snap.nodes()[ni];
+                if !nodes[ni].placed.is_empty() {
+                    // Pods of a node removed earlier this round were moved here.
+                    continue;
+                }
                 let done = match try_move(&pods, ni, nodes, &removed, snap, &mut cursor) {
                     Err(why) => {
                         self.unneeded_since.remove(&n.name);
@@ -893,7 +909,10 @@ impl Autoscaler {
                     .last_removal_failure
                     .get(&g.name)
                     .is_some_and(|t| now.since(*t) < sd.delay_after_failure);
+                // Earlier removals this round may have used up a PDB this node needs.
+                let pdb_ok = movable_pods(snap, ni, &self.config, &pdb_left).is_ok();
                 if now.since(since) >= sd.unneeded_time
+                    && pdb_ok
                     && targets[gi] > g.min_size
                     && !blocked_sets.contains(&r.sets.of_group[gi])
                     && !failure_wait
@@ -1011,7 +1030,9 @@ impl Autoscaler {
                             == Some(od_group.name.as_str())
                 })
                 .count() as u32;
-            if in_flight >= self.config.drain_back.budget.for_size(r.registered[od_gi]) {
+            if in_flight >= self.config.drain_back.budget.for_size(r.registered[od_gi])
+                || targets[od_gi] <= od_group.min_size + in_flight
+            {
                 continue;
             }
             let Ok(pods) = movable_pods(snap, ni, &self.config, pdb_left) else {
@@ -1156,7 +1177,9 @@ impl Autoscaler {
                         && n.group
                             .as_deref()
                             .and_then(|g| snap.group_index(g))
-                            .is_some_and(|gi| r.sets.of_group[gi] == set)
+                            .is_some_and(|gi| {
+                                r.sets.of_group[gi] == set && targets[gi] > groups[gi].min_size
+                            })
                         && movable_pods(snap, ni, &self.config, pdb_left).is_ok()
                 })
                 .min_by(|&a, &b| {
