@@ -1,0 +1,409 @@
+//! The AWS clients behind client-side token buckets, with per-call metrics and errors
+//! that name the IAM action.
+
+use crate::error::{is_access_denied_code, is_throttle_code, AwsError};
+use crate::metrics::Metrics;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use aws_smithy_types::retry::RetryConfig;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A family of API actions sharing one client-side token bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ApiFamily {
+    /// Auto Scaling `Describe*`.
+    AutoScalingRead,
+    /// Auto Scaling mutating actions.
+    AutoScalingWrite,
+    /// EC2 `Describe*` (non-mutating).
+    Ec2Read,
+    /// SQS.
+    Sqs,
+    /// EventBridge.
+    EventBridge,
+}
+
+impl ApiFamily {
+    const ALL: [ApiFamily; 5] = [
+        ApiFamily::AutoScalingRead,
+        ApiFamily::AutoScalingWrite,
+        ApiFamily::Ec2Read,
+        ApiFamily::Sqs,
+        ApiFamily::EventBridge,
+    ];
+}
+
+macro_rules! ops {
+    ($($variant:ident => $action:literal, $family:ident;)*) => {
+        /// One AWS API action the adapter calls.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Op {
+            $(
+                #[doc = concat!("`", $action, "`")]
+                $variant,
+            )*
+        }
+
+        impl Op {
+            /// Every action, in declaration order.
+            pub const ALL: &'static [Op] = &[$(Op::$variant),*];
+
+            /// The IAM action (`service:Operation`).
+            pub fn action(self) -> &'static str {
+                match self { $(Op::$variant => $action,)* }
+            }
+
+            /// The token bucket it draws from.
+            pub fn family(self) -> ApiFamily {
+                match self { $(Op::$variant => ApiFamily::$family,)* }
+            }
+        }
+    };
+}
+
+ops! {
+    DescribeAutoScalingGroups => "autoscaling:DescribeAutoScalingGroups", AutoScalingRead;
+    DescribeScalingActivities => "autoscaling:DescribeScalingActivities", AutoScalingRead;
+    DescribeLaunchConfigurations => "autoscaling:DescribeLaunchConfigurations", AutoScalingRead;
+    DescribeAutoScalingInstances => "autoscaling:DescribeAutoScalingInstances", AutoScalingRead;
+    SetDesiredCapacity => "autoscaling:SetDesiredCapacity", AutoScalingWrite;
+    TerminateInstanceInAutoScalingGroup => "autoscaling:TerminateInstanceInAutoScalingGroup", AutoScalingWrite;
+    DescribeInstances => "ec2:DescribeInstances", Ec2Read;
+    DescribeInstanceTypes => "ec2:DescribeInstanceTypes", Ec2Read;
+    DescribeLaunchTemplateVersions => "ec2:DescribeLaunchTemplateVersions", Ec2Read;
+    DescribeSpotPriceHistory => "ec2:DescribeSpotPriceHistory", Ec2Read;
+    ReceiveMessage => "sqs:ReceiveMessage", Sqs;
+    DeleteMessageBatch => "sqs:DeleteMessage", Sqs;
+    CreateQueue => "sqs:CreateQueue", Sqs;
+    GetQueueAttributes => "sqs:GetQueueAttributes", Sqs;
+    SetQueueAttributes => "sqs:SetQueueAttributes", Sqs;
+    GetQueueUrl => "sqs:GetQueueUrl", Sqs;
+    PutRule => "events:PutRule", EventBridge;
+    PutTargets => "events:PutTargets", EventBridge;
+    DescribeRule => "events:DescribeRule", EventBridge;
+    ListTargetsByRule => "events:ListTargetsByRule", EventBridge;
+}
+
+impl Op {
+    /// The operation name as the SDK reports it (`DescribeAutoScalingGroups`).
+    pub fn operation(self) -> &'static str {
+        match self {
+            Op::DeleteMessageBatch => "DeleteMessageBatch",
+            other => other.action().split_once(':').map_or("", |(_, op)| op),
+        }
+    }
+
+    /// Whether the action reads or changes node groups (not the event path).
+    pub fn is_control_plane(self) -> bool {
+        matches!(
+            self.family(),
+            ApiFamily::AutoScalingRead | ApiFamily::AutoScalingWrite | ApiFamily::Ec2Read
+        )
+    }
+
+    fn from_operation(name: &str) -> Option<Op> {
+        Op::ALL.iter().copied().find(|op| op.operation() == name)
+    }
+}
+
+/// Size of one token bucket: `burst` calls at once, `per_second` sustained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bucket {
+    /// Bucket size.
+    pub burst: u32,
+    /// Refill per second.
+    pub per_second: u32,
+}
+
+/// Client-side rate limits per API family.
+///
+/// The defaults take **half** of AWS's published per-account buckets, so the autoscaler
+/// leaves room for everything else in the account:
+/// - EC2 non-mutating actions: bucket 100, refill 20/s (EC2 API throttling docs) -> 50, 10/s.
+/// - Auto Scaling does not publish token buckets; its `Describe*` actions throttle in
+///   practice around 20 requests/s per account, its mutating actions much lower, so
+///   reads get 10 burst / 5 per s and writes 10 burst / 2 per s.
+/// - SQS has no per-account call limit worth the name; the bucket only stops a hot loop.
+/// - EventBridge control plane (`PutRule`, ...) is only used at setup: 5 burst / 1 per s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Auto Scaling `Describe*`.
+    pub autoscaling_read: Bucket,
+    /// Auto Scaling mutating actions.
+    pub autoscaling_write: Bucket,
+    /// EC2 `Describe*`.
+    pub ec2_read: Bucket,
+    /// SQS.
+    pub sqs: Bucket,
+    /// EventBridge.
+    pub eventbridge: Bucket,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            autoscaling_read: Bucket {
+                burst: 10,
+                per_second: 5,
+            },
+            autoscaling_write: Bucket {
+                burst: 10,
+                per_second: 2,
+            },
+            ec2_read: Bucket {
+                burst: 50,
+                per_second: 10,
+            },
+            sqs: Bucket {
+                burst: 50,
+                per_second: 50,
+            },
+            eventbridge: Bucket {
+                burst: 5,
+                per_second: 1,
+            },
+        }
+    }
+}
+
+impl RateLimitConfig {
+    fn bucket(&self, family: ApiFamily) -> Bucket {
+        match family {
+            ApiFamily::AutoScalingRead => self.autoscaling_read,
+            ApiFamily::AutoScalingWrite => self.autoscaling_write,
+            ApiFamily::Ec2Read => self.ec2_read,
+            ApiFamily::Sqs => self.sqs,
+            ApiFamily::EventBridge => self.eventbridge,
+        }
+    }
+}
+
+/// Retry settings handed to the SDK (standard mode: exponential backoff with jitter,
+/// throttling and 5xx errors retried).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetrySettings {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// First backoff.
+    pub initial_backoff: Duration,
+    /// Backoff cap.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetrySettings {
+    fn to_sdk(self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+}
+
+/// Counts attempts and throttled answers per operation, retries included.
+#[derive(Debug)]
+struct MetricsInterceptor {
+    metrics: Arc<Metrics>,
+}
+
+fn op_of(cfg: &ConfigBag) -> Option<Op> {
+    cfg.load::<Metadata>()
+        .and_then(|m| Op::from_operation(m.name()))
+}
+
+impl Intercept for MetricsInterceptor {
+    fn name(&self) -> &'static str {
+        "autoscaler-aws-metrics"
+    }
+
+    fn read_before_attempt(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(op) = op_of(cfg) {
+            self.metrics.record_attempt(op);
+        }
+        Ok(())
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &AfterDeserializationInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let response = context.response();
+        let status = response.status().as_u16();
+        let throttled = status == 429
+            || (status >= 400
+                && response.body().bytes().is_some_and(|b| {
+                    let text = String::from_utf8_lossy(b);
+                    [
+                        "Throttling",
+                        "RequestLimitExceeded",
+                        "TooManyRequests",
+                        "SlowDown",
+                    ]
+                    .iter()
+                    .any(|c| text.contains(c))
+                }));
+        if throttled {
+            if let Some(op) = op_of(cfg) {
+                self.metrics.record_throttle(op);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The four SDK clients with rate limits, retries and metrics.
+pub struct Api {
+    /// Auto Scaling client.
+    pub autoscaling: aws_sdk_autoscaling::Client,
+    /// EC2 client.
+    pub ec2: aws_sdk_ec2::Client,
+    /// SQS client.
+    pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge client.
+    pub eventbridge: aws_sdk_eventbridge::Client,
+    limiters: Vec<(ApiFamily, DefaultDirectRateLimiter)>,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+fn nz(v: u32) -> NonZeroU32 {
+    NonZeroU32::new(v.max(1)).unwrap_or(NonZeroU32::MIN)
+}
+
+impl Api {
+    /// Builds the clients from a loaded SDK configuration (region, credentials, endpoint).
+    pub fn new(
+        sdk: &aws_types::SdkConfig,
+        limits: RateLimitConfig,
+        retry: RetrySettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let interceptor = || MetricsInterceptor {
+            metrics: metrics.clone(),
+        };
+        let autoscaling = aws_sdk_autoscaling::Client::from_conf(
+            aws_sdk_autoscaling::config::Builder::from(sdk)
+                .interceptor(interceptor())
+                .retry_config(retry.to_sdk())
+                .build(),
+        );
+        let ec2 = aws_sdk_ec2::Client::from_conf(
+            aws_sdk_ec2::config::Builder::from(sdk)
+                .interceptor(interceptor())
+                .retry_config(retry.to_sdk())
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(sdk)
+                .interceptor(interceptor())
+                .retry_config(retry.to_sdk())
+                .build(),
+        );
+        let eventbridge = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(sdk)
+                .interceptor(interceptor())
+                .retry_config(retry.to_sdk())
+                .build(),
+        );
+        let limiters = ApiFamily::ALL
+            .iter()
+            .map(|&f| {
+                let b = limits.bucket(f);
+                let quota = Quota::per_second(nz(b.per_second)).allow_burst(nz(b.burst));
+                (f, RateLimiter::direct(quota))
+            })
+            .collect();
+        Api {
+            autoscaling,
+            ec2,
+            sqs,
+            eventbridge,
+            limiters,
+            metrics,
+        }
+    }
+
+    /// The metrics the calls update.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Runs one SDK call: waits for a token of the action's bucket, times the call, and
+    /// turns an error into an [`AwsError`] naming the IAM action.
+    pub(crate) async fn call<T, E, R, F>(&self, op: Op, fut: F) -> Result<T, AwsError>
+    where
+        F: Future<Output = Result<T, SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let waited = Instant::now();
+        if let Some((_, limiter)) = self.limiters.iter().find(|(f, _)| *f == op.family()) {
+            limiter.until_ready().await;
+        }
+        let start = Instant::now();
+        let wait = start - waited;
+        let result = fut.await;
+        let latency = start.elapsed();
+        self.metrics.record_call(op, latency, wait, result.is_ok());
+        result.map_err(|e| classify_error(op, e))
+    }
+}
+
+fn classify_error<E, R>(op: Op, err: SdkError<E, R>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let action = op.action();
+    let code = err.code().map(str::to_string);
+    let message = err.message().unwrap_or_default().to_string();
+    let error = match code {
+        Some(code) if is_access_denied_code(&code) => AwsError::AccessDenied { action, message },
+        Some(code) if is_throttle_code(&code) => AwsError::Throttled { action, code },
+        Some(code) => AwsError::Api {
+            action,
+            code,
+            message,
+        },
+        None => AwsError::Transport {
+            action,
+            message: DisplayErrorContext(&err).to_string(),
+        },
+    };
+    tracing::warn!(action, %error, "AWS call failed");
+    error
+}

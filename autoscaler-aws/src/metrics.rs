@@ -1,0 +1,254 @@
+//! Counters for AWS calls, throttles, latency and events: plain atomics, rendered in the
+//! Prometheus text format by [`Metrics::render`].
+
+use crate::api::Op;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+#[derive(Default, Debug)]
+struct OpCounters {
+    calls: AtomicU64,
+    errors: AtomicU64,
+    attempts: AtomicU64,
+    throttled_attempts: AtomicU64,
+    latency_micros_sum: AtomicU64,
+    latency_micros_max: AtomicU64,
+    rate_limit_wait_micros: AtomicU64,
+}
+
+/// Counters of the adapter. Cheap to update from any task.
+#[derive(Debug)]
+pub struct Metrics {
+    ops: Vec<OpCounters>,
+    events_received: AtomicU64,
+    events_delivered: AtomicU64,
+    events_malformed: AtomicU64,
+    events_ignored: AtomicU64,
+    event_latency_micros_sum: AtomicU64,
+    event_latency_micros_max: AtomicU64,
+    external_changes: AtomicU64,
+    group_errors: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            ops: Op::ALL.iter().map(|_| OpCounters::default()).collect(),
+            events_received: AtomicU64::new(0),
+            events_delivered: AtomicU64::new(0),
+            events_malformed: AtomicU64::new(0),
+            events_ignored: AtomicU64::new(0),
+            event_latency_micros_sum: AtomicU64::new(0),
+            event_latency_micros_max: AtomicU64::new(0),
+            external_changes: AtomicU64::new(0),
+            group_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Counters of one operation, as read by [`Metrics::op`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpStats {
+    /// Logical calls (each may have several attempts).
+    pub calls: u64,
+    /// Calls that ended in an error.
+    pub errors: u64,
+    /// HTTP attempts, retries included.
+    pub attempts: u64,
+    /// Attempts AWS answered with a throttling error.
+    pub throttled_attempts: u64,
+    /// Sum of call latencies (retries included), microseconds.
+    pub latency_micros_sum: u64,
+    /// Largest call latency, microseconds.
+    pub latency_micros_max: u64,
+    /// Time spent waiting for the client-side rate limiter, microseconds.
+    pub rate_limit_wait_micros: u64,
+}
+
+/// Event counters, as read by [`Metrics::events`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventStats {
+    /// SQS messages received.
+    pub received: u64,
+    /// Core events handed over.
+    pub delivered: u64,
+    /// Messages that could not be understood (dropped and deleted).
+    pub malformed: u64,
+    /// Well-formed messages with nothing for the core (e.g. an instance entering `running`).
+    pub ignored: u64,
+    /// Largest time from SQS receipt to hand-over, microseconds.
+    pub latency_micros_max: u64,
+    /// Sum of those times, microseconds.
+    pub latency_micros_sum: u64,
+}
+
+fn max_into(cell: &AtomicU64, v: u64) {
+    cell.fetch_max(v, Ordering::Relaxed);
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Metrics {
+    pub(crate) fn record_call(&self, op: Op, latency: Duration, wait: Duration, ok: bool) {
+        let c = &self.ops[op as usize];
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        c.latency_micros_sum
+            .fetch_add(micros(latency), Ordering::Relaxed);
+        max_into(&c.latency_micros_max, micros(latency));
+        c.rate_limit_wait_micros
+            .fetch_add(micros(wait), Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_attempt(&self, op: Op) {
+        self.ops[op as usize]
+            .attempts
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_throttle(&self, op: Op) {
+        self.ops[op as usize]
+            .throttled_attempts
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_received(&self, n: u64) {
+        self.events_received.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_malformed(&self) {
+        self.events_malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_ignored(&self) {
+        self.events_ignored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_delivered(&self, latency: Duration) {
+        self.events_delivered.fetch_add(1, Ordering::Relaxed);
+        self.event_latency_micros_sum
+            .fetch_add(micros(latency), Ordering::Relaxed);
+        max_into(&self.event_latency_micros_max, micros(latency));
+    }
+
+    pub(crate) fn record_external_change(&self) {
+        self.external_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_group_errors(&self, n: u64) {
+        self.group_errors.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counters of one operation.
+    pub fn op(&self, op: Op) -> OpStats {
+        let c = &self.ops[op as usize];
+        OpStats {
+            calls: c.calls.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            attempts: c.attempts.load(Ordering::Relaxed),
+            throttled_attempts: c.throttled_attempts.load(Ordering::Relaxed),
+            latency_micros_sum: c.latency_micros_sum.load(Ordering::Relaxed),
+            latency_micros_max: c.latency_micros_max.load(Ordering::Relaxed),
+            rate_limit_wait_micros: c.rate_limit_wait_micros.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Logical calls over every AWS API except the SQS/EventBridge event path.
+    pub fn control_plane_calls(&self) -> u64 {
+        Op::ALL
+            .iter()
+            .filter(|op| op.is_control_plane())
+            .map(|&op| self.op(op).calls)
+            .sum()
+    }
+
+    /// Event counters.
+    pub fn events(&self) -> EventStats {
+        EventStats {
+            received: self.events_received.load(Ordering::Relaxed),
+            delivered: self.events_delivered.load(Ordering::Relaxed),
+            malformed: self.events_malformed.load(Ordering::Relaxed),
+            ignored: self.events_ignored.load(Ordering::Relaxed),
+            latency_micros_max: self.event_latency_micros_max.load(Ordering::Relaxed),
+            latency_micros_sum: self.event_latency_micros_sum.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Times someone else changed a group's desired capacity under us.
+    pub fn external_changes(&self) -> u64 {
+        self.external_changes.load(Ordering::Relaxed)
+    }
+
+    /// Per-group problems reported by scans.
+    pub fn group_errors(&self) -> u64 {
+        self.group_errors.load(Ordering::Relaxed)
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let series: [(&str, &str, fn(&OpStats) -> u64); 6] = [
+            ("aws_api_calls_total", "Logical AWS API calls.", |s| s.calls),
+            ("aws_api_errors_total", "AWS API calls that failed.", |s| {
+                s.errors
+            }),
+            (
+                "aws_api_attempts_total",
+                "HTTP attempts, retries included.",
+                |s| s.attempts,
+            ),
+            (
+                "aws_api_throttled_total",
+                "Attempts throttled by AWS.",
+                |s| s.throttled_attempts,
+            ),
+            (
+                "aws_api_latency_microseconds_sum",
+                "Sum of call latencies.",
+                |s| s.latency_micros_sum,
+            ),
+            (
+                "aws_api_rate_limit_wait_microseconds_sum",
+                "Time waiting for the client-side token bucket.",
+                |s| s.rate_limit_wait_micros,
+            ),
+        ];
+        for (name, help, get) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for &op in Op::ALL {
+                let _ = writeln!(
+                    out,
+                    "{name}{{action=\"{}\"}} {}",
+                    op.action(),
+                    get(&self.op(op))
+                );
+            }
+        }
+        let e = self.events();
+        for (name, v) in [
+            ("aws_events_received_total", e.received),
+            ("aws_events_delivered_total", e.delivered),
+            ("aws_events_malformed_total", e.malformed),
+            ("aws_events_ignored_total", e.ignored),
+            ("aws_event_latency_microseconds_sum", e.latency_micros_sum),
+            (
+                "aws_external_desired_capacity_changes_total",
+                self.external_changes(),
+            ),
+            ("aws_group_errors_total", self.group_errors()),
+        ] {
+            let _ = writeln!(out, "# TYPE {name} counter\n{name} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "# TYPE aws_event_latency_microseconds_max gauge\naws_event_latency_microseconds_max {}",
+            e.latency_micros_max
+        );
+        out
+    }
+}
