@@ -147,3 +147,32 @@ pub fn cluster(scale: Scale) -> ClusterSnapshot {
     })
     .expect("generated cluster is valid")
 }
+
+/// A cluster for the scale-down benchmark: `scale.nodes` nodes carrying
+/// `scale.running_pods` pods, one node in ten lightly loaded (candidates), no pending pods.
+pub fn scale_down_cluster(scale: Scale) -> ClusterSnapshot {
+    let mut parts = cluster(Scale {
+        pending_pods: 0,
+        ..scale
+    })
+    .into_parts();
+    let per_node = scale.running_pods / scale.nodes.max(1);
+    // Every tenth node keeps only a fifth of its pods: under 50% utilization.
+    let light: std::collections::BTreeSet<String> = parts
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 == 0)
+        .map(|(_, n)| n.name.clone())
+        .collect();
+    let mut kept_per_node: std::collections::BTreeMap<String, usize> = Default::default();
+    parts.pods.retain(|p| match &p.node_name {
+        Some(n) if light.contains(n) => {
+            let k = kept_per_node.entry(n.clone()).or_insert(0);
+            *k += 1;
+            *k <= per_node / 5
+        }
+        _ => true,
+    });
+    ClusterSnapshot::new(parts).expect("generated cluster is valid")
+}
