@@ -305,6 +305,8 @@ impl Autoscaler {
         let mut targets = Vec::with_capacity(groups.len());
         let mut registered_counts = Vec::with_capacity(groups.len());
         let mut whys: Vec<String> = Vec::with_capacity(groups.len());
+        // Groups cooled off just now for a provisioning timeout need a fresh plan.
+        let mut timed_out = vec![false; groups.len()];
         for (gi, g) in groups.iter().enumerate() {
             let registered = snap.nodes_of_group(gi).len() as u32;
             let st = self.groups.entry(g.name.clone()).or_default();
@@ -353,6 +355,7 @@ impl Autoscaler {
                             now,
                             &self.config.cool_off,
                         );
+                        timed_out[gi] = true;
                         revert = Some((keep, format!("{reason}; group cooled off until {until}")));
                     }
                 }
@@ -376,16 +379,15 @@ impl Autoscaler {
             whys.push(why);
         }
 
-        // Plans that failed after the reverts above need fresh ones only if cool-offs
-        // were added (timeouts); rebuild those cheaply.
         let plans: Vec<Result<GroupPlan, Unavailable>> = plans
             .into_iter()
             .enumerate()
-            .map(|(gi, p)| match p {
-                Ok(_) if whys[gi].contains("max-node-provision-time") => {
+            .map(|(gi, p)| {
+                if timed_out[gi] {
                     GroupPlan::build(gi, &groups[gi], snap, &self.cool_offs, now)
+                } else {
+                    p
                 }
-                other => other,
             })
             .collect();
 
