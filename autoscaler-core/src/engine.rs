@@ -4,12 +4,9 @@
 
 use crate::config::{AutoscalerConfig, ConfigError};
 use crate::cooloff::{CoolOffs, PoolKey};
+use crate::decision::RemovalKind;
 use crate::decision::{Decision, Decisions, GroupStatus, PodOutcome, PodVerdict, Status};
-use crate::decision::{NodeOutcome, NodeVerdict, RemovalKind};
-use crate::disruption::{
-    is_daemon_or_mirror, matching_pdbs, movable_pods, price_per_cpu, removal_order, skew, try_move,
-    undo, utilization, BalanceSets, Replacement,
-};
+use crate::disruption::{is_daemon_or_mirror, skew, BalanceSets, Replacement};
 use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
@@ -23,7 +20,6 @@ use crate::scaleup::{
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
 use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// How long a target we set is trusted over a snapshot that does not show it yet (the
@@ -31,7 +27,7 @@ use std::time::Duration;
 const TARGET_OVERRIDE_TTL: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, Default)]
-struct GroupState {
+pub(crate) struct GroupState {
     /// A target we decided that the snapshot may not show yet.
     target_override: Option<(u32, Timestamp)>,
     /// Since when nodes have been awaited without one registering.
@@ -42,7 +38,7 @@ struct GroupState {
 }
 
 #[derive(Clone, Debug)]
-struct PendingMarketFailure {
+pub(crate) struct PendingMarketFailure {
     group: String,
     zone: Option<String>,
     instance_type: Option<String>,
@@ -54,29 +50,29 @@ struct PendingMarketFailure {
 /// [`Autoscaler::decide`] with a snapshot once per round.
 #[derive(Clone, Debug)]
 pub struct Autoscaler {
-    config: AutoscalerConfig,
-    priorities: Option<PriorityConfig>,
-    priority_error: Option<String>,
-    groups: BTreeMap<String, GroupState>,
-    cool_offs: CoolOffs,
-    market_failures: Vec<PendingMarketFailure>,
-    interruptions: Vec<(Event, Timestamp)>,
+    pub(crate) config: AutoscalerConfig,
+    pub(crate) priorities: Option<PriorityConfig>,
+    pub(crate) priority_error: Option<String>,
+    pub(crate) groups: BTreeMap<String, GroupState>,
+    pub(crate) cool_offs: CoolOffs,
+    pub(crate) market_failures: Vec<PendingMarketFailure>,
+    pub(crate) interruptions: Vec<(Event, Timestamp)>,
     /// Node -> since when it has been unneeded.
-    unneeded_since: BTreeMap<String, Timestamp>,
+    pub(crate) unneeded_since: BTreeMap<String, Timestamp>,
     /// Nodes we decided to remove, until they leave the snapshot.
-    removing: BTreeMap<String, (Timestamp, RemovalKind)>,
+    pub(crate) removing: BTreeMap<String, (Timestamp, RemovalKind)>,
     /// Replacements in progress, by the node to drain.
-    replacements: BTreeMap<String, Replacement>,
+    pub(crate) replacements: BTreeMap<String, Replacement>,
     /// Last scale-up per group (for `scale-down-delay-after-add`).
-    last_scale_up: BTreeMap<String, Timestamp>,
+    pub(crate) last_scale_up: BTreeMap<String, Timestamp>,
     /// Node removals reported failed, resolved to groups in the next round.
-    removal_failures: Vec<(String, Timestamp)>,
+    pub(crate) removal_failures: Vec<(String, Timestamp)>,
     /// Last removal failure per group.
-    last_removal_failure: BTreeMap<String, Timestamp>,
+    pub(crate) last_removal_failure: BTreeMap<String, Timestamp>,
     /// Since when each balance set has been skewed above the threshold.
-    skew_since: BTreeMap<String, Timestamp>,
-    overprovisioning: Option<Overprovisioning>,
-    last_overprovisioning: Option<u32>,
+    pub(crate) skew_since: BTreeMap<String, Timestamp>,
+    pub(crate) overprovisioning: Option<Overprovisioning>,
+    pub(crate) last_overprovisioning: Option<u32>,
 }
 
 impl Autoscaler {
@@ -649,7 +645,7 @@ impl Autoscaler {
         let mut node_outcomes = Vec::new();
         let removed_interrupted: Vec<usize> = interrupted.keys().copied().collect();
         self.plan_disruptions(
-            Round {
+            crate::disruption::Round {
                 snap,
                 now,
                 plans: &plans,
@@ -695,531 +691,7 @@ impl Autoscaler {
         }
     }
 
-    /// Replacements, drain-back, rebalancing, scale-down and overprovisioning.
-    fn plan_disruptions(
-        &mut self,
-        r: Round<'_>,
-        nodes: &mut [SimNode<'_>],
-        targets: &mut [u32],
-        actions: &mut Vec<Decision>,
-        outcomes: &mut Vec<NodeOutcome>,
-        interrupted: &[usize],
-    ) {
-        let snap = r.snap;
-        let now = r.now;
-        let groups = snap.groups();
-        let mut pdb_left: Vec<u32> = snap.pdbs().iter().map(|b| b.disruptions_allowed).collect();
-        let mut removed = vec![false; nodes.len()];
-        for (ni, n) in snap.nodes().iter().enumerate() {
-            removed[ni] = self.removing.contains_key(&n.name);
-        }
-        for &ni in interrupted {
-            removed[ni] = true;
-        }
-        let mut cursor = 0usize;
-        let reverted: BTreeSet<String> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Decision::RevertScaleUp { group, .. } => Some(group.clone()),
-                _ => None,
-            })
-            .collect();
-
-        // 1. Replacements in progress: drain once the new nodes are ready.
-        let names: Vec<String> = self.replacements.keys().cloned().collect();
-        for name in names {
-            let rep = self.replacements[&name].clone();
-            let (Some(ni), Some(gi)) = (snap.node_index(&name), snap.group_index(&rep.group))
-            else {
-                self.replacements.remove(&name);
-                continue;
-            };
-            if reverted.contains(&rep.group)
-                || r.plans[gi].is_err()
-                || now.since(rep.started) > self.config.max_node_provision_time * 2
-            {
-                // The replacement failed: keep the node, try again after the cool-off.
-                self.replacements.remove(&name);
-                continue;
-            }
-            let ready_new = snap
-                .nodes_of_group(gi)
-                .iter()
-                .filter(|&&n| {
-                    let n = &snap.nodes()[n as usize];
-                    n.ready && n.created_at > rep.started
-                })
-                .count() as u32;
-            if ready_new < rep.needed {
-                continue;
-            }
-            let node_group = snap.nodes()[ni]
-                .group
-                .as_deref()
-                .and_then(|g| snap.group_index(g));
-            if node_group.is_some_and(|ngi| targets[ngi] <= groups[ngi].min_size) {
-                // Its group is at its minimum: removing would be refused by AWS.
-                self.replacements.remove(&name);
-                continue;
-            }
-            let moved = movable_pods(snap, ni, &self.config, &pdb_left).and_then(|pods| {
-                try_move(&pods, ni, nodes, &removed, snap, &mut cursor).map(|_| pods)
-            });
-            match moved {
-                Ok(pods) => {
-                    for &p in &pods {
-                        for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
-                            pdb_left[b] = pdb_left[b].saturating_sub(1);
-                        }
-                    }
-                    let n = &snap.nodes()[ni];
-                    actions.push(Decision::RemoveNode {
-                        node: name.clone(),
-                        group: n.group.clone().unwrap_or_default(),
-                        kind: rep.kind,
-                        drain: !pods.is_empty(),
-                        reason: format!(
-                            "{:?}: {} replacement node(s) of {} are ready; its {} pod(s) fit elsewhere",
-                            rep.kind,
-                            rep.needed,
-                            rep.group,
-                            pods.len()
-                        ),
-                    });
-                    removed[ni] = true;
-                    if let Some(ngi) = node_group {
-                        targets[ngi] -= 1;
-                    }
-                    self.removing.insert(name.clone(), (now, rep.kind));
-                    self.replacements.remove(&name);
-                }
-                Err(why) => outcomes.push(NodeOutcome {
-                    node: name.clone(),
-                    verdict: NodeVerdict::ScaleDownBlocked {
-                        reason: format!("replacement ready but not drained yet: {why}"),
-                    },
-                }),
-            }
-        }
-
-        // 2. Drain-back: old on-demand nodes go back to spot once spot is available.
-        if !self.config.drain_back.after.is_zero() && !r.unmet_demand {
-            self.start_drain_backs(&r, targets, actions, &removed, &pdb_left);
-        }
-
-        // 3. Scale-down.
-        let mut sets_shrinking: BTreeSet<usize> = BTreeSet::new();
-        if self.config.scale_down.enabled {
-            let sd = self.config.scale_down.clone();
-            let blocked_sets: BTreeSet<usize> = groups
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| {
-                    self.last_scale_up
-                        .get(&g.name)
-                        .is_some_and(|t| now.since(*t) < sd.delay_after_add)
-                })
-                .map(|(gi, _)| r.sets.of_group[gi])
-                .collect();
-            let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
-            let mut cands = Vec::new();
-            let mut seen = BTreeSet::new();
-            for (ni, n) in snap.nodes().iter().enumerate() {
-                let Some(gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
-                    continue;
-                };
-                if !n.ready
-                    || n.unschedulable
-                    || removed[ni]
-                    || self.replacements.contains_key(&n.name)
-                    || !nodes[ni].placed.is_empty()
-                {
-                    continue;
-                }
-                seen.insert(n.name.clone());
-                if utilization(snap, ni) > sd.utilization_threshold {
-                    self.unneeded_since.remove(&n.name);
-                    continue;
-                }
-                match movable_pods(snap, ni, &self.config, &pdb_left) {
-                    Err(reason) => {
-                        self.unneeded_since.remove(&n.name);
-                        outcomes.push(NodeOutcome {
-                            node: n.name.clone(),
-                            verdict: NodeVerdict::ScaleDownBlocked { reason },
-                        });
-                    }
-                    Ok(pods) => {
-                        let zone_count = n
-                            .zone()
-                            .and_then(|z| counts[r.sets.of_group[gi]].get(z))
-                            .copied()
-                            .unwrap_or(0);
-                        cands.push((
-                            (
-                                ni,
-                                utilization(snap, ni),
-                                price_per_cpu(snap, ni, &groups[gi]),
-                                zone_count,
-                                n.capacity_type,
-                                n.name.as_str(),
-                            ),
-                            gi,
-                            pods,
-                        ));
-                    }
-                }
-            }
-            self.unneeded_since.retain(|name, _| seen.contains(name));
-            cands.sort_by(|a, b| removal_order(&a.0, &b.0));
-            let mut empty_removed = 0u32;
-            let mut drains = self
-                .removing
-                .values()
-                .filter(|(_, k)| *k == RemovalKind::ScaleDown)
-                .count() as u32;
-            for ((ni, util, ..), gi, pods) in cands {
-                let n = &snap.nodes()[ni];
-                if !nodes[ni].placed.is_empty() {
-                    // Pods of a node removed earlier this round were moved here.
-                    continue;
-                }
-                let done = match try_move(&pods, ni, nodes, &removed, snap, &mut cursor) {
-                    Err(why) => {
-                        self.unneeded_since.remove(&n.name);
-                        outcomes.push(NodeOutcome {
-                            node: n.name.clone(),
-                            verdict: NodeVerdict::ScaleDownBlocked { reason: why },
-                        });
-                        continue;
-                    }
-                    Ok(done) => done,
-                };
-                sets_shrinking.insert(r.sets.of_group[gi]);
-                let since = *self.unneeded_since.entry(n.name.clone()).or_insert(now);
-                outcomes.push(NodeOutcome {
-                    node: n.name.clone(),
-                    verdict: NodeVerdict::Unneeded { since },
-                });
-                let g = &groups[gi];
-                let bounded = if pods.is_empty() {
-                    empty_removed < sd.max_empty_bulk_delete
-                } else {
-                    drains < sd.max_drain_parallelism
-                };
-                let failure_wait = self
-                    .last_removal_failure
-                    .get(&g.name)
-                    .is_some_and(|t| now.since(*t) < sd.delay_after_failure);
-                // Earlier removals this round may have used up a PDB this node needs.
-                let pdb_ok = movable_pods(snap, ni, &self.config, &pdb_left).is_ok();
-                if now.since(since) >= sd.unneeded_time
-                    && pdb_ok
-                    && targets[gi] > g.min_size
-                    && !blocked_sets.contains(&r.sets.of_group[gi])
-                    && !failure_wait
-                    && bounded
-                {
-                    for &p in &pods {
-                        for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
-                            pdb_left[b] = pdb_left[b].saturating_sub(1);
-                        }
-                    }
-                    actions.push(Decision::RemoveNode {
-                        node: n.name.clone(),
-                        group: g.name.clone(),
-                        kind: RemovalKind::ScaleDown,
-                        drain: !pods.is_empty(),
-                        reason: format!(
-                            "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
-                            human_duration(now.since(since)),
-                            util * 100.0,
-                            n.capacity_type,
-                            n.zone().unwrap_or("?"),
-                            price_per_cpu(snap, ni, g),
-                            pods.len()
-                        ),
-                    });
-                    removed[ni] = true;
-                    targets[gi] -= 1;
-                    self.removing
-                        .insert(n.name.clone(), (now, RemovalKind::ScaleDown));
-                    self.unneeded_since.remove(&n.name);
-                    if pods.is_empty() {
-                        empty_removed += 1;
-                    } else {
-                        drains += 1;
-                    }
-                } else {
-                    undo(nodes, &done, snap);
-                }
-            }
-        }
-
-        // 4. Zone rebalancing by replacement when skew lasts and scale-down cannot fix it.
-        if self.config.balance.enabled && self.config.balance.rebalance && !r.unmet_demand {
-            self.start_rebalances(&r, targets, actions, &removed, &pdb_left, &sets_shrinking);
-        }
-
-        // 5. Overprovisioning placeholders.
-        if let Some(rule) = &self.overprovisioning {
-            let schedulable = snap
-                .nodes()
-                .iter()
-                .filter(|n| n.ready && !n.unschedulable && !self.removing.contains_key(&n.name));
-            let (mut cores, mut count) = (0u64, 0u64);
-            for n in schedulable {
-                let c = if n.capacity.is_zero() {
-                    &n.allocatable
-                } else {
-                    &n.capacity
-                };
-                cores += c.cpu_millis / 1000;
-                count += 1;
-            }
-            let (replicas, why) = rule.replicas(cores, count);
-            if self.last_overprovisioning != Some(replicas) {
-                actions.push(Decision::SetOverprovisioning {
-                    replicas,
-                    reason: why,
-                });
-                self.last_overprovisioning = Some(replicas);
-            }
-        }
-    }
-
-    fn priority(&self, group: &str) -> Option<i64> {
-        self.priorities.as_ref().and_then(|p| p.priority_of(group))
-    }
-
-    /// Starts replacing old on-demand nodes with spot, within the disruption budget.
-    fn start_drain_backs(
-        &mut self,
-        r: &Round<'_>,
-        targets: &mut [u32],
-        actions: &mut Vec<Decision>,
-        removed: &[bool],
-        pdb_left: &[u32],
-    ) {
-        let snap = r.snap;
-        let groups = snap.groups();
-        let mut od_nodes: Vec<usize> = (0..snap.nodes().len())
-            .filter(|&ni| {
-                let n = &snap.nodes()[ni];
-                n.capacity_type == CapacityType::OnDemand
-                    && n.ready
-                    && !n.unschedulable
-                    && !removed[ni]
-                    && !self.replacements.contains_key(&n.name)
-                    && r.now.since(n.created_at) >= self.config.drain_back.after
-            })
-            .collect();
-        od_nodes.sort_by_key(|&ni| (snap.nodes()[ni].created_at, ni));
-        for ni in od_nodes {
-            let n = &snap.nodes()[ni];
-            let Some(od_gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
-                continue;
-            };
-            let od_group = &groups[od_gi];
-            let in_flight = self
-                .replacements
-                .iter()
-                .filter(|(name, rep)| {
-                    rep.kind == RemovalKind::DrainBack
-                        && snap
-                            .node_index(name)
-                            .and_then(|i| snap.nodes()[i].group.as_deref())
-                            == Some(od_group.name.as_str())
-                })
-                .count() as u32;
-            if in_flight >= self.config.drain_back.budget.for_size(r.registered[od_gi])
-                || targets[od_gi] <= od_group.min_size + in_flight
-            {
-                continue;
-            }
-            let Ok(pods) = movable_pods(snap, ni, &self.config, pdb_left) else {
-                continue;
-            };
-            if pods.is_empty() {
-                continue; // an empty node is scale-down's job
-            }
-            let od_prio = self.priority(&od_group.name);
-            let classes = classify(snap, &pods);
-            let spreads: Vec<SpreadState> =
-                classes.iter().map(|_| SpreadState::default()).collect();
-            let mut options = Vec::new();
-            for (gi, g) in groups.iter().enumerate() {
-                let Ok(plan) = &r.plans[gi] else { continue };
-                let better = match (self.priorities.is_some(), self.priority(&g.name), od_prio) {
-                    (false, _, _) => true,
-                    (true, Some(p), Some(o)) => p > o,
-                    (true, Some(_), None) => true,
-                    (true, None, _) => false,
-                };
-                if g.capacity_type != CapacityType::Spot || !better {
-                    continue;
-                }
-                let headroom = g.max_size.saturating_sub(targets[gi]);
-                if headroom == 0 {
-                    continue;
-                }
-                let est = estimate(plan, g, &classes, &spreads, headroom, snap);
-                if est.helped.len() == pods.len() {
-                    options.push((gi, est.node_count(), est.requested.clone(), plan.clone()));
-                }
-            }
-            if options.is_empty() {
-                continue;
-            }
-            let scores: Vec<OptionScore<'_>> = options
-                .iter()
-                .map(|(gi, count, req, plan)| OptionScore {
-                    group: &groups[*gi].name,
-                    pods_helped: pods.len(),
-                    requested_cpu_millis: req.cpu_millis,
-                    requested_memory_bytes: req.memory_bytes,
-                    offered_cpu_millis: plan.allocatable.cpu_millis * u64::from(*count),
-                    offered_memory_bytes: plan.allocatable.memory_bytes * u64::from(*count),
-                    cost_per_hour: plan.price_per_hour * f64::from(*count),
-                })
-                .collect();
-            let (pick, by) = expander::choose(
-                &self.config.expander,
-                self.priorities.as_ref(),
-                &scores,
-                self.config.seed ^ r.now.as_millis() ^ ni as u64,
-            );
-            let (gi, count, _, _) = options[pick].clone();
-            drop(scores);
-            let g = &groups[gi];
-            let new_target = targets[gi] + count;
-            actions.push(Decision::ScaleUp {
-                group: g.name.clone(),
-                delta: count,
-                new_target,
-                reason: format!(
-                    "drain-back: replace on-demand node {} (age {}) with {count} spot node(s) of {} (chosen by {by}); the node is drained once they are ready",
-                    n.name,
-                    human_duration(r.now.since(n.created_at)),
-                    g.name
-                ),
-            });
-            targets[gi] = new_target;
-            self.note_scale_up(&g.name, new_target, r.now);
-            self.replacements.insert(
-                n.name.clone(),
-                Replacement {
-                    group: g.name.clone(),
-                    kind: RemovalKind::DrainBack,
-                    needed: count,
-                    started: r.now,
-                },
-            );
-        }
-    }
-
-    /// Replaces a node of the heaviest zone by one in the lightest, when skew lasts.
-    fn start_rebalances(
-        &mut self,
-        r: &Round<'_>,
-        targets: &mut [u32],
-        actions: &mut Vec<Decision>,
-        removed: &[bool],
-        pdb_left: &[u32],
-        shrinking: &BTreeSet<usize>,
-    ) {
-        let snap = r.snap;
-        let groups = snap.groups();
-        let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
-        for (set, name) in r.sets.names.iter().enumerate() {
-            if shrinking.contains(&set) {
-                // Scale-down removes from the heaviest zone first: let it heal the skew.
-                continue;
-            }
-            let c = &counts[set];
-            if skew(c) <= self.config.balance.skew_threshold {
-                self.skew_since.remove(name);
-                continue;
-            }
-            let since = *self.skew_since.entry(name.clone()).or_insert(r.now);
-            if r.now.since(since) < self.config.balance.rebalance_after {
-                continue;
-            }
-            let busy = self.replacements.values().any(|rep| {
-                rep.kind == RemovalKind::Rebalance
-                    && snap
-                        .group_index(&rep.group)
-                        .is_some_and(|gi| r.sets.of_group[gi] == set)
-            });
-            if busy {
-                continue;
-            }
-            let Some((heavy, _)) = c.iter().max_by_key(|(z, n)| (**n, std::cmp::Reverse(*z)))
-            else {
-                continue;
-            };
-            let Some((light, _)) = c.iter().min_by_key(|(z, n)| (**n, *z)) else {
-                continue;
-            };
-            let light_group = (0..groups.len()).find(|&gi| {
-                r.sets.of_group[gi] == set
-                    && groups[gi].zones == [light.clone()]
-                    && r.plans[gi].is_ok()
-                    && targets[gi] < groups[gi].max_size
-            });
-            let Some(lgi) = light_group else { continue };
-            let victim = (0..snap.nodes().len())
-                .filter(|&ni| {
-                    let n = &snap.nodes()[ni];
-                    n.zone() == Some(heavy.as_str())
-                        && n.ready
-                        && !n.unschedulable
-                        && !removed[ni]
-                        && !self.replacements.contains_key(&n.name)
-                        && n.group
-                            .as_deref()
-                            .and_then(|g| snap.group_index(g))
-                            .is_some_and(|gi| {
-                                r.sets.of_group[gi] == set && targets[gi] > groups[gi].min_size
-                            })
-                        && movable_pods(snap, ni, &self.config, pdb_left).is_ok()
-                })
-                .min_by(|&a, &b| {
-                    utilization(snap, a)
-                        .total_cmp(&utilization(snap, b))
-                        .then(a.cmp(&b))
-                });
-            let Some(vi) = victim else { continue };
-            let lg = &groups[lgi];
-            let new_target = targets[lgi] + 1;
-            let v = &snap.nodes()[vi];
-            actions.push(Decision::ScaleUp {
-                group: lg.name.clone(),
-                delta: 1,
-                new_target,
-                reason: format!(
-                    "zone rebalance: balance set skew {} > {} for {}; launch in {light} first, then drain {} in {heavy}",
-                    skew(c),
-                    self.config.balance.skew_threshold,
-                    human_duration(r.now.since(since)),
-                    v.name
-                ),
-            });
-            targets[lgi] = new_target;
-            self.note_scale_up(&lg.name, new_target, r.now);
-            self.replacements.insert(
-                v.name.clone(),
-                Replacement {
-                    group: lg.name.clone(),
-                    kind: RemovalKind::Rebalance,
-                    needed: 1,
-                    started: r.now,
-                },
-            );
-        }
-    }
-
-    fn note_scale_up(&mut self, group: &str, new_target: u32, now: Timestamp) {
+    pub(crate) fn note_scale_up(&mut self, group: &str, new_target: u32, now: Timestamp) {
         let st = self.groups.entry(group.to_string()).or_default();
         st.target_override = Some((new_target, now));
         if st.waiting_since.is_none() {
@@ -1451,17 +923,6 @@ impl Autoscaler {
             .collect();
         format!("pod didn't trigger scale-up: {}", parts.join("; "))
     }
-}
-
-/// What the disruption planning reads of the round.
-struct Round<'a> {
-    snap: &'a ClusterSnapshot,
-    now: Timestamp,
-    plans: &'a [Result<GroupPlan, Unavailable>],
-    registered: &'a [u32],
-    sets: &'a BalanceSets,
-    /// Pods are pending or a scale-up was needed: no voluntary disruption this round.
-    unmet_demand: bool,
 }
 
 /// Cluster-wide limits: `--max-nodes-total`, `--cores-total`, `--memory-total`.
