@@ -716,30 +716,19 @@ impl Autoscaler {
             );
             let (gi, count, _, _) = options[pick].clone();
             drop(scores);
-            let g = &groups[gi];
-            let new_target = targets[gi] + count;
-            actions.push(Decision::ScaleUp {
-                group: g.name.clone(),
-                delta: count,
-                new_target,
-                reason: format!(
-                    "drain-back: replace on-demand node {} (age {}) with {count} spot node(s) of {} (chosen by {by}); the node is drained once they are ready",
-                    n.name,
-                    human_duration(r.now.since(n.created_at)),
-                    g.name
-                ),
-            });
-            targets[gi] = new_target;
-            self.note_scale_up(&g.name, new_target, r.now);
-            self.replacements.insert(
-                n.name.clone(),
-                Replacement {
-                    group: g.name.clone(),
-                    kind: RemovalKind::DrainBack,
-                    needed: count,
-                    started: r.now,
-                },
+            let reason = format!(
+                "drain-back: replace on-demand node {} (age {}) with {count} spot node(s) of {} (chosen by {by}); the node is drained once they are ready",
+                n.name,
+                human_duration(r.now.since(n.created_at)),
+                groups[gi].name
             );
+            let replacement = Replacement {
+                group: groups[gi].name.clone(),
+                kind: RemovalKind::DrainBack,
+                needed: count,
+                started: r.now,
+            };
+            self.begin_replacement(&n.name, gi, replacement, reason, targets, actions);
         }
     }
 
@@ -815,32 +804,44 @@ impl Autoscaler {
                         .then(a.cmp(&b))
                 });
             let Some(vi) = victim else { continue };
-            let lg = &groups[lgi];
-            let new_target = targets[lgi] + 1;
-            let v = &snap.nodes()[vi];
-            actions.push(Decision::ScaleUp {
-                group: lg.name.clone(),
-                delta: 1,
-                new_target,
-                reason: format!(
-                    "zone rebalance: balance set skew {} > {} for {}; launch in {light} first, then drain {} in {heavy}",
-                    skew(c),
-                    self.config.balance.skew_threshold,
-                    human_duration(r.now.since(since)),
-                    v.name
-                ),
-            });
-            targets[lgi] = new_target;
-            self.note_scale_up(&lg.name, new_target, r.now);
-            self.replacements.insert(
-                v.name.clone(),
-                Replacement {
-                    group: lg.name.clone(),
-                    kind: RemovalKind::Rebalance,
-                    needed: 1,
-                    started: r.now,
-                },
+            let reason = format!(
+                "zone rebalance: balance set skew {} > {} for {}; launch in {light} first, then drain {} in {heavy}",
+                skew(c),
+                self.config.balance.skew_threshold,
+                human_duration(r.now.since(since)),
+                snap.nodes()[vi].name
             );
+            let replacement = Replacement {
+                group: groups[lgi].name.clone(),
+                kind: RemovalKind::Rebalance,
+                needed: 1,
+                started: r.now,
+            };
+            let victim = snap.nodes()[vi].name.clone();
+            self.begin_replacement(&victim, lgi, replacement, reason, targets, actions);
         }
+    }
+
+    /// Launches the replacement of `node` (scale-up first); the node is drained in a
+    /// later round, once the new nodes are ready.
+    fn begin_replacement(
+        &mut self,
+        node: &str,
+        group: usize,
+        replacement: Replacement,
+        reason: String,
+        targets: &mut [u32],
+        actions: &mut Vec<Decision>,
+    ) {
+        let new_target = targets[group] + replacement.needed;
+        actions.push(Decision::ScaleUp {
+            group: replacement.group.clone(),
+            delta: replacement.needed,
+            new_target,
+            reason,
+        });
+        targets[group] = new_target;
+        self.note_scale_up(&replacement.group, new_target, replacement.started);
+        self.replacements.insert(node.to_string(), replacement);
     }
 }

@@ -4,6 +4,9 @@
 use autoscaler_core::fixtures::{group, node, pod};
 use autoscaler_core::overprovisioning::Overprovisioning;
 use autoscaler_core::*;
+
+mod common;
+use common::{removals, scale_ups, snapshot};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,48 +24,12 @@ fn engine() -> Autoscaler {
     Autoscaler::new(AutoscalerConfig::default()).unwrap()
 }
 
-fn snap(
-    groups: Vec<NodeGroup>,
-    nodes: Vec<Node>,
-    pods: Vec<Pod>,
-    pdbs: Vec<PodDisruptionBudget>,
-) -> ClusterSnapshot {
-    ClusterSnapshot::new(SnapshotParts {
-        groups,
-        nodes,
-        pods,
-        pdbs,
-        ..SnapshotParts::default()
-    })
-    .unwrap()
-}
-
 fn with_target(mut g: NodeGroup, nodes: &[Node]) -> NodeGroup {
     g.target_size = nodes
         .iter()
         .filter(|n| n.group.as_deref() == Some(&g.name))
         .count() as u32;
     g
-}
-
-fn removals(d: &Decisions) -> Vec<(String, RemovalKind)> {
-    d.actions
-        .iter()
-        .filter_map(|a| match a {
-            Decision::RemoveNode { node, kind, .. } => Some((node.clone(), *kind)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn scale_ups(d: &Decisions) -> Vec<(String, u32)> {
-    d.actions
-        .iter()
-        .filter_map(|a| match a {
-            Decision::ScaleUp { group, delta, .. } => Some((group.clone(), *delta)),
-            _ => None,
-        })
-        .collect()
 }
 
 fn blocked_reason(d: &Decisions, node: &str) -> String {
@@ -95,7 +62,7 @@ fn busy_and_light() -> (NodeGroup, Vec<Node>, Vec<Pod>) {
 #[test]
 fn an_underutilized_node_goes_after_the_unneeded_time() {
     let (g, nodes, pods) = busy_and_light();
-    let s = snap(vec![g], nodes, pods, vec![]);
+    let s = snapshot(vec![g], nodes, pods, vec![]);
     let mut e = engine();
     let d = e.decide(&s, at(0));
     assert!(removals(&d).is_empty(), "not before 10 minutes");
@@ -134,7 +101,7 @@ fn empty_nodes_go_in_bounded_bulk_and_drains_one_at_a_time() {
     }
     nodes.push(node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO));
     pods.push(pod("anchor-pod", "db", 10_000, 40_000, Some("anchor")));
-    let s = snap(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let s = snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
@@ -149,7 +116,7 @@ fn single_light_node_with(p: Pod) -> (Decisions, String) {
     let (g, nodes, mut pods) = busy_and_light();
     pods.retain(|p| p.name != "small-0");
     pods.push(p);
-    let s = snap(vec![g], nodes, pods, vec![]);
+    let s = snapshot(vec![g], nodes, pods, vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     (e.decide(&s, at(11)), "light".into())
@@ -206,7 +173,7 @@ fn the_scale_down_disabled_annotation_and_an_exhausted_pdb_block() {
         "cluster-autoscaler.kubernetes.io/scale-down-disabled".into(),
         "true".into(),
     );
-    let s = snap(vec![g.clone()], nodes, pods.clone(), vec![]);
+    let s = snapshot(vec![g.clone()], nodes, pods.clone(), vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
@@ -220,7 +187,7 @@ fn the_scale_down_disabled_annotation_and_an_exhausted_pdb_block() {
         selector: LabelSelector::labels([("app", "small")]),
         disruptions_allowed: 0,
     };
-    let s = snap(vec![g], nodes, pods, vec![pdb]);
+    let s = snapshot(vec![g], nodes, pods, vec![pdb]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
@@ -239,7 +206,7 @@ fn a_node_whose_pods_fit_nowhere_else_stays() {
         pod("big", "big", 3500, 2048, Some("full")),
         pod("mid", "mid", 1900, 1024, Some("light")),
     ];
-    let s = snap(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let s = snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
@@ -251,7 +218,7 @@ fn a_node_whose_pods_fit_nowhere_else_stays() {
 fn never_below_min_size() {
     let (mut g, nodes, pods) = busy_and_light();
     g.min_size = 2;
-    let s = snap(vec![g], nodes, pods, vec![]);
+    let s = snapshot(vec![g], nodes, pods, vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     assert!(removals(&e.decide(&s, at(30))).is_empty());
@@ -263,7 +230,7 @@ fn no_scale_down_within_the_delay_after_a_scale_up_of_the_family() {
     let mut e = engine();
     // A scale-up of the group at t0 (a pending pod too big for the free room).
     pods.push(pod("burst", "burst", 3700, 1024, None));
-    let s = snap(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
     let d = e.decide(&s, at(0));
     assert_eq!(scale_ups(&d), vec![("od".to_string(), 1)]);
     // The new node arrived and took the pod; the light node is unneeded again.
@@ -271,7 +238,7 @@ fn no_scale_down_within_the_delay_after_a_scale_up_of_the_family() {
     nodes2.push(node("new", &g, A, "m5.xlarge", at(2)));
     let mut pods2 = pods.clone();
     pods2.last_mut().unwrap().node_name = Some("new".into());
-    let s2 = snap(vec![with_target(g, &nodes2)], nodes2, pods2, vec![]);
+    let s2 = snapshot(vec![with_target(g, &nodes2)], nodes2, pods2, vec![]);
     let _ = e.decide(&s2, at(1));
     // Unneeded for 10 minutes at t=11, but the scale-up was 11 minutes ago... and at t=9 too early.
     assert!(
@@ -285,7 +252,7 @@ fn no_scale_down_within_the_delay_after_a_scale_up_of_the_family() {
 #[test]
 fn a_failed_removal_pauses_the_group() {
     let (g, nodes, pods) = busy_and_light();
-    let s = snap(vec![g], nodes, pods, vec![]);
+    let s = snapshot(vec![g], nodes, pods, vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     assert_eq!(removals(&e.decide(&s, at(11))).len(), 1);
@@ -319,7 +286,7 @@ fn on_demand_goes_before_spot_and_the_heaviest_zone_first() {
         pod("s", "s", 300, 300, Some("spot-light")),
         pod("o", "o", 300, 300, Some("od-light")),
     ];
-    let s = snap(
+    let s = snapshot(
         vec![with_target(od, &nodes), with_target(spot, &nodes)],
         nodes,
         pods,
@@ -348,7 +315,7 @@ fn on_demand_goes_before_spot_and_the_heaviest_zone_first() {
         pod("pa3", "w", 1000, 512, Some("a3")),
         pod("pb1", "w", 1000, 512, Some("b1")),
     ];
-    let s = snap(
+    let s = snapshot(
         vec![with_target(ga, &nodes), with_target(gb, &nodes)],
         nodes,
         pods,
@@ -399,7 +366,7 @@ fn drain_back_engine() -> Autoscaler {
 fn drain_back_launches_spot_first_then_drains_the_on_demand_node() {
     let (groups, nodes, pods) = after_fallback();
     let mut e = drain_back_engine();
-    let s = snap(groups.clone(), nodes.clone(), pods.clone(), vec![]);
+    let s = snapshot(groups.clone(), nodes.clone(), pods.clone(), vec![]);
     assert!(
         scale_ups(&e.decide(&s, at(60))).is_empty(),
         "younger than 2 h: kept"
@@ -423,11 +390,11 @@ fn drain_back_launches_spot_first_then_drains_the_on_demand_node() {
     let mut spot_node = node("spot-1", &groups2[1], A, "m5a.xlarge", at(183));
     spot_node.ready = false;
     nodes2.push(spot_node);
-    let s2 = snap(groups2.clone(), nodes2.clone(), pods.clone(), vec![]);
+    let s2 = snapshot(groups2.clone(), nodes2.clone(), pods.clone(), vec![]);
     assert!(removals(&e.decide(&s2, at(183))).is_empty());
 
     nodes2[1].ready = true;
-    let s3 = snap(groups2, nodes2, pods, vec![]);
+    let s3 = snapshot(groups2, nodes2, pods, vec![]);
     let d = e.decide(&s3, at(184));
     assert_eq!(removals(&d), vec![("od-1".into(), RemovalKind::DrainBack)]);
 }
@@ -436,7 +403,7 @@ fn drain_back_launches_spot_first_then_drains_the_on_demand_node() {
 fn drain_back_is_cancelled_by_ice_and_retried_after_the_cool_off() {
     let (groups, nodes, pods) = after_fallback();
     let mut e = drain_back_engine();
-    let s = snap(groups.clone(), nodes.clone(), pods.clone(), vec![]);
+    let s = snapshot(groups.clone(), nodes.clone(), pods.clone(), vec![]);
     assert_eq!(
         scale_ups(&e.decide(&s, at(181))),
         vec![("web-spot".to_string(), 1)]
@@ -452,7 +419,7 @@ fn drain_back_is_cancelled_by_ice_and_retried_after_the_cool_off() {
     );
     let mut groups2 = groups.clone();
     groups2[1].target_size = 1;
-    let s2 = snap(groups2, nodes.clone(), pods.clone(), vec![]);
+    let s2 = snapshot(groups2, nodes.clone(), pods.clone(), vec![]);
     let d = e.decide(&s2, at(182));
     assert!(d
         .actions
@@ -492,7 +459,7 @@ fn drain_back_respects_its_budget() {
             )
         })
         .collect();
-    let s = snap(vec![with_target(od, &nodes), spot], nodes, pods, vec![]);
+    let s = snapshot(vec![with_target(od, &nodes), spot], nodes, pods, vec![]);
     let mut e = drain_back_engine();
     let d = e.decide(&s, at(181));
     assert_eq!(scale_ups(&d).len(), 1, "budget 1: {:?}", d.actions);
@@ -516,7 +483,7 @@ fn a_spot_interruption_drains_now_and_replaces_in_the_same_round_outside_the_poo
     let pods: Vec<Pod> = (0..3)
         .map(|i| pod(&format!("web-{i}"), "web", 1000, 2048, Some("spot-1")))
         .collect();
-    let s = snap(vec![with_target(spot, &nodes), od], nodes, pods, vec![]);
+    let s = snapshot(vec![with_target(spot, &nodes), od], nodes, pods, vec![]);
     let mut e = engine();
     e.set_priorities("50: ['spot']\n10: ['od']\n").unwrap();
     e.handle_event(
@@ -571,7 +538,7 @@ fn scale_ups_are_split_toward_the_lightest_zones() {
         .collect();
     pods.extend((0..9).map(|i| pod(&format!("new-{i}"), "web", 1000, 1024, None)));
     let groups: Vec<NodeGroup> = groups.into_iter().map(|g| with_target(g, &nodes)).collect();
-    let s = snap(groups, nodes, pods, vec![]);
+    let s = snapshot(groups, nodes, pods, vec![]);
     let d = engine().decide(&s, at(1));
     let mut ups: BTreeMap<String, u32> = BTreeMap::new();
     for (g, n) in scale_ups(&d) {
@@ -622,7 +589,7 @@ fn zone_skew_after_a_spike_in_one_zone_is_healed_by_replacement() {
             .cloned()
             .map(|g| with_target(g, &nodes))
             .collect();
-        let s = snap(gs.clone(), nodes.clone(), pods.clone(), vec![]);
+        let s = snapshot(gs.clone(), nodes.clone(), pods.clone(), vec![]);
         let d = e.decide(&s, at(now));
         for a in &d.actions {
             match a {
@@ -672,7 +639,7 @@ fn zone_skew_after_a_spike_in_one_zone_is_healed_by_replacement() {
 #[test]
 fn overprovisioning_follows_the_ladder_and_is_only_sent_on_change() {
     let (g, nodes, pods) = busy_and_light();
-    let s = snap(vec![g], nodes, pods, vec![]);
+    let s = snapshot(vec![g], nodes, pods, vec![]);
     let mut e = engine();
     let data = BTreeMap::from([(
         "ladder".to_string(),

@@ -4,6 +4,9 @@
 use autoscaler_core::fixtures::{group, node, pod};
 use autoscaler_core::model::{HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
 use autoscaler_core::*;
+
+mod common;
+use common::{scale_ups, snapshot};
 use std::time::Duration;
 
 const A: &str = "us-east-1a";
@@ -15,28 +18,12 @@ fn engine() -> Autoscaler {
 }
 
 fn snap(groups: Vec<NodeGroup>, nodes: Vec<Node>, pods: Vec<Pod>) -> ClusterSnapshot {
-    ClusterSnapshot::new(SnapshotParts {
-        groups,
-        nodes,
-        pods,
-        ..SnapshotParts::default()
-    })
-    .unwrap()
+    snapshot(groups, nodes, pods, vec![])
 }
 
 fn pending(n: usize, owner: &str, cpu: u64, mem_mib: u64) -> Vec<Pod> {
     (0..n)
         .map(|i| pod(&format!("{owner}-{i}"), owner, cpu, mem_mib, None))
-        .collect()
-}
-
-fn scale_ups(d: &Decisions) -> Vec<(String, u32)> {
-    d.actions
-        .iter()
-        .filter_map(|a| match a {
-            Decision::ScaleUp { group, delta, .. } => Some((group.clone(), *delta)),
-            _ => None,
-        })
         .collect()
 }
 
