@@ -496,7 +496,13 @@ impl Autoscaler {
                 }
             }
             self.unneeded_since.retain(|name, _| seen.contains(name));
-            cands.sort_by(|a, b| removal_order(&a.0, &b.0));
+            // Empty nodes first (no drain needed), then by cost and zone.
+            cands.sort_by(|a, b| {
+                a.2.is_empty()
+                    .cmp(&b.2.is_empty())
+                    .reverse()
+                    .then_with(|| removal_order(&a.0, &b.0))
+            });
             let mut empty_removed = 0u32;
             let mut drains = self
                 .removing
