@@ -51,6 +51,8 @@ pub struct SeriesPoint {
     pub nodes_by_zone: Vec<u32>,
     /// Unscheduled pods.
     pub pending_pods: u32,
+    /// Largest max-min instances per zone within a balance set.
+    pub az_skew: u32,
     /// All pods.
     pub pods: u32,
 }
@@ -94,8 +96,13 @@ pub struct PolicyReport {
     pub node_hours: NodeHours,
     /// Same as `node_hours.on_demand`.
     pub on_demand_node_hours: f64,
-    /// Largest difference in instance count between two zones, sampled every 10 s.
+    /// Largest max-min of instances per zone within a balance set, sampled every 10 s
+    /// at steady state (see the README).
     pub max_az_skew: u32,
+    /// The same over every 10 s sample, transients included.
+    pub max_az_skew_any: u32,
+    /// 10 s samples taken at steady state.
+    pub steady_samples: u64,
     /// Pods evicted (scale-down drains, interruptions, ASG scale-in).
     pub evictions: u64,
     /// Spot interruption notices.
@@ -213,7 +220,7 @@ impl Report {
         }
         out.push('\n');
         type Row = (&'static str, fn(&PolicyReport) -> String);
-        let rows: [Row; 12] = [
+        let rows: [Row; 13] = [
             ("time to capacity p50 (s)", |r| {
                 r.time_to_capacity_s.p50.to_string()
             }),
@@ -233,7 +240,10 @@ impl Report {
             ("on-demand node-hours", |r| {
                 format!("{:.1}", r.node_hours.on_demand)
             }),
-            ("max AZ skew (nodes)", |r| r.max_az_skew.to_string()),
+            ("max AZ skew, steady (nodes)", |r| r.max_az_skew.to_string()),
+            ("max AZ skew, any sample (nodes)", |r| {
+                r.max_az_skew_any.to_string()
+            }),
             ("evictions", |r| r.evictions.to_string()),
             ("failed launches", |r| r.launch_failures.to_string()),
         ];

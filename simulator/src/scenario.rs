@@ -245,6 +245,11 @@ pub struct CloudSpec {
     pub asg_retry_s: u64,
     /// Delay of an "EC2 Instance Launch Unsuccessful" event (EventBridge) to `ours`.
     pub failure_event_delay_s: u64,
+    /// From a `RemoveNode` decision (`ours`) to the instance's termination: taint,
+    /// evictions and the pods' graceful shutdown (Kubernetes' default
+    /// `terminationGracePeriodSeconds` is 30 s), then `TerminateInstanceInAutoScalingGroup`
+    /// with `ShouldDecrementDesiredCapacity`. Default 45 s.
+    pub removal_drain_s: u64,
     /// Capacity outages.
     pub ice: Vec<IceWindow>,
     /// Spot interruptions.
@@ -259,6 +264,7 @@ impl Default for CloudSpec {
             node_ready_latency_s: Dist::Uniform(20.0, 45.0),
             asg_retry_s: 30,
             failure_event_delay_s: 5,
+            removal_drain_s: 45,
             ice: Vec::new(),
             interruptions: Vec::new(),
         }
@@ -323,6 +329,9 @@ pub struct SimSpec {
     pub sample_s: u64,
     /// Pending episodes closer than this merge into one demand step.
     pub episode_merge_s: u64,
+    /// Steady state (for `max_az_skew`) starts this long after a capacity outage ends
+    /// (the engine's cool-offs must expire and rebalancing must finish).
+    pub settle_s: u64,
 }
 
 impl Default for SimSpec {
@@ -332,6 +341,7 @@ impl Default for SimSpec {
             hpa_sync_s: 15,
             sample_s: 60,
             episode_merge_s: 60,
+            settle_s: 3600,
         }
     }
 }

@@ -35,9 +35,10 @@ use autoscaler_core::model::{
     CAPACITY_TYPE_LABEL, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
 };
 use autoscaler_core::{
-    Autoscaler, AutoscalerConfig, CapacityType, ClusterSnapshot, CoolOffPolicy, Decision, Event,
-    InstanceType, LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef, Pod, Resources,
-    SchedulingSpec, SnapshotParts, Timestamp,
+    Autoscaler, AutoscalerConfig, BalanceConfig, CapacityType, ClusterSnapshot, CoolOffPolicy,
+    Decision, DrainBackConfig, Event, InstanceType, InterruptionKind, LaunchFailureReason, Node,
+    NodeGroup, NodeTemplate, OwnerRef, Pod, Resources, ScaleDownConfig, SchedulingSpec,
+    SnapshotParts, Timestamp,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -151,7 +152,6 @@ struct Inst {
     price: f64,
     spot: bool,
     core: Option<Node>,
-    usage: Option<Pod>,
     unneeded_since: Option<u64>,
 }
 
@@ -170,6 +170,8 @@ enum Ev {
     Ready(u32),
     PodReady(u32),
     Terminate(u32),
+    /// A node `ours` removes: drained, now terminate it and decrement the ASG.
+    Drained(u32),
 }
 
 struct Sim<'a> {
@@ -180,6 +182,26 @@ struct Sim<'a> {
     engine: Autoscaler,
     svcs: Vec<Svc>,
     pods: Vec<PodRec>,
+    /// The core's view of the live pods, one per replica, kept up to date as pods are
+    /// created, bound and deleted; lent to the snapshot each scan and taken back, so a
+    /// scan neither copies nor allocates pods.
+    core_pods: Vec<Pod>,
+    /// Position in `core_pods` of each pod id (`NONE`: dead).
+    pod_pos: Vec<u32>,
+    /// Pod id at each position of `core_pods`.
+    pos_pod: Vec<u32>,
+    /// Node ids in snapshot order (reused between scans).
+    snap_nodes: Vec<u32>,
+    /// Balance sets (as the core forms them): group indexes and zone indexes per set.
+    balance_sets: Vec<(Vec<usize>, Vec<u16>)>,
+    /// Nodes cordoned by a `RemoveNode` and not terminated yet.
+    draining_nodes: u32,
+    /// Balance-set skew at the last 10 s sample.
+    last_skew: u32,
+    /// Recent 10 s skew samples (for the sustained skew).
+    skew_window: std::collections::VecDeque<u32>,
+    /// Last spot interruption notice (a capacity event, like an ICE window).
+    last_interruption: Option<u64>,
     insts: Vec<Inst>,
     asgs: Vec<Asg>,
     core_groups: Vec<NodeGroup>,
@@ -239,6 +261,21 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
                 },
                 pool_wide_cool_off: false,
                 seed,
+                // Scale-down is modelled in `ca_scale_down`; CA has no drain-back, and
+                // `--balance-similar-node-groups` is off by default (no rebalancing ever).
+                scale_down: ScaleDownConfig {
+                    enabled: false,
+                    ..ScaleDownConfig::default()
+                },
+                drain_back: DrainBackConfig {
+                    after: Duration::ZERO,
+                    ..DrainBackConfig::default()
+                },
+                balance: BalanceConfig {
+                    enabled: false,
+                    rebalance: false,
+                    ..BalanceConfig::default()
+                },
                 ..AutoscalerConfig::default()
             }
         }
@@ -348,6 +385,7 @@ impl<'a> Sim<'a> {
             .collect();
         let mut report = PolicyReport::new(kind.name());
         report.zones = zones.clone();
+        let balance_sets = balance_sets(sc, &zones);
         Sim {
             sc,
             loaded,
@@ -356,6 +394,15 @@ impl<'a> Sim<'a> {
             engine: engine_for(sc, kind, seed),
             svcs,
             pods: Vec::new(),
+            core_pods: Vec::new(),
+            pod_pos: Vec::new(),
+            pos_pod: Vec::new(),
+            snap_nodes: Vec::new(),
+            balance_sets,
+            draining_nodes: 0,
+            last_skew: 0,
+            skew_window: Default::default(),
+            last_interruption: None,
             insts: Vec::new(),
             asgs,
             core_groups,
@@ -412,12 +459,6 @@ impl<'a> Sim<'a> {
             ready: ready_now,
             unschedulable: false,
         };
-        let usage = Pod {
-            namespace: "kube-system".into(),
-            name: format!("usage-{name}"),
-            node_name: Some(name),
-            ..Pod::default()
-        };
         let zi = self.zone_index(zone);
         let spot = g.capacity_type == CapacityType::Spot;
         self.insts.push(Inst {
@@ -434,7 +475,6 @@ impl<'a> Sim<'a> {
             price: it.price_per_hour,
             spot,
             core: Some(node),
-            usage: Some(usage),
             unneeded_since: None,
         });
         self.asgs[gi].live.push(id);
@@ -461,6 +501,9 @@ impl<'a> Sim<'a> {
         }
         inst.alive = false;
         inst.ready = false;
+        if std::mem::take(&mut inst.draining) {
+            self.draining_nodes -= 1;
+        }
         let gi = inst.group as usize;
         let zi = inst.zone as usize;
         let pods = std::mem::take(&mut inst.pods);
@@ -481,26 +524,56 @@ impl<'a> Sim<'a> {
         } else {
             self.od_live -= 1;
         }
-        for p in pods {
-            // Evicted: the ReplicaSet creates a replacement.
-            let svc = self.pods[p as usize].svc as usize;
-            self.pods[p as usize].alive = false;
-            self.svcs[svc].starting.remove(&p);
-            self.svcs[svc].running.remove(&p);
-            self.report.evictions += 1;
-            self.new_pod(svc);
-        }
-        let _ = now;
+        self.evict(pods, now);
         self.dirty = true;
     }
 
-    fn new_pod(&mut self, svc: usize) {
+    /// Evicts pods (their node is drained or gone): the ReplicaSet creates replacements.
+    fn evict(&mut self, pods: Vec<u32>, now: u64) {
+        for p in pods {
+            let svc = self.pods[p as usize].svc as usize;
+            self.pods[p as usize].alive = false;
+            self.pods[p as usize].node = NONE;
+            self.drop_core_pod(p);
+            self.svcs[svc].starting.remove(&p);
+            self.svcs[svc].running.remove(&p);
+            self.report.evictions += 1;
+            self.new_pod(svc, now);
+        }
+    }
+
+    /// `RemoveNode`: cordon now, evict the pods now (PDBs aside, the simulator's pods
+    /// have none), terminate the instance and decrement the ASG after `removal_drain_s`.
+    fn start_removal(&mut self, id: u32, now: u64) -> bool {
+        let inst = &mut self.insts[id as usize];
+        if !inst.alive || inst.draining {
+            return false;
+        }
+        inst.draining = true;
+        self.draining_nodes += 1;
+        let pods = std::mem::take(&mut inst.pods);
+        inst.used_cpu = 0;
+        inst.used_mem = 0;
+        self.evict(pods, now);
+        self.push(now + self.sc.cloud.removal_drain_s, Ev::Drained(id));
+        self.dirty = true;
+        true
+    }
+
+    fn new_pod(&mut self, svc: usize, now: u64) {
         let id = self.pods.len() as u32;
         self.pods.push(PodRec {
             svc: svc as u16,
             node: NONE,
             alive: true,
         });
+        let s = &self.svcs[svc];
+        let mut pod = s.template.clone();
+        pod.name = format!("{}-{id}", s.name);
+        pod.created_at = Timestamp::from_secs(now);
+        self.pod_pos.push(self.core_pods.len() as u32);
+        self.pos_pod.push(id);
+        self.core_pods.push(pod);
         self.svcs[svc].pending.insert(id);
         self.dirty = true;
     }
@@ -516,13 +589,26 @@ impl<'a> Sim<'a> {
         }
         self.pods[p as usize].alive = false;
         self.pods[p as usize].node = NONE;
+        self.drop_core_pod(p);
     }
 
-    fn set_replicas(&mut self, svc: usize, n: u32) {
+    fn drop_core_pod(&mut self, p: u32) {
+        let pos = std::mem::replace(&mut self.pod_pos[p as usize], NONE);
+        if pos == NONE {
+            return;
+        }
+        self.core_pods.swap_remove(pos as usize);
+        self.pos_pod.swap_remove(pos as usize);
+        if let Some(&moved) = self.pos_pod.get(pos as usize) {
+            self.pod_pos[moved as usize] = pos;
+        }
+    }
+
+    fn set_replicas(&mut self, svc: usize, n: u32, now: u64) {
         let cur = self.svcs[svc].total();
         if n > cur {
             for _ in cur..n {
-                self.new_pod(svc);
+                self.new_pod(svc, now);
             }
         } else {
             for _ in n..cur {
@@ -569,6 +655,8 @@ impl<'a> Sim<'a> {
         inst.used_cpu += cpu;
         inst.used_mem += mem;
         self.pods[p as usize].node = node;
+        let pos = self.pod_pos[p as usize] as usize;
+        self.core_pods[pos].node_name = Some(format!("node-{node}"));
         self.svcs[svc].pending.remove(&p);
         if immediate {
             self.svcs[svc].running.insert(p);
@@ -629,7 +717,7 @@ impl<'a> Sim<'a> {
                 .hpa
                 .reconcile(Timestamp::from_secs(t), cur, &m);
             if rec.replicas != cur {
-                self.set_replicas(svc, rec.replicas);
+                self.set_replicas(svc, rec.replicas, t);
             }
         }
     }
@@ -747,6 +835,7 @@ impl<'a> Sim<'a> {
                     }
                 }
                 Ev::Terminate(id) => self.terminate(id, false, t),
+                Ev::Drained(id) => self.terminate(id, true, t),
             }
         }
     }
@@ -772,12 +861,36 @@ impl<'a> Sim<'a> {
                 let pick = (self.rng.next_u64() % cands.len() as u64) as usize;
                 let id = cands.swap_remove(pick);
                 self.report.interruptions += 1;
+                self.last_interruption = Some(t);
                 self.push(t + notice, Ev::Terminate(id));
+                // EventBridge "EC2 Spot Instance Interruption Warning" to `ours` only:
+                // cluster-autoscaler ignores it and the instance just dies.
+                if self.kind == PolicyKind::Ours {
+                    let inst = &self.insts[id as usize];
+                    let itype = inst
+                        .core
+                        .as_ref()
+                        .and_then(|n| n.instance_type())
+                        .map(str::to_string);
+                    self.ours_events.push((
+                        t + self.sc.cloud.failure_event_delay_s,
+                        Event::InstanceInterruption {
+                            instance_id: format!("i-{id:08x}"),
+                            kind: InterruptionKind::SpotInterruption,
+                            zone: Some(self.zones[inst.zone as usize].clone()),
+                            instance_type: itype,
+                            deadline: Some(Timestamp::from_secs(t + notice)),
+                        },
+                    ));
+                }
             }
         }
     }
 
-    fn snapshot(&mut self, now: u64) -> (ClusterSnapshot, Vec<u32>, usize) {
+    /// Builds the engine's snapshot: every registered node and one core `Pod` per
+    /// replica. Nodes and pods are lent and taken back by [`Sim::restore`], so a scan
+    /// allocates little.
+    fn snapshot(&mut self) -> ClusterSnapshot {
         let ca = self.kind == PolicyKind::CaBaseline;
         for (gi, g) in self.core_groups.iter_mut().enumerate() {
             let a = &self.asgs[gi];
@@ -789,9 +902,8 @@ impl<'a> Sim<'a> {
                 g.current_instances = Some(a.live.len() as u32);
             }
         }
-        let mut nodes = Vec::new();
-        let mut node_ids = Vec::new();
-        let mut pods = Vec::new();
+        self.snap_nodes.clear();
+        let mut nodes = Vec::with_capacity(self.insts.len().min(4096));
         for (id, inst) in self.insts.iter_mut().enumerate() {
             if !inst.alive || !inst.registered {
                 continue;
@@ -799,52 +911,27 @@ impl<'a> Sim<'a> {
             let Some(mut n) = inst.core.take() else {
                 continue;
             };
-            let Some(mut u) = inst.usage.take() else {
-                inst.core = Some(n);
-                continue;
-            };
-            // Node usage summarized as one pod: exact for resource fit.
-            let count = inst.pods.len() as u64;
-            n.allocatable.pods = inst.alloc.pods - count.min(inst.alloc.pods) + 1;
             n.unschedulable = inst.draining;
-            u.spec.requests.cpu_millis = inst.used_cpu;
-            u.spec.requests.memory_bytes = inst.used_mem;
+            n.ready = inst.ready;
             nodes.push(n);
-            pods.push(u);
-            node_ids.push(id as u32);
-        }
-        let usage_count = pods.len();
-        for s in &self.svcs {
-            for &p in &s.pending {
-                let mut pod = s.template.clone();
-                pod.name = format!("{}-{p}", s.name);
-                pod.created_at = Timestamp::from_secs(now);
-                pods.push(pod);
-            }
+            self.snap_nodes.push(id as u32);
         }
         let parts = SnapshotParts {
             groups: std::mem::take(&mut self.core_groups),
             nodes,
-            pods,
+            pods: std::mem::take(&mut self.core_pods),
             ..SnapshotParts::default()
         };
-        let snap = ClusterSnapshot::new(parts).expect("the simulator builds consistent snapshots");
-        (snap, node_ids, usage_count)
+        ClusterSnapshot::new(parts).expect("the simulator builds consistent snapshots")
     }
 
-    fn restore(&mut self, snap: ClusterSnapshot, node_ids: &[u32], usage_count: usize) {
+    fn restore(&mut self, snap: ClusterSnapshot) {
         let parts = snap.into_parts();
         self.core_groups = parts.groups;
-        for ((n, u), &id) in parts
-            .nodes
-            .into_iter()
-            .zip(parts.pods.into_iter().take(usage_count))
-            .zip(node_ids)
-        {
-            let inst = &mut self.insts[id as usize];
-            inst.core = Some(n);
-            inst.usage = Some(u);
+        for (n, &id) in parts.nodes.into_iter().zip(&self.snap_nodes) {
+            self.insts[id as usize].core = Some(n);
         }
+        self.core_pods = parts.pods;
     }
 
     fn group_index(&self, name: &str) -> Option<usize> {
@@ -882,9 +969,9 @@ impl<'a> Sim<'a> {
                 self.engine.handle_event(e, now);
             }
         }
-        let (snap, ids, usage) = self.snapshot(t);
+        let snap = self.snapshot();
         let decisions = self.engine.decide(&snap, now);
-        self.restore(snap, &ids, usage);
+        self.restore(snap);
         for d in decisions.actions {
             match d {
                 Decision::ScaleUp {
@@ -920,6 +1007,49 @@ impl<'a> Sim<'a> {
                         new_target,
                         reason,
                     );
+                }
+                Decision::RemoveNode {
+                    node,
+                    group,
+                    kind,
+                    drain,
+                    reason,
+                } => {
+                    let id = node
+                        .strip_prefix("node-")
+                        .and_then(|n| n.parse::<u32>().ok())
+                        .filter(|&id| (id as usize) < self.insts.len());
+                    let started = id.is_some_and(|id| self.start_removal(id, t));
+                    // Desired capacity once every node of the group being drained is gone.
+                    let target = self.group_index(&group).map_or(0, |gi| {
+                        let a = &self.asgs[gi];
+                        let draining = a
+                            .live
+                            .iter()
+                            .filter(|&&i| self.insts[i as usize].draining)
+                            .count() as u32;
+                        a.desired.saturating_sub(draining)
+                    });
+                    let reason = if started {
+                        format!(
+                            "{reason} [drain={drain}, terminate in {} s]",
+                            self.sc.cloud.removal_drain_s
+                        )
+                    } else {
+                        format!("{reason} [node already gone or draining: ignored]")
+                    };
+                    self.log(
+                        t,
+                        &format!("RemoveNode:{kind:?}"),
+                        &group,
+                        -1,
+                        target,
+                        reason,
+                    );
+                }
+                Decision::SetOverprovisioning { replicas, reason } => {
+                    // No placeholder pods are modelled; logged only.
+                    self.log(t, "SetOverprovisioning", "", 0, replicas, reason);
                 }
                 other => {
                     let text = format!("{other:?}");
@@ -1079,7 +1209,7 @@ impl<'a> Sim<'a> {
             let want = (load / (s.rpp * f64::from(spec.target_utilization) / 100.0)).ceil() as u32;
             let n = want.clamp(spec.min_replicas, spec.max_replicas);
             self.svcs[svc].load = load;
-            self.set_replicas(svc, n);
+            self.set_replicas(svc, n, 0);
         }
         self.schedule(0, true);
         let unplaced: usize = self.svcs.iter().map(|s| s.pending.len()).sum();
@@ -1132,9 +1262,21 @@ impl<'a> Sim<'a> {
             self.report.episodes.push(e);
         }
         if t % 10 == 0 {
-            let skew = self.zone_counts.iter().max().copied().unwrap_or(0)
-                - self.zone_counts.iter().min().copied().unwrap_or(0);
-            self.report.max_az_skew = self.report.max_az_skew.max(skew);
+            let skew = self.set_skew();
+            self.last_skew = skew;
+            self.report.max_az_skew_any = self.report.max_az_skew_any.max(skew);
+            // Sustained skew: the smallest over the window the engine is given to act
+            // (`balance.rebalance_after`) plus 5 min for one replacement.
+            let window = (self.sc.autoscaler.balance.rebalance_after.as_secs() + 300) / 10;
+            self.skew_window.push_back(skew);
+            while self.skew_window.len() as u64 > window.max(1) {
+                self.skew_window.pop_front();
+            }
+            if self.steady(t, pending) {
+                let sustained = self.skew_window.iter().min().copied().unwrap_or(0);
+                self.report.max_az_skew = self.report.max_az_skew.max(sustained);
+                self.report.steady_samples += 1;
+            }
         }
         if t % self.sc.sim.sample_s == 0 {
             self.report.series.push(SeriesPoint {
@@ -1144,10 +1286,56 @@ impl<'a> Sim<'a> {
                 nodes_spot: self.spot_live,
                 nodes_on_demand: self.od_live,
                 nodes_by_zone: self.zone_counts.clone(),
+                az_skew: self.last_skew,
                 pending_pods: pending as u32,
                 pods: self.svcs.iter().map(Svc::total).sum(),
             });
         }
+    }
+
+    /// Largest max-min of live, not draining instances per zone within a balance set.
+    fn set_skew(&self) -> u32 {
+        let mut worst = 0;
+        let mut counts = vec![0u32; self.zones.len()];
+        for (groups, zones) in &self.balance_sets {
+            if zones.len() < 2 {
+                continue;
+            }
+            counts.iter_mut().for_each(|c| *c = 0);
+            for &gi in groups {
+                for &id in &self.asgs[gi].live {
+                    let inst = &self.insts[id as usize];
+                    if !inst.draining {
+                        counts[inst.zone as usize] += 1;
+                    }
+                }
+            }
+            let it = zones.iter().map(|&z| counts[z as usize]);
+            let (max, min) = (it.clone().max().unwrap_or(0), it.min().unwrap_or(0));
+            worst = worst.max(max - min);
+        }
+        worst
+    }
+
+    /// Steady state: no pod pending, every ASG at its desired capacity with every
+    /// instance Ready, no node draining, and no capacity event (ICE window, spot
+    /// interruption) for `sim.settle_s`: skew the autoscaler could have fixed.
+    fn steady(&self, t: u64, pending: usize) -> bool {
+        pending == 0
+            && self.draining_nodes == 0
+            && !self
+                .sc
+                .cloud
+                .ice
+                .iter()
+                .any(|w| t >= w.from_s && t < w.to_s + self.sc.sim.settle_s)
+            && self
+                .last_interruption
+                .is_none_or(|i| t >= i + self.sc.sim.settle_s)
+            && self.asgs.iter().all(|a| {
+                a.live.len() as u32 == a.desired
+                    && a.live.iter().all(|&id| self.insts[id as usize].ready)
+            })
     }
 
     fn step(&mut self, t: u64) {
@@ -1209,4 +1397,57 @@ pub fn run(
     let total = sim.total_requests;
     sim.report.finish(total, sim.unserved, duration);
     sim.report
+}
+
+/// Balance sets as the core forms them (`BalanceSets::build`): explicit regexes first,
+/// else same market, instance types, template labels (zone labels aside) and taints.
+/// Each set: its group indexes and the indexes (into `zones`) of its zones.
+fn balance_sets(sc: &Scenario, zones: &[String]) -> Vec<(Vec<usize>, Vec<u16>)> {
+    let explicit: Vec<regex::Regex> = sc
+        .autoscaler
+        .balance
+        .explicit_sets
+        .iter()
+        .filter_map(|p| regex::Regex::new(p).ok())
+        .collect();
+    let mut keys: Vec<String> = Vec::new();
+    let mut sets: Vec<(Vec<usize>, Vec<u16>)> = Vec::new();
+    for (gi, g) in sc.node_groups.iter().enumerate() {
+        let key = match explicit.iter().position(|r| r.is_match(&g.name)) {
+            Some(i) => format!("explicit:{i}"),
+            None => {
+                let mut types: Vec<&str> =
+                    g.instance_types.iter().map(|t| t.name.as_str()).collect();
+                types.sort();
+                let labels: Vec<String> = g
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| !k.contains("zone"))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                format!(
+                    "{}:{}:{}",
+                    g.capacity_type,
+                    types.join("+"),
+                    labels.join(",")
+                )
+            }
+        };
+        let si = match keys.iter().position(|k| *k == key) {
+            Some(si) => si,
+            None => {
+                keys.push(key);
+                sets.push((Vec::new(), Vec::new()));
+                sets.len() - 1
+            }
+        };
+        sets[si].0.push(gi);
+        for z in &g.zones {
+            let zi = zones.iter().position(|x| x == z).unwrap_or(0) as u16;
+            if !sets[si].1.contains(&zi) {
+                sets[si].1.push(zi);
+            }
+        }
+    }
+    sets
 }
