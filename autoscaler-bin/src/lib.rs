@@ -1,0 +1,14 @@
+//! # autoscaler-bin
+//!
+//! The process that runs in `kube-system` in place of cluster-autoscaler: it watches the
+//! cluster (nodes, pods, PDBs, DaemonSets, its ConfigMaps), feeds the sans-IO
+//! [`autoscaler_core`] engine, and carries out its decisions on Kubernetes and the cloud
+//! (through a [`provider::NodeGroupProvider`]), with leader election, metrics and
+//! CA-compatible flags.
+
+pub mod flags;
+pub mod logging;
+pub mod metrics;
+pub mod provider;
+pub mod status;
+pub mod translate;
