@@ -192,7 +192,8 @@ impl Metrics {
     /// The counters in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let series: [(&str, &str, fn(&OpStats) -> u64); 6] = [
+        type Series = (&'static str, &'static str, fn(&OpStats) -> u64);
+        let series: [Series; 6] = [
             ("aws_api_calls_total", "Logical AWS API calls.", |s| s.calls),
             ("aws_api_errors_total", "AWS API calls that failed.", |s| {
                 s.errors

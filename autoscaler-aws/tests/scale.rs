@@ -18,7 +18,11 @@ async fn calls_per_scan_for_50_groups_and_5000_instances() {
     let moto = Moto::start();
     let sdk = sdk_config(&moto.endpoint());
     let raw = Raw::new(&sdk);
-    let subnet = raw.subnet("us-east-1a").await;
+    // A default subnet has ~4,000 addresses: spread the groups over two zones.
+    let subnets = [
+        raw.subnet("us-east-1a").await,
+        raw.subnet("us-east-1b").await,
+    ];
     let lt = raw.launch_template("lt", "m5.large", false).await;
     let started = Instant::now();
     let overrides = [
@@ -42,7 +46,7 @@ async fn calls_per_scan_for_50_groups_and_5000_instances() {
             .min_size(0)
             .max_size(200)
             .desired_capacity(PER_GROUP)
-            .vpc_zone_identifier(&subnet)
+            .vpc_zone_identifier(&subnets[i % 2])
             .tags(tag(&name, "k8s.io/cluster-autoscaler/enabled", "true"))
             .tags(tag(&name, "k8s.io/cluster-autoscaler/prod", "owned"));
         req = if i % 2 == 0 {
@@ -92,8 +96,15 @@ async fn calls_per_scan_for_50_groups_and_5000_instances() {
         Op::ALL
             .iter()
             .filter(|o| o.is_control_plane())
-            .map(|&o| format!("{}={}", o.action(), m.op(o).calls))
-            .filter(|s| !s.ends_with("=0"))
+            .map(|&o| {
+                format!(
+                    "{}={} ({} ms)",
+                    o.action(),
+                    m.op(o).calls,
+                    m.op(o).latency_micros_sum / 1000
+                )
+            })
+            .filter(|s| !s.contains("=0 "))
             .collect::<Vec<_>>()
             .join(", ")
             + name
