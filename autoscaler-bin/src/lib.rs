@@ -6,7 +6,10 @@
 //! (through a [`provider::NodeGroupProvider`]), with leader election, metrics and
 //! CA-compatible flags.
 
+pub mod controller;
 pub mod flags;
+pub mod kwok;
+pub mod leader;
 pub mod logging;
 pub mod metrics;
 pub mod provider;

@@ -16,5 +16,9 @@ fn main() -> Result<()> {
     };
     autoscaler_bin::logging::init(&flags);
     tracing::info!(?flags, "autoscaler starting");
-    Ok(())
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(autoscaler_bin::controller::run(flags))
 }

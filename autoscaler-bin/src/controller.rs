@@ -1,0 +1,608 @@
+//! The controller: watches (reflectors) -> snapshot -> engine -> actuation/reporting.
+//!
+//! A new unschedulable pod wakes the loop (debounced by `--debounce`), and a round runs
+//! at least every `--scan-interval`. Only the Lease holder decides; a standby keeps its
+//! caches warm and takes over as soon as the Lease is its own.
+
+use crate::flags::{CloudProvider, Flags};
+use crate::metrics::Metrics;
+use crate::provider::{NodeGroupProvider, StaticProvider};
+use crate::status;
+use crate::translate;
+use anyhow::{Context, Result};
+use autoscaler_core::overprovisioning::Overprovisioning;
+use autoscaler_core::{
+    Autoscaler, CapacityType, ClusterSnapshot, Decision, Decisions, Event, InstanceType,
+    PodVerdict, SnapshotParts, Timestamp,
+};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Client, Resource, ResourceExt};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{watch, Notify};
+
+/// Wall-clock now as the core's timestamp (Unix milliseconds).
+pub fn now() -> Timestamp {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Timestamp::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// The reflector caches.
+#[derive(Clone)]
+pub struct Caches {
+    /// Nodes.
+    pub nodes: Store<Node>,
+    /// Pods (all namespaces).
+    pub pods: Store<Pod>,
+    /// PDBs.
+    pub pdbs: Store<PodDisruptionBudget>,
+    /// DaemonSets.
+    pub daemonsets: Store<DaemonSet>,
+    /// The priority-expander ConfigMap (0 or 1 object).
+    pub priorities: Store<ConfigMap>,
+    /// The overprovisioning ConfigMap (0 or 1 object).
+    pub overprovisioning: Store<ConfigMap>,
+}
+
+/// Starts one reflector; `wake` says which changes should trigger a round now.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    wake: fn(&K) -> bool,
+    notify: Arc<Notify>,
+) -> Store<K>
+where
+    K: Resource + Clone + Debug + Send + Sync + serde::de::DeserializeOwned + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let stream = watcher(api, config)
+        .default_backoff()
+        // Managed fields are most of an object's size and never read: drop them (RSS).
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .touched_objects();
+    tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(obj) => {
+                    if wake(&obj) {
+                        notify.notify_one();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(kind = %kind, error = %e, "watch error (retrying with backoff)")
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// Starts every reflector.
+pub fn start_caches(client: &Client, flags: &Flags, notify: Arc<Notify>) -> Caches {
+    let ns = &flags.namespace;
+    let named = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+    Caches {
+        nodes: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            |_| false,
+            notify.clone(),
+        ),
+        pods: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            translate::is_unschedulable,
+            notify.clone(),
+        ),
+        pdbs: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            |_| false,
+            notify.clone(),
+        ),
+        daemonsets: reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            |_| false,
+            notify.clone(),
+        ),
+        priorities: reflect(
+            Api::namespaced(client.clone(), ns),
+            named(&flags.priority_config_map_name),
+            |_| true,
+            notify.clone(),
+        ),
+        overprovisioning: reflect(
+            Api::namespaced(client.clone(), ns),
+            named(&flags.overprovisioning_name),
+            |_| true,
+            notify,
+        ),
+    }
+}
+
+/// Builds the engine's snapshot from the caches and the provider's groups.
+pub async fn build_snapshot<P: NodeGroupProvider>(
+    caches: &Caches,
+    provider: &P,
+) -> Result<ClusterSnapshot> {
+    let groups = provider.groups().await.context("listing node groups")?;
+    let market: HashMap<&str, CapacityType> = groups
+        .iter()
+        .map(|g| (g.name.as_str(), g.capacity_type))
+        .collect();
+    let instances = provider.instances().await.context("listing instances")?;
+    let group_of_instance: HashMap<&str, &str> = instances
+        .iter()
+        .map(|i| (i.id.as_str(), i.group.as_str()))
+        .collect();
+    let lookup = |pid: &str| {
+        let id = translate::instance_id(pid)?;
+        let g = *group_of_instance.get(id)?;
+        Some((
+            g.to_string(),
+            market.get(g).copied().unwrap_or(CapacityType::OnDemand),
+        ))
+    };
+    let mut parts = SnapshotParts {
+        groups: groups.clone(),
+        ..SnapshotParts::default()
+    };
+    for n in caches.nodes.state() {
+        match translate::node(&n, lookup) {
+            Ok(node) => parts.nodes.push(node),
+            Err(e) => tracing::warn!(error = %e, "node skipped"),
+        }
+    }
+    for p in caches.pods.state() {
+        let bound = p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
+        if !bound && !translate::is_unschedulable(&p) {
+            continue; // not yet seen by the scheduler
+        }
+        match translate::pod(&p) {
+            Ok(Some(pod)) => parts.pods.push(pod),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "pod skipped"),
+        }
+    }
+    parts.pdbs = caches
+        .pdbs
+        .state()
+        .iter()
+        .map(|p| translate::pdb(p))
+        .collect();
+    for d in caches.daemonsets.state() {
+        match translate::daemonset(&d) {
+            Ok(ds) => parts.daemonsets.push(ds),
+            Err(e) => tracing::warn!(error = %e, "daemonset skipped"),
+        }
+    }
+    ClusterSnapshot::new(parts).context("building the cluster snapshot")
+}
+
+/// The provider selected by `--cloud-provider`.
+pub fn static_provider(flags: &Flags) -> Result<StaticProvider> {
+    let mut it = flags.static_instance_type.split(':');
+    let (Some(name), Some(vcpus), Some(mem), Some(price)) =
+        (it.next(), it.next(), it.next(), it.next())
+    else {
+        anyhow::bail!(
+            "--static-instance-type {:?}: write it as name:vcpus:memory-MiB:price, e.g. m5.large:2:8192:0.096",
+            flags.static_instance_type
+        );
+    };
+    let it = InstanceType::new(
+        name,
+        vcpus.parse().context("--static-instance-type vcpus")?,
+        mem.parse().context("--static-instance-type memory")?,
+        price.parse().context("--static-instance-type price")?,
+    );
+    let zones: Vec<String> = flags
+        .static_zones
+        .split(',')
+        .filter(|z| !z.is_empty())
+        .map(String::from)
+        .collect();
+    Ok(StaticProvider::new(
+        flags
+            .nodes
+            .iter()
+            .map(|n| {
+                StaticProvider::group_from_flag(&n.name, n.min, n.max, it.clone(), zones.clone())
+            })
+            .collect(),
+    ))
+}
+
+/// Runs the controller until SIGTERM/SIGINT.
+pub async fn run(flags: Flags) -> Result<()> {
+    let config = flags.to_config()?;
+    let engine = Autoscaler::new(config)?;
+    let client = if flags.kubeconfig.is_empty() {
+        Client::try_default()
+            .await
+            .context("connecting to Kubernetes (in-cluster or $KUBECONFIG)")?
+    } else {
+        let kc = kube::config::Kubeconfig::read_from(&flags.kubeconfig)
+            .with_context(|| format!("reading --kubeconfig {}", flags.kubeconfig))?;
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
+        Client::try_from(cfg)?
+    };
+    let provider = match flags.cloud_provider {
+        CloudProvider::Static => static_provider(&flags)?,
+        CloudProvider::Aws => anyhow::bail!(
+            "--cloud-provider=aws: the AWS adapter is not wired into this build yet; use --cloud-provider=static with --nodes for now"
+        ),
+    };
+    let metrics = Arc::new(Metrics::new());
+    metrics.dry_run.set(i64::from(flags.dry_run));
+    metrics.beat();
+    let addr = flags.metrics_socket()?;
+    let stall = (flags.scan_interval * 10).max(Duration::from_secs(120));
+    let server = tokio::spawn(crate::metrics::serve(addr, metrics.clone(), stall));
+    let leader = crate::leader::start(&client, &flags).await?;
+    let notify = Arc::new(Notify::new());
+    let caches = start_caches(&client, &flags, notify.clone());
+    if flags.static_create_kwok_nodes {
+        tokio::spawn(crate::kwok::launch_loop(client.clone(), provider.clone()));
+    }
+    tracing::info!(dry_run = flags.dry_run, metrics = %addr, "autoscaler started");
+    let mut ctl = Controller {
+        flags,
+        client,
+        provider,
+        engine,
+        metrics,
+        caches,
+        leader,
+        recorder: None,
+        last_pod_verdict: HashMap::new(),
+        priorities_text: None,
+        overprovisioning_text: None,
+    };
+    let main = ctl.main_loop(notify);
+    tokio::select! {
+        r = main => r,
+        r = server => r.context("metrics server task")?,
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}
+
+struct Controller<P: NodeGroupProvider> {
+    flags: Flags,
+    client: Client,
+    provider: P,
+    engine: Autoscaler,
+    metrics: Arc<Metrics>,
+    caches: Caches,
+    leader: watch::Receiver<bool>,
+    recorder: Option<Recorder>,
+    last_pod_verdict: HashMap<String, String>,
+    priorities_text: Option<String>,
+    overprovisioning_text: Option<String>,
+}
+
+impl<P: NodeGroupProvider + Clone> Controller<P> {
+    fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    async fn main_loop(&mut self, notify: Arc<Notify>) -> Result<()> {
+        let mut tick = tokio::time::interval(self.flags.scan_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leader = self.leader.clone();
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = notify.notified() => {
+                    // Debounce: let a burst of pod creations land in one round.
+                    tokio::time::sleep(self.flags.debounce).await;
+                }
+                r = leader.changed() => {
+                    if r.is_err() {
+                        anyhow::bail!("leader election task stopped");
+                    }
+                    tracing::info!(leader = *leader.borrow(), "leadership changed");
+                }
+            }
+            self.metrics.beat();
+            self.metrics.is_leader.set(i64::from(self.is_leader()));
+            self.record_cache_sizes();
+            if !self.is_leader() {
+                continue;
+            }
+            let started = Instant::now();
+            if let Err(e) = self.round().await {
+                tracing::warn!(error = format!("{e:#}"), "decision round failed");
+            }
+            self.metrics
+                .round_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    fn record_cache_sizes(&self) {
+        let set = |k: &str, n: usize| {
+            self.metrics
+                .cache_objects
+                .get_or_create(&crate::metrics::StateLabel { state: k.into() })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        };
+        set("nodes", self.caches.nodes.len());
+        set("pods", self.caches.pods.len());
+        set("pdbs", self.caches.pdbs.len());
+        set("daemonsets", self.caches.daemonsets.len());
+    }
+
+    fn refresh_configmaps(&mut self) {
+        let data = |s: &Store<ConfigMap>| s.state().first().and_then(|c| c.data.clone());
+        match data(&self.caches.priorities).and_then(|d| d.get("priorities").cloned()) {
+            Some(text) if self.priorities_text.as_ref() != Some(&text) => {
+                if let Err(e) = self.engine.set_priorities(&text) {
+                    tracing::warn!(error = %e, "priority ConfigMap rejected; the last good one stays in force");
+                } else {
+                    tracing::info!("priority ConfigMap loaded");
+                }
+                self.priorities_text = Some(text);
+            }
+            None if self.priorities_text.is_some() => {
+                self.engine.clear_priorities();
+                self.priorities_text = None;
+                tracing::info!(
+                    "priority ConfigMap removed: every group passes the priority expander"
+                );
+            }
+            _ => {}
+        }
+        let op = data(&self.caches.overprovisioning);
+        let text = op.as_ref().map(|d| format!("{d:?}"));
+        if text != self.overprovisioning_text {
+            match op.map(|d| Overprovisioning::from_configmap_data(&d)) {
+                Some(Ok(rule)) => self.engine.set_overprovisioning(Some(rule)),
+                Some(Err(e)) => tracing::warn!(error = %e, "overprovisioning ConfigMap rejected"),
+                None => self.engine.set_overprovisioning(None),
+            }
+            self.overprovisioning_text = text;
+        }
+    }
+
+    async fn round(&mut self) -> Result<()> {
+        self.refresh_configmaps();
+        let t = now();
+        for ev in self
+            .provider
+            .poll_events()
+            .await
+            .context("polling provider events")?
+        {
+            tracing::info!(event = ?ev, "provider event");
+            self.engine.handle_event(ev, t);
+        }
+        let snap = build_snapshot(&self.caches, &self.provider).await?;
+        let decide_started = Instant::now();
+        let decisions = self.engine.decide(&snap, t);
+        self.metrics
+            .decide_seconds
+            .observe(decide_started.elapsed().as_secs_f64());
+        let unix_secs = i64::try_from(t.as_millis() / 1000).unwrap_or(0);
+        self.metrics
+            .record_round(snap.nodes(), &decisions, unix_secs);
+        self.carry_out(&decisions).await;
+        self.report_pods(&decisions);
+        if self.flags.write_status_configmap {
+            if let Err(e) = self.write_status(&snap, &decisions, t).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "writing the status ConfigMap failed"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn carry_out(&mut self, d: &Decisions) {
+        let dry = self.flags.dry_run;
+        for action in &d.actions {
+            // Never act on a stale leadership: re-check before every change.
+            if !dry && !self.is_leader() {
+                tracing::warn!("lost the Lease mid-round; remaining decisions dropped");
+                return;
+            }
+            tracing::info!(dry_run = dry, decision = ?action, reason = action.reason(), "decision");
+            if dry {
+                continue;
+            }
+            let result = match action {
+                Decision::ScaleUp {
+                    group, new_target, ..
+                }
+                | Decision::RevertScaleUp {
+                    group, new_target, ..
+                } => self
+                    .provider
+                    .set_desired_capacity(group, *new_target)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Decision::RemoveNode { node, .. } => {
+                    // Drain (cordon, taints, Eviction API) is the next step of issue 6;
+                    // until then report the removal as failed so the engine backs off.
+                    self.engine.handle_event(
+                        Event::NodeRemovalFailed {
+                            node: node.clone(),
+                            reason: "node removal is not implemented in this build yet".into(),
+                        },
+                        now(),
+                    );
+                    Err(anyhow::anyhow!(
+                        "node removal is not implemented in this build yet"
+                    ))
+                }
+                Decision::SetOverprovisioning { replicas, .. } => {
+                    self.scale_placeholder(*replicas).await
+                }
+                _ => Ok(()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(decision = ?action, error = format!("{e:#}"), "carrying out a decision failed");
+            }
+        }
+    }
+
+    async fn scale_placeholder(&self, replicas: u32) -> Result<()> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), &self.flags.namespace);
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        api.patch_scale(
+            &self.flags.overprovisioning_name,
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "scaling Deployment {} to {replicas}",
+                self.flags.overprovisioning_name
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Emits `TriggeredScaleUp` / `NotTriggerScaleUp` on pods whose verdict changed.
+    fn report_pods(&mut self, d: &Decisions) {
+        let recorder = self
+            .recorder
+            .get_or_insert_with(|| {
+                Recorder::new(
+                    self.client.clone(),
+                    Reporter {
+                        controller: "cluster-autoscaler".into(),
+                        instance: std::env::var("POD_NAME").ok(),
+                    },
+                )
+            })
+            .clone();
+        let prefix = if self.flags.dry_run { "(dry-run) " } else { "" };
+        let mut seen = HashMap::with_capacity(d.pods.len());
+        let mut to_send = Vec::new();
+        for o in &d.pods {
+            let (reason, note) = match &o.verdict {
+                PodVerdict::TriggeredScaleUp { group } => (
+                    "TriggeredScaleUp",
+                    format!("{prefix}pod triggered scale-up: [{{{group}}}]"),
+                ),
+                PodVerdict::NotTriggerScaleUp { reason } => (
+                    "NotTriggerScaleUp",
+                    format!("{prefix}pod didn't trigger scale-up: {reason}"),
+                ),
+                _ => continue,
+            };
+            let key = format!("{reason}/{note}");
+            if self.last_pod_verdict.get(&o.pod) != Some(&key) {
+                to_send.push((o.pod.clone(), reason, note));
+            }
+            seen.insert(o.pod.clone(), key);
+        }
+        self.last_pod_verdict = seen;
+        if to_send.is_empty() {
+            return;
+        }
+        let pods = self.caches.pods.clone();
+        tokio::spawn(async move {
+            for (key, reason, note) in to_send {
+                let Some((ns, name)) = key.split_once('/') else {
+                    continue;
+                };
+                let Some(pod) = pods.get(&ObjectRef::new(name).within(ns)) else {
+                    continue;
+                };
+                let reference = ObjectReference {
+                    api_version: Some("v1".into()),
+                    kind: Some("Pod".into()),
+                    namespace: Some(ns.into()),
+                    name: Some(name.into()),
+                    uid: pod.uid(),
+                    ..ObjectReference::default()
+                };
+                let ev = KubeEvent {
+                    type_: EventType::Normal,
+                    reason: reason.into(),
+                    note: Some(note.chars().take(1024).collect()),
+                    action: "ScaleUp".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&ev, &reference).await {
+                    tracing::warn!(pod = %key, error = %e, "publishing an Event failed");
+                }
+            }
+        });
+    }
+
+    async fn write_status(
+        &self,
+        snap: &ClusterSnapshot,
+        d: &Decisions,
+        t: Timestamp,
+    ) -> Result<()> {
+        let text = status::render(snap, d, t, self.flags.dry_run);
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.flags.namespace);
+        let name = &self.flags.status_config_map_name;
+        let mut data = BTreeMap::new();
+        data.insert("status".to_string(), text);
+        let patch = serde_json::json!({
+            "metadata": {"annotations": {"cluster-autoscaler.kubernetes.io/last-updated": status::rfc3339(t)}},
+            "data": data,
+        });
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                let cm = ConfigMap {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.clone()),
+                        namespace: Some(self.flags.namespace.clone()),
+                        ..Default::default()
+                    },
+                    data: Some(data),
+                    ..Default::default()
+                };
+                api.create(&PostParams::default(), &cm).await?;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
