@@ -375,11 +375,15 @@ pub fn node(
             })
         })
         .collect();
-    let ready = status
+    let ready_condition = status
         .and_then(|s| s.conditions.as_ref())
         .into_iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .find(|c| c.type_ == "Ready");
+    let ready = ready_condition.is_some_and(|c| c.status == "True");
+    let ready_changed_at = ready_condition
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(millis);
     Ok(Node {
         name,
         provider_id,
@@ -392,6 +396,7 @@ pub fn node(
         taints,
         created_at: created(m),
         ready,
+        ready_changed_at,
         unschedulable: spec.and_then(|s| s.unschedulable).unwrap_or(false),
     })
 }

@@ -108,6 +108,16 @@ pub struct ScaleDownConfig {
     pub skip_nodes_with_local_storage: bool,
     /// `--skip-nodes-with-system-pods`: kube-system pods without a PDB block removal.
     pub skip_nodes_with_system_pods: bool,
+    /// `--skip-nodes-with-custom-controller-pods`: pods owned by anything but a
+    /// ReplicaSet, ReplicationController, StatefulSet, Job or DaemonSet block removal.
+    pub skip_nodes_with_custom_controller_pods: bool,
+    /// `--scale-down-unready-time`: an unready node is removable after this long,
+    /// whatever its utilization.
+    #[serde(with = "duration_secs")]
+    pub unready_time: Duration,
+    /// `--scale-down-delay-after-delete`, per balance set (CA's default is one scan).
+    #[serde(with = "duration_secs")]
+    pub delay_after_delete: Duration,
 }
 
 impl Default for ScaleDownConfig {
@@ -122,6 +132,9 @@ impl Default for ScaleDownConfig {
             max_drain_parallelism: 1,
             skip_nodes_with_local_storage: true,
             skip_nodes_with_system_pods: true,
+            skip_nodes_with_custom_controller_pods: true,
+            unready_time: Duration::from_secs(20 * 60),
+            delay_after_delete: Duration::ZERO,
         }
     }
 }
@@ -202,6 +215,9 @@ pub struct AutoscalerConfig {
     pub memory_total_gib: Range,
     /// `--max-nodes-per-scaleup`.
     pub max_nodes_per_scale_up: u32,
+    /// `--new-pod-scale-up-delay`: pods younger than this do not trigger scale-up yet.
+    #[serde(with = "duration_secs")]
+    pub new_pod_scale_up_delay: Duration,
     /// Seed for the `random` expander and final tie-breaks.
     pub seed: u64,
     /// Scale-down.
@@ -230,6 +246,7 @@ impl Default for AutoscalerConfig {
                 max: 6_400_000,
             },
             max_nodes_per_scale_up: 1000,
+            new_pod_scale_up_delay: Duration::ZERO,
             seed: 0,
             scale_down: ScaleDownConfig::default(),
             drain_back: DrainBackConfig::default(),

@@ -164,11 +164,28 @@ pub(crate) fn movable_pods(
             ));
         }
         if safe != Some("true") {
-            if pod.owner.is_none() {
-                return Err(format!(
-                    "pod {} has no controller (set {SAFE_TO_EVICT}=true to allow)",
-                    pod.key()
-                ));
+            match &pod.owner {
+                None => {
+                    return Err(format!(
+                        "pod {} has no controller (set {SAFE_TO_EVICT}=true to allow)",
+                        pod.key()
+                    ))
+                }
+                Some(o)
+                    if config.scale_down.skip_nodes_with_custom_controller_pods
+                        && !matches!(
+                            o.kind.as_str(),
+                            "ReplicaSet" | "ReplicationController" | "StatefulSet" | "Job"
+                        ) =>
+                {
+                    return Err(format!(
+                        "pod {} is owned by a custom controller ({} {})",
+                        pod.key(),
+                        o.kind,
+                        o.name
+                    ))
+                }
+                Some(_) => {}
             }
             if pod.has_local_storage && config.scale_down.skip_nodes_with_local_storage {
                 return Err(format!("pod {} uses local storage", pod.key()));
@@ -445,15 +462,33 @@ impl Autoscaler {
                         .is_some_and(|t| now.since(*t) < sd.delay_after_add)
                 })
                 .map(|(gi, _)| r.sets.of_group[gi])
+                .chain(
+                    groups
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, g)| {
+                            self.last_scale_down
+                                .get(&g.name)
+                                .is_some_and(|t| now.since(*t) < sd.delay_after_delete)
+                        })
+                        .map(|(gi, _)| r.sets.of_group[gi]),
+                )
                 .collect();
             let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
             let mut cands = Vec::new();
+            // Unready long enough: removable whatever the utilization.
+            let mut long_unready = BTreeSet::new();
             let mut seen = BTreeSet::new();
             for (ni, n) in snap.nodes().iter().enumerate() {
                 let Some(gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
                     continue;
                 };
-                if !n.ready
+                let unready_for =
+                    (!n.ready).then(|| now.since(n.ready_changed_at.unwrap_or(n.created_at)));
+                if unready_for.is_some_and(|d| d >= sd.unready_time) {
+                    long_unready.insert(ni);
+                }
+                if (!n.ready && !long_unready.contains(&ni))
                     || n.unschedulable
                     || removed[ni]
                     || self.replacements.contains_key(&n.name)
@@ -462,7 +497,7 @@ impl Autoscaler {
                     continue;
                 }
                 seen.insert(n.name.clone());
-                if utilization(snap, ni) > sd.utilization_threshold {
+                if utilization(snap, ni) > sd.utilization_threshold && !long_unready.contains(&ni) {
                     self.unneeded_since.remove(&n.name);
                     continue;
                 }
@@ -496,10 +531,14 @@ impl Autoscaler {
                 }
             }
             self.unneeded_since.retain(|name, _| seen.contains(name));
-            // Empty nodes first (no drain needed), then by cost and zone.
+            // Long-unready nodes first, then empty ones (no drain needed), then by cost and zone.
             cands.sort_by(|a, b| {
-                a.2.is_empty()
-                    .cmp(&b.2.is_empty())
+                let (ua, ub) = (
+                    long_unready.contains(&a.0 .0),
+                    long_unready.contains(&b.0 .0),
+                );
+                ua.cmp(&ub)
+                    .then(a.2.is_empty().cmp(&b.2.is_empty()))
                     .reverse()
                     .then_with(|| removal_order(&a.0, &b.0))
             });
@@ -544,7 +583,7 @@ impl Autoscaler {
                     .is_some_and(|t| now.since(*t) < sd.delay_after_failure);
                 // Earlier removals this round may have used up a PDB this node needs.
                 let pdb_ok = movable_pods(snap, ni, &self.config, &pdb_left).is_ok();
-                if now.since(since) >= sd.unneeded_time
+                if (now.since(since) >= sd.unneeded_time || long_unready.contains(&ni))
                     && pdb_ok
                     && targets[gi] > g.min_size
                     && !blocked_sets.contains(&r.sets.of_group[gi])
@@ -561,18 +600,27 @@ impl Autoscaler {
                         group: g.name.clone(),
                         kind: RemovalKind::ScaleDown,
                         drain: !pods.is_empty(),
-                        reason: format!(
-                            "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
-                            human_duration(now.since(since)),
-                            util * 100.0,
-                            n.capacity_type,
-                            n.zone().unwrap_or("?"),
-                            price_per_cpu(snap, ni, g),
-                            pods.len()
-                        ),
+                        reason: if long_unready.contains(&ni) {
+                            format!(
+                                "unready for more than scale-down-unready-time {}; its {} pod(s) fit elsewhere",
+                                human_duration(sd.unready_time),
+                                pods.len()
+                            )
+                        } else {
+                            format!(
+                                "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
+                                human_duration(now.since(since)),
+                                util * 100.0,
+                                n.capacity_type,
+                                n.zone().unwrap_or("?"),
+                                price_per_cpu(snap, ni, g),
+                                pods.len()
+                            )
+                        },
                     });
                     removed[ni] = true;
                     targets[gi] -= 1;
+                    self.last_scale_down.insert(g.name.clone(), now);
                     self.removing
                         .insert(n.name.clone(), (now, RemovalKind::ScaleDown));
                     self.unneeded_since.remove(&n.name);

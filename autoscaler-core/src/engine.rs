@@ -63,6 +63,8 @@ pub struct Autoscaler {
     pub(crate) removing: BTreeMap<String, (Timestamp, RemovalKind)>,
     /// Replacements in progress, by the node to drain.
     pub(crate) replacements: BTreeMap<String, Replacement>,
+    /// Last scale-down per group (for `scale-down-delay-after-delete`).
+    pub(crate) last_scale_down: BTreeMap<String, Timestamp>,
     /// Last scale-up per group (for `scale-down-delay-after-add`).
     pub(crate) last_scale_up: BTreeMap<String, Timestamp>,
     /// Node removals reported failed, resolved to groups in the next round.
@@ -91,6 +93,7 @@ impl Autoscaler {
             removing: BTreeMap::new(),
             replacements: BTreeMap::new(),
             last_scale_up: BTreeMap::new(),
+            last_scale_down: BTreeMap::new(),
             removal_failures: Vec::new(),
             last_removal_failure: BTreeMap::new(),
             skew_since: BTreeMap::new(),
@@ -439,6 +442,16 @@ impl Autoscaler {
                     p as u32,
                     PodVerdict::Expendable {
                         priority: pod.spec.priority,
+                    },
+                );
+            } else if now.since(pod.created_at) < self.config.new_pod_scale_up_delay {
+                outcomes.insert(
+                    p as u32,
+                    PodVerdict::NotTriggerScaleUp {
+                        reason: format!(
+                            "pod is younger than new-pod-scale-up-delay {}",
+                            human_duration(self.config.new_pod_scale_up_delay)
+                        ),
                     },
                 );
             } else {

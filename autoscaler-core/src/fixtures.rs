@@ -81,6 +81,7 @@ pub fn node(name: &str, group: &NodeGroup, zone: &str, itype: &str, created_at: 
         taints: group.template.taints.clone(),
         created_at,
         ready: true,
+        ready_changed_at: None,
         unschedulable: false,
     }
 }

@@ -369,6 +369,9 @@ pub struct Node {
     /// Ready condition.
     #[serde(default = "yes")]
     pub ready: bool,
+    /// When the Ready condition last changed (`lastTransitionTime`), when known.
+    #[serde(default)]
+    pub ready_changed_at: Option<Timestamp>,
     /// `spec.unschedulable` (cordoned).
     #[serde(default)]
     pub unschedulable: bool,

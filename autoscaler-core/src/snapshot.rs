@@ -340,6 +340,7 @@ mod tests {
             taints: vec![],
             created_at: Default::default(),
             ready: true,
+            ready_changed_at: None,
             unschedulable: false,
         };
         let mut bound = Pod::pending("p1", Resources::new(100, 100));

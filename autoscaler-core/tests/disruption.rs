@@ -662,3 +662,67 @@ fn overprovisioning_follows_the_ladder_and_is_only_sent_on_change() {
         .iter()
         .any(|a| matches!(a, Decision::SetOverprovisioning { .. })));
 }
+
+// ---------------------------------------------------------------- more CA flags
+
+#[test]
+fn custom_controller_pods_block_unless_allowed() {
+    let mut p = pod("victim", "victim", 300, 512, Some("light"));
+    p.owner = Some(OwnerRef {
+        kind: "SparkApplication".into(),
+        name: "etl".into(),
+    });
+    let (d, n) = single_light_node_with(p.clone());
+    assert!(blocked_reason(&d, &n).contains("custom controller (SparkApplication etl)"));
+
+    let (g, nodes, mut pods) = busy_and_light();
+    pods.retain(|p| p.name != "small-0");
+    pods.push(p);
+    let s = snapshot(vec![g], nodes, pods, vec![]);
+    let mut config = AutoscalerConfig::default();
+    config.scale_down.skip_nodes_with_custom_controller_pods = false;
+    let mut e = Autoscaler::new(config).unwrap();
+    let _ = e.decide(&s, at(0));
+    assert_eq!(removals(&e.decide(&s, at(11))).len(), 1);
+}
+
+#[test]
+fn a_long_unready_node_goes_whatever_its_utilization() {
+    let (g, mut nodes, mut pods) = busy_and_light();
+    // The light node is now 77% busy and NotReady since t=0; a spare node can take its pods.
+    pods.retain(|p| p.node_name.as_deref() != Some("light"));
+    pods.push(pod("filler", "filler", 3000, 1024, Some("light")));
+    nodes[1].ready = false;
+    nodes[1].ready_changed_at = Some(at(0));
+    nodes.push(node("spare", &g, A, "m5.4xlarge", at(0)));
+    pods.push(pod("spare-load", "keep", 9000, 1024, Some("spare")));
+    let s = snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    assert!(
+        removals(&e.decide(&s, at(10))).is_empty(),
+        "not before 20 minutes"
+    );
+    let d = e.decide(&s, at(21));
+    assert_eq!(removals(&d), vec![("light".into(), RemovalKind::ScaleDown)]);
+    assert!(d.actions[0].reason().contains("unready"));
+}
+
+#[test]
+fn delay_after_delete_spaces_removals_in_a_set() {
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| node(&format!("empty-{i}"), &g, A, "m5.xlarge", at(0)))
+        .collect();
+    let s = snapshot(vec![with_target(g, &nodes)], nodes, vec![], vec![]);
+    let mut config = AutoscalerConfig::default();
+    config.scale_down.max_empty_bulk_delete = 1;
+    config.scale_down.delay_after_delete = Duration::from_secs(300);
+    let mut e = Autoscaler::new(config).unwrap();
+    let _ = e.decide(&s, at(0));
+    assert_eq!(removals(&e.decide(&s, at(11))).len(), 1);
+    assert!(
+        removals(&e.decide(&s, at(13))).is_empty(),
+        "inside the delay"
+    );
+    assert_eq!(removals(&e.decide(&s, at(17))).len(), 1);
+}

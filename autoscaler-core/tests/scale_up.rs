@@ -786,3 +786,21 @@ fn decisions_are_deterministic_for_the_same_inputs() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn new_pods_wait_for_the_new_pod_scale_up_delay() {
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let mut p = pod("fresh", "web", 1000, 1024, None);
+    p.created_at = T0;
+    let s = snap(vec![g], vec![], vec![p]);
+    let config = AutoscalerConfig {
+        new_pod_scale_up_delay: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let mut e = Autoscaler::new(config).unwrap();
+    let d = e.decide(&s, T0 + Duration::from_secs(10));
+    assert!(d.actions.is_empty());
+    assert!(not_triggered_reason(&d, "fresh").contains("new-pod-scale-up-delay"));
+    let d = e.decide(&s, T0 + Duration::from_secs(31));
+    assert_eq!(scale_ups(&d), vec![("od".to_string(), 1)]);
+}
