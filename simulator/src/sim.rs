@@ -457,6 +457,7 @@ impl<'a> Sim<'a> {
             taints: Vec::new(),
             created_at: Timestamp::from_secs(now),
             ready: ready_now,
+            ready_changed_at: Some(Timestamp::from_secs(now)),
             unschedulable: false,
         };
         let zi = self.zone_index(zone);
@@ -808,6 +809,7 @@ impl<'a> Sim<'a> {
                         inst.registered = true;
                         if let Some(n) = inst.core.as_mut() {
                             n.created_at = Timestamp::from_secs(t);
+                            n.ready_changed_at = Some(Timestamp::from_secs(t));
                         }
                         let at = t + sample(&self.sc.cloud.node_ready_latency_s, &mut self.rng);
                         self.push(at, Ev::Ready(id));
@@ -819,6 +821,7 @@ impl<'a> Sim<'a> {
                         inst.ready = true;
                         if let Some(n) = inst.core.as_mut() {
                             n.ready = true;
+                            n.ready_changed_at = Some(Timestamp::from_secs(t));
                         }
                         let pos = self.ready_nodes.partition_point(|&x| x < id);
                         self.ready_nodes.insert(pos, id);
@@ -916,10 +919,18 @@ impl<'a> Sim<'a> {
             nodes.push(n);
             self.snap_nodes.push(id as u32);
         }
+        // The CA model's engine has scale-down, drain-back and balancing off: with no
+        // pod pending, bound pods change none of its decisions, so they are not lent
+        // (the 24 h bench spends most of its time indexing pods).
+        let idle = ca && self.svcs.iter().all(|s| s.pending.is_empty());
         let parts = SnapshotParts {
             groups: std::mem::take(&mut self.core_groups),
             nodes,
-            pods: std::mem::take(&mut self.core_pods),
+            pods: if idle {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.core_pods)
+            },
             ..SnapshotParts::default()
         };
         ClusterSnapshot::new(parts).expect("the simulator builds consistent snapshots")
@@ -931,7 +942,9 @@ impl<'a> Sim<'a> {
         for (n, &id) in parts.nodes.into_iter().zip(&self.snap_nodes) {
             self.insts[id as usize].core = Some(n);
         }
-        self.core_pods = parts.pods;
+        if !parts.pods.is_empty() || self.core_pods.is_empty() {
+            self.core_pods = parts.pods;
+        }
     }
 
     fn group_index(&self, name: &str) -> Option<usize> {
