@@ -381,6 +381,11 @@ impl Autoscaler {
                 || now.since(rep.started) > self.config.max_node_provision_time * 2
             {
                 // The replacement failed: keep the node, try again after the cool-off.
+                // Drain-backs pause cluster-wide meanwhile, so a spot shortage does not
+                // turn into a launch/revert cycle across every spot group.
+                if rep.kind == RemovalKind::DrainBack {
+                    self.drain_back_paused_until = Some(now + self.config.cool_off.initial);
+                }
                 self.replacements.remove(&name);
                 continue;
             }
@@ -445,7 +450,8 @@ impl Autoscaler {
         }
 
         // 2. Drain-back: old on-demand nodes go back to spot once spot is available.
-        if !self.config.drain_back.after.is_zero() && !r.unmet_demand {
+        let drain_back_paused = self.drain_back_paused_until.is_some_and(|t| now < t);
+        if !self.config.drain_back.after.is_zero() && !r.unmet_demand && !drain_back_paused {
             self.start_drain_backs(&r, targets, actions, &removed, &pdb_left);
         }
 
@@ -802,6 +808,14 @@ impl Autoscaler {
         for (set, name) in r.sets.names.iter().enumerate() {
             if shrinking.contains(&set) {
                 // Scale-down removes from the heaviest zone first: let it heal the skew.
+                continue;
+            }
+            let on_demand_set = (0..groups.len()).any(|gi| {
+                r.sets.of_group[gi] == set && groups[gi].capacity_type == CapacityType::OnDemand
+            });
+            if on_demand_set && !self.config.drain_back.after.is_zero() {
+                // A new on-demand node would restart the drain-back clock; drain-back
+                // and scale-down empty on-demand sets instead.
                 continue;
             }
             let c = &counts[set];

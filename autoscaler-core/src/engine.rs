@@ -63,6 +63,8 @@ pub struct Autoscaler {
     pub(crate) removing: BTreeMap<String, (Timestamp, RemovalKind)>,
     /// Replacements in progress, by the node to drain.
     pub(crate) replacements: BTreeMap<String, Replacement>,
+    /// No new drain-back before then (a replacement just failed).
+    pub(crate) drain_back_paused_until: Option<Timestamp>,
     /// Last scale-down per group (for `scale-down-delay-after-delete`).
     pub(crate) last_scale_down: BTreeMap<String, Timestamp>,
     /// Last scale-up per group (for `scale-down-delay-after-add`).
@@ -94,6 +96,7 @@ impl Autoscaler {
             replacements: BTreeMap::new(),
             last_scale_up: BTreeMap::new(),
             last_scale_down: BTreeMap::new(),
+            drain_back_paused_until: None,
             removal_failures: Vec::new(),
             last_removal_failure: BTreeMap::new(),
             skew_since: BTreeMap::new(),

@@ -150,17 +150,32 @@ impl ClusterSnapshot {
         }
         let mut set_index: FxHashMap<(&str, &crate::model::Labels), usize> = FxHashMap::default();
         let mut label_sets: Vec<(u32, Vec<u32>)> = Vec::new();
+        // Replicas of one workload usually sit next to each other: compare with the
+        // previous pod's set before hashing.
+        let mut previous: Option<usize> = None;
         for (i, p) in parts.pods.iter().enumerate() {
             if pod_node[i].is_none() {
                 continue;
             }
-            match set_index.get(&(p.namespace.as_str(), &p.labels)) {
-                Some(&k) => label_sets[k].1.push(i as u32),
+            if let Some(k) = previous {
+                let rep = &parts.pods[label_sets[k].0 as usize];
+                if rep.namespace == p.namespace && rep.labels == p.labels {
+                    label_sets[k].1.push(i as u32);
+                    continue;
+                }
+            }
+            let k = match set_index.get(&(p.namespace.as_str(), &p.labels)) {
+                Some(&k) => {
+                    label_sets[k].1.push(i as u32);
+                    k
+                }
                 None => {
                     set_index.insert((p.namespace.as_str(), &p.labels), label_sets.len());
                     label_sets.push((i as u32, vec![i as u32]));
+                    label_sets.len() - 1
                 }
-            }
+            };
+            previous = Some(k);
         }
         drop(set_index);
         let node_zones: std::collections::BTreeSet<&str> =

@@ -726,3 +726,78 @@ fn delay_after_delete_spaces_removals_in_a_set() {
     );
     assert_eq!(removals(&e.decide(&s, at(17))).len(), 1);
 }
+
+#[test]
+fn a_failed_drain_back_pauses_drain_backs_instead_of_cycling_through_spot_groups() {
+    let (mut groups, nodes, pods) = after_fallback();
+    groups.push(group(
+        "web-spot-2",
+        CapacityType::Spot,
+        &[A],
+        &["c5.2xlarge"],
+    ));
+    let mut e = drain_back_engine();
+    let s = snapshot(groups.clone(), nodes.clone(), pods.clone(), vec![]);
+    let first = scale_ups(&e.decide(&s, at(181)));
+    assert_eq!(first.len(), 1);
+    e.handle_event(
+        Event::LaunchFailed {
+            group: first[0].0.clone(),
+            zone: None,
+            instance_type: None,
+            reason: LaunchFailureReason::InsufficientInstanceCapacity,
+        },
+        at(182),
+    );
+    let d = e.decide(&s, at(182));
+    assert!(
+        scale_ups(&d).is_empty(),
+        "no second spot group tried at once: {:?}",
+        d.actions
+    );
+    assert!(
+        scale_ups(&e.decide(&s, at(184))).is_empty(),
+        "paused for the cool-off"
+    );
+    let after = scale_ups(&e.decide(&s, at(186)));
+    assert_eq!(after.len(), 1, "resumes after the pause");
+}
+
+#[test]
+fn on_demand_sets_are_left_to_drain_back_not_rebalanced_with_new_on_demand_nodes() {
+    let groups: Vec<NodeGroup> = [("od-a", A), ("od-b", B), ("od-c", C)]
+        .iter()
+        .map(|(n, z)| group(n, CapacityType::OnDemand, &[z], &["m5.xlarge"]))
+        .collect();
+    let nodes: Vec<Node> = (0..3)
+        .map(|i| node(&format!("a{i}"), &groups[0], A, "m5.xlarge", at(0)))
+        .collect();
+    let pods: Vec<Pod> = nodes
+        .iter()
+        .map(|n| {
+            pod(
+                &format!("{}-busy", n.name),
+                "busy",
+                2500,
+                1024,
+                Some(&n.name),
+            )
+        })
+        .collect();
+    let gs: Vec<NodeGroup> = groups
+        .iter()
+        .cloned()
+        .map(|g| with_target(g, &nodes))
+        .collect();
+    let s = snapshot(gs, nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(1));
+    let d = e.decide(&s, at(15));
+    assert!(scale_ups(&d).is_empty(), "{:?}", d.actions);
+    // With drain-back off, the on-demand set is rebalanced like any other.
+    let mut config = AutoscalerConfig::default();
+    config.drain_back.after = Duration::ZERO;
+    let mut e = Autoscaler::new(config).unwrap();
+    let _ = e.decide(&s, at(1));
+    assert_eq!(scale_ups(&e.decide(&s, at(15))).len(), 1);
+}
