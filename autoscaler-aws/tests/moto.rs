@@ -351,6 +351,7 @@ fn node(name: &str, provider_id: Option<&str>) -> Node {
         taints: vec![],
         created_at: Timestamp::ZERO,
         ready: true,
+        ready_changed_at: None,
         unschedulable: false,
     }
 }
@@ -818,4 +819,34 @@ async fn throttles_and_5xx_are_retried_and_access_denied_names_the_action() {
     );
     assert!(error.to_string().contains("iam-policy.json"), "{error}");
     assert_eq!(raw.desired("g").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_token_bucket_paces_calls() {
+    let moto = Moto::start();
+    let sdk = sdk_config(&moto.endpoint());
+    let raw = Raw::new(&sdk);
+    let subnet = raw.subnet("us-east-1a").await;
+    let lt = raw.launch_template("lt", "m5.large", false).await;
+    plain_group(&raw, "g", &lt, &subnet, (0, 5, 0), &[]).await;
+    let mut config = AwsConfig {
+        retry: fast_retry(),
+        ..AwsConfig::default()
+    };
+    config.limits.autoscaling_read = autoscaler_aws::Bucket {
+        burst: 1,
+        per_second: 2,
+    };
+    config.scan.specs = vec![GroupSpec::parse_nodes("0:5:g").unwrap()];
+    let cloud = AwsCloud::new(&sdk, config);
+    let t = Instant::now();
+    for _ in 0..5 {
+        cloud.scan().await.unwrap();
+    }
+    // 5 DescribeAutoScalingGroups at 2/s with a burst of 1: at least 2 s.
+    let elapsed = t.elapsed();
+    assert!(elapsed >= Duration::from_millis(1900), "{elapsed:?}");
+    let s = cloud.metrics().op(Op::DescribeAutoScalingGroups);
+    assert_eq!(s.calls, 5);
+    assert!(s.rate_limit_wait_micros >= 1_500_000, "{s:?}");
 }
