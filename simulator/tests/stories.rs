@@ -63,8 +63,6 @@ fn tv_peak_ice_ca_baseline_keeps_on_demand_nodes_after_the_peak() {
 }
 
 #[test]
-#[ignore = "core: zone rebalance of the on-demand balance set launches a fresh on-demand \
-            node (t=7380), whose 2 h drain-back clock ends after the run; see the README"]
 fn tv_peak_ice_ours_returns_on_demand_to_zero_two_hours_after_the_peak() {
     let r = both(&load("tv-peak-ice"));
     let ours = &r.policies["ours"];
