@@ -4,6 +4,7 @@
 //! at least every `--scan-interval`. Only the Lease holder decides; a standby keeps its
 //! caches warm and takes over as soon as the Lease is its own.
 
+use crate::drain::{DrainConfig, Drainer, Removal, DELETION_CANDIDATE_TAINT};
 use crate::flags::{CloudProvider, Flags};
 use crate::metrics::Metrics;
 use crate::provider::{NodeGroupProvider, StaticProvider};
@@ -13,7 +14,7 @@ use anyhow::{Context, Result};
 use autoscaler_core::overprovisioning::Overprovisioning;
 use autoscaler_core::{
     Autoscaler, CapacityType, ClusterSnapshot, Decision, Decisions, Event, InstanceType,
-    PodVerdict, SnapshotParts, Timestamp,
+    NodeVerdict, PodVerdict, SnapshotParts, Timestamp,
 };
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
@@ -24,11 +25,11 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// Wall-clock now as the core's timestamp (Unix milliseconds).
 pub fn now() -> Timestamp {
@@ -260,8 +261,22 @@ pub async fn run(flags: Flags) -> Result<()> {
     let notify = Arc::new(Notify::new());
     let caches = start_caches(&client, &flags, notify.clone());
     if flags.static_create_kwok_nodes {
-        tokio::spawn(crate::kwok::launch_loop(client.clone(), provider.clone()));
+        tokio::spawn(crate::kwok::launch_loop(
+            client.clone(),
+            provider.clone(),
+            caches.nodes.clone(),
+        ));
     }
+    let (failures_tx, removal_failures) = mpsc::unbounded_channel();
+    let drainer = Drainer::new(
+        client.clone(),
+        provider.clone(),
+        drain_config(&flags),
+        leader.clone(),
+        failures_tx,
+        notify.clone(),
+    );
+    let static_sync = flags.static_create_kwok_nodes.then(|| provider.clone());
     tracing::info!(dry_run = flags.dry_run, metrics = %addr, "autoscaler started");
     let mut ctl = Controller {
         flags,
@@ -273,6 +288,10 @@ pub async fn run(flags: Flags) -> Result<()> {
         leader,
         recorder: None,
         last_pod_verdict: HashMap::new(),
+        last_node_verdict: HashMap::new(),
+        drainer,
+        removal_failures,
+        static_sync,
         priorities_text: None,
         overprovisioning_text: None,
     };
@@ -284,6 +303,16 @@ pub async fn run(flags: Flags) -> Result<()> {
             tracing::info!("shutting down");
             Ok(())
         }
+    }
+}
+
+/// The drain bounds the flags give.
+pub fn drain_config(flags: &Flags) -> DrainConfig {
+    DrainConfig {
+        max_pod_eviction_time: flags.max_pod_eviction_time,
+        max_graceful_termination: Duration::from_secs(flags.max_graceful_termination_sec),
+        parallelism: (flags.max_drain_parallelism + flags.max_empty_bulk_delete).max(1) as usize,
+        ..DrainConfig::default()
     }
 }
 
@@ -301,7 +330,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-struct Controller<P: NodeGroupProvider> {
+struct Controller<P: NodeGroupProvider + Clone> {
     flags: Flags,
     client: Client,
     provider: P,
@@ -311,6 +340,11 @@ struct Controller<P: NodeGroupProvider> {
     leader: watch::Receiver<bool>,
     recorder: Option<Recorder>,
     last_pod_verdict: HashMap<String, String>,
+    last_node_verdict: HashMap<String, String>,
+    drainer: Drainer<P>,
+    removal_failures: mpsc::UnboundedReceiver<Event>,
+    /// The static provider, re-synced from the KWOK nodes on becoming leader.
+    static_sync: Option<StaticProvider>,
     priorities_text: Option<String>,
     overprovisioning_text: Option<String>,
 }
@@ -324,6 +358,7 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         let mut tick = tokio::time::interval(self.flags.scan_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader = self.leader.clone();
+        let mut was_leader = false;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -342,7 +377,12 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             self.metrics.is_leader.set(i64::from(self.is_leader()));
             self.record_cache_sizes();
             if !self.is_leader() {
+                was_leader = false;
                 continue;
+            }
+            if !was_leader {
+                was_leader = true;
+                self.became_leader().await;
             }
             let started = Instant::now();
             if let Err(e) = self.round().await {
@@ -351,6 +391,29 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             self.metrics
                 .round_seconds
                 .observe(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Takes over: the static provider's instances from the Nodes, then every removal a
+    /// previous leader (or this process before a restart) left half done.
+    async fn became_leader(&mut self) {
+        if let Some(p) = &self.static_sync {
+            match crate::kwok::sync_provider(&self.client, p).await {
+                Ok(n) => tracing::info!(instances = n, "static: groups synced from the Nodes"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "static: syncing groups from the Nodes failed")
+                }
+            }
+        }
+        if self.flags.dry_run {
+            return;
+        }
+        match self.drainer.resume().await {
+            Ok(nodes) if !nodes.is_empty() => {
+                tracing::info!(?nodes, "resumed node removals in progress")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "looking for node removals to resume failed"),
         }
     }
 
@@ -402,6 +465,9 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
     async fn round(&mut self) -> Result<()> {
         self.refresh_configmaps();
         let t = now();
+        while let Ok(ev) = self.removal_failures.try_recv() {
+            self.engine.handle_event(ev, t);
+        }
         for ev in self
             .provider
             .poll_events()
@@ -422,6 +488,7 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             .record_round(snap.nodes(), &decisions, unix_secs);
         self.carry_out(&decisions).await;
         self.report_pods(&decisions);
+        self.report_nodes(&decisions);
         if self.flags.write_status_configmap {
             if let Err(e) = self.write_status(&snap, &decisions, t).await {
                 tracing::warn!(
@@ -443,6 +510,23 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             }
             tracing::info!(dry_run = dry, decision = ?action, reason = action.reason(), "decision");
             if dry {
+                if let Decision::RemoveNode {
+                    node,
+                    group,
+                    kind,
+                    reason,
+                    ..
+                } = action
+                {
+                    let drainer = self.drainer.clone();
+                    let r = Removal {
+                        node: node.clone(),
+                        group: group.clone(),
+                        kind: Some(*kind),
+                        reason: reason.clone(),
+                    };
+                    tokio::spawn(async move { drainer.dry_run(&r).await });
+                }
                 continue;
             }
             let result = match action {
@@ -456,19 +540,24 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                     .set_desired_capacity(group, *new_target)
                     .await
                     .map_err(anyhow::Error::from),
-                Decision::RemoveNode { node, .. } => {
-                    // Drain (cordon, taints, Eviction API) is the next step of issue 6;
-                    // until then report the removal as failed so the engine backs off.
-                    self.engine.handle_event(
-                        Event::NodeRemovalFailed {
-                            node: node.clone(),
-                            reason: "node removal is not implemented in this build yet".into(),
-                        },
-                        now(),
-                    );
-                    Err(anyhow::anyhow!(
-                        "node removal is not implemented in this build yet"
-                    ))
+                Decision::RemoveNode {
+                    node,
+                    group,
+                    kind,
+                    reason,
+                    ..
+                } => {
+                    // In the background: taint, evict, terminate; failures come back
+                    // through `removal_failures`.
+                    if !self.drainer.start(Removal {
+                        node: node.clone(),
+                        group: group.clone(),
+                        kind: Some(*kind),
+                        reason: reason.clone(),
+                    }) {
+                        tracing::debug!(node = %node, "removal already in progress");
+                    }
+                    Ok(())
                 }
                 Decision::SetOverprovisioning { replicas, .. } => {
                     self.scale_placeholder(*replicas).await
@@ -479,6 +568,66 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 tracing::warn!(decision = ?action, error = format!("{e:#}"), "carrying out a decision failed");
             }
         }
+    }
+
+    /// `ScaleDownBlocked` Events on nodes whose blocking reason changed, and the
+    /// `DeletionCandidateOfClusterAutoscaler` taint on unneeded nodes (as CA).
+    fn report_nodes(&mut self, d: &Decisions) {
+        let mut seen = HashMap::new();
+        let mut to_send = Vec::new();
+        let mut unneeded = BTreeSet::new();
+        for o in &d.nodes {
+            match &o.verdict {
+                NodeVerdict::ScaleDownBlocked { reason } => {
+                    if self.last_node_verdict.get(&o.node) != Some(reason) {
+                        to_send.push((o.node.clone(), reason.clone()));
+                    }
+                    seen.insert(o.node.clone(), reason.clone());
+                }
+                NodeVerdict::Unneeded { .. } => {
+                    unneeded.insert(o.node.clone());
+                }
+            }
+        }
+        self.last_node_verdict = seen;
+        if !self.flags.dry_run {
+            let current: BTreeSet<String> = self
+                .caches
+                .nodes
+                .state()
+                .iter()
+                .filter(|n| crate::drain::has_taint(n, DELETION_CANDIDATE_TAINT))
+                .map(|n| n.name_any())
+                .collect();
+            // Nodes being removed keep whatever they have.
+            let active = self.drainer.active();
+            let unneeded = unneeded.difference(&active).cloned().collect();
+            let current = current.difference(&active).cloned().collect();
+            self.drainer.mark_candidates(unneeded, current);
+        }
+        if to_send.is_empty() {
+            return;
+        }
+        let nodes = self.caches.nodes.clone();
+        let recorder = self.drainer.recorder().clone();
+        let prefix = if self.flags.dry_run { "(dry-run) " } else { "" };
+        tokio::spawn(async move {
+            for (node, reason) in to_send {
+                let uid = nodes
+                    .get(&ObjectRef::new(&node))
+                    .and_then(|n| n.metadata.uid.clone());
+                let note = format!("{prefix}node cannot be removed: {reason}");
+                crate::drain::publish_node_event(
+                    &recorder,
+                    &node,
+                    uid,
+                    EventType::Normal,
+                    "ScaleDownBlocked",
+                    &note,
+                )
+                .await;
+            }
+        });
     }
 
     async fn scale_placeholder(&self, replicas: u32) -> Result<()> {

@@ -215,6 +215,9 @@ pub struct Flags {
     /// Longest graceful termination given to a pod when draining a node, in seconds.
     #[arg(long, default_value_t = 600)]
     pub max_graceful_termination_sec: u64,
+    /// How long a pod's eviction is retried (a PDB refusing it) before the node's removal fails.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub max_pod_eviction_time: Duration,
     /// Never remove nodes running pods with local storage (emptyDir, hostPath).
     #[arg(long, default_value_t = true, action = bool_flag(), num_args = 0..=1, default_missing_value = "true")]
     pub skip_nodes_with_local_storage: bool,
@@ -591,6 +594,8 @@ mod tests {
         );
         assert_eq!(c.cool_off.initial, Duration::from_secs(180));
         assert_eq!(c.drain_back.after, Duration::from_secs(7200));
+        assert_eq!(f.max_pod_eviction_time, Duration::from_secs(120));
+        assert_eq!(f.max_graceful_termination_sec, 600);
     }
 
     #[test]

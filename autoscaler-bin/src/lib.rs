@@ -7,6 +7,7 @@
 //! CA-compatible flags.
 
 pub mod controller;
+pub mod drain;
 pub mod flags;
 pub mod kwok;
 pub mod leader;

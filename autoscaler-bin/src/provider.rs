@@ -73,6 +73,12 @@ pub trait NodeGroupProvider: Send + Sync + 'static {
     fn poll_events(
         &self,
     ) -> impl std::future::Future<Output = Result<Vec<Event>, ProviderError>> + Send;
+    /// Whether the Node object of a terminated instance goes away by itself (a cloud
+    /// node-lifecycle controller deletes it). When `false` (the default), the drain
+    /// deletes it right after the termination.
+    fn deletes_node_objects(&self) -> bool {
+        false
+    }
 }
 
 /// One group of the static provider.
@@ -185,6 +191,45 @@ impl StaticProvider {
     /// Instances terminated since the last call.
     pub fn take_terminated(&self) -> Vec<Instance> {
         std::mem::take(&mut self.lock().terminated)
+    }
+
+    /// Replaces each known group's instances with `instances` (the Nodes that exist,
+    /// e.g. the KWOK nodes a previous process launched) plus the launches not yet turned
+    /// into Nodes, and sets the desired capacities to match. Called on becoming leader, so
+    /// that a restarted or standby process takes over the "cloud" the Nodes describe.
+    /// Instances of unknown groups are ignored.
+    pub fn sync_instances(&self, instances: Vec<Instance>) {
+        let mut s = self.lock();
+        let StaticState {
+            groups,
+            next_id,
+            launched,
+            ..
+        } = &mut *s;
+        for i in &instances {
+            if let Some(n) =
+                i.id.strip_prefix("i-")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+            {
+                *next_id = (*next_id).max(n);
+            }
+        }
+        for (name, g) in groups.iter_mut() {
+            let mut mine: Vec<Instance> = instances
+                .iter()
+                .filter(|i| &i.group == name)
+                .cloned()
+                .collect();
+            for l in launched.iter().filter(|l| &l.group == name) {
+                if !mine.iter().any(|i| i.id == l.id) {
+                    mine.push(l.clone());
+                }
+            }
+            let n = mine.len() as u32;
+            g.instances = mine;
+            g.group.target_size = n;
+            g.group.current_instances = Some(n);
+        }
     }
 
     /// A group's desired capacity.
@@ -332,6 +377,30 @@ mod tests {
             Err(ProviderError::UnknownGroup(_))
         ));
         assert!(p.terminate_instance("i-missing").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn sync_takes_over_existing_instances() {
+        let p = provider();
+        p.set_desired_capacity("web-spot", 3).await.unwrap();
+        let launched = p.take_launched();
+        // A new process sees the Nodes of the old one (one of them already terminated).
+        let q = provider();
+        q.take_launched();
+        let mut adopted = vec![launched[0].clone()];
+        adopted.push(Instance {
+            group: "other".into(),
+            ..launched[1].clone()
+        });
+        q.sync_instances(adopted);
+        assert_eq!(q.desired("web-spot"), Some(1));
+        assert_eq!(q.instances().await.unwrap(), vec![launched[0].clone()]);
+        q.terminate_instance(&launched[0].id).await.unwrap();
+        assert_eq!(q.desired("web-spot"), Some(0));
+        // New ids never collide with adopted ones.
+        q.set_desired_capacity("web-spot", 1).await.unwrap();
+        let new = q.take_launched();
+        assert!(new[0].id > launched[1].id, "{new:?}");
     }
 
     #[tokio::test]
