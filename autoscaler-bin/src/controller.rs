@@ -609,7 +609,15 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             return;
         }
         let nodes = self.caches.nodes.clone();
-        let recorder = self.drainer.recorder().clone();
+        // A fresh recorder: kube's Recorder folds Events with the same reason on the same
+        // object into one series and keeps the first note, but a new reason must show.
+        let recorder = Recorder::new(
+            self.client.clone(),
+            Reporter {
+                controller: "cluster-autoscaler".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
         let prefix = if self.flags.dry_run { "(dry-run) " } else { "" };
         tokio::spawn(async move {
             for (node, reason) in to_send {

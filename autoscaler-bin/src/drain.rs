@@ -16,7 +16,7 @@
 use crate::provider::NodeGroupProvider;
 use crate::translate;
 use autoscaler_core::{Event, RemovalKind};
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod, Taint};
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::{Client, ResourceExt};
@@ -99,45 +99,119 @@ pub fn has_taint(node: &Node, key: &str) -> bool {
         .is_some_and(|ts| ts.iter().any(|t| t.key == key))
 }
 
-/// The strategic-merge patch that marks a node for removal: the `ToBeDeleted` taint
-/// (value `unix_secs`) and, if `cordon`, `spec.unschedulable` plus our annotation.
-pub fn mark_patch(unix_secs: i64, cordon: bool) -> serde_json::Value {
-    let mut patch = serde_json::json!({
-        "spec": {"taints": [
-            {"key": TO_BE_DELETED_TAINT, "value": unix_secs.to_string(), "effect": "NoSchedule"}
-        ]}
-    });
-    if cordon {
-        patch["spec"]["unschedulable"] = true.into();
-        patch["metadata"] = serde_json::json!({"annotations": {CORDONED_ANNOTATION: "true"}});
-    }
-    patch
+/// The node's taints.
+fn taints(node: &Node) -> Vec<Taint> {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
 }
 
-/// The strategic-merge patch that undoes [`mark_patch`]: drops the taint and, if we
-/// cordoned the node (`uncordon`), uncordons it and drops our annotation.
-pub fn unmark_patch(uncordon: bool) -> serde_json::Value {
-    let mut patch = serde_json::json!({
-        "spec": {"taints": [{"$patch": "delete", "key": TO_BE_DELETED_TAINT}]}
-    });
-    if uncordon {
-        patch["spec"]["unschedulable"] = false.into();
-        patch["metadata"] =
-            serde_json::json!({"annotations": {CORDONED_ANNOTATION: serde_json::Value::Null}});
+/// A merge patch setting the node's whole taint list (`spec.taints` has no merge key,
+/// so it is always replaced whole) under the node's `resourceVersion`: a concurrent
+/// change makes it fail with 409 instead of being lost.
+fn taints_patch(node: &Node, taints: Vec<Taint>) -> serde_json::Value {
+    serde_json::json!({
+        "metadata": {"resourceVersion": node.metadata.resource_version},
+        "spec": {"taints": taints},
+    })
+}
+
+/// The patch that marks a node for removal: the `ToBeDeleted` taint (value
+/// `unix_secs`) and, unless it is cordoned already, `spec.unschedulable` plus our
+/// annotation. `None` when the node carries the taint already (a resumed removal).
+pub fn mark_patch(node: &Node, unix_secs: i64) -> Option<serde_json::Value> {
+    if has_taint(node, TO_BE_DELETED_TAINT) {
+        return None;
     }
-    patch
+    let mut ts = taints(node);
+    ts.push(Taint {
+        key: TO_BE_DELETED_TAINT.into(),
+        value: Some(unix_secs.to_string()),
+        effect: "NoSchedule".into(),
+        time_added: None,
+    });
+    let mut patch = taints_patch(node, ts);
+    if !node
+        .spec
+        .as_ref()
+        .and_then(|s| s.unschedulable)
+        .unwrap_or(false)
+    {
+        patch["spec"]["unschedulable"] = true.into();
+        patch["metadata"]["annotations"] = serde_json::json!({CORDONED_ANNOTATION: "true"});
+    }
+    Some(patch)
+}
+
+/// The patch that undoes [`mark_patch`]: drops the taint and, if we cordoned the node
+/// (our annotation), uncordons it and drops the annotation. `None` if nothing to undo.
+pub fn unmark_patch(node: &Node) -> Option<serde_json::Value> {
+    let ours = node
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(CORDONED_ANNOTATION));
+    if !ours && !has_taint(node, TO_BE_DELETED_TAINT) {
+        return None;
+    }
+    let ts = taints(node)
+        .into_iter()
+        .filter(|t| t.key != TO_BE_DELETED_TAINT)
+        .collect();
+    let mut patch = taints_patch(node, ts);
+    if ours {
+        patch["spec"]["unschedulable"] = false.into();
+        patch["metadata"]["annotations"] =
+            serde_json::json!({CORDONED_ANNOTATION: serde_json::Value::Null});
+    }
+    Some(patch)
 }
 
 /// The patch that adds (`Some(unix_secs)`) or removes (`None`) the `DeletionCandidate`
-/// `PreferNoSchedule` taint.
-pub fn candidate_patch(unix_secs: Option<i64>) -> serde_json::Value {
-    let taint = match unix_secs {
-        Some(t) => serde_json::json!({
-            "key": DELETION_CANDIDATE_TAINT, "value": t.to_string(), "effect": "PreferNoSchedule"
+/// `PreferNoSchedule` taint; `None` if the node is already so.
+pub fn candidate_patch(node: &Node, unix_secs: Option<i64>) -> Option<serde_json::Value> {
+    let has = has_taint(node, DELETION_CANDIDATE_TAINT);
+    let mut ts = taints(node);
+    match unix_secs {
+        Some(_) if has => return None,
+        None if !has => return None,
+        Some(t) => ts.push(Taint {
+            key: DELETION_CANDIDATE_TAINT.into(),
+            value: Some(t.to_string()),
+            effect: "PreferNoSchedule".into(),
+            time_added: None,
         }),
-        None => serde_json::json!({"$patch": "delete", "key": DELETION_CANDIDATE_TAINT}),
-    };
-    serde_json::json!({"spec": {"taints": [taint]}})
+        None => ts.retain(|t| t.key != DELETION_CANDIDATE_TAINT),
+    }
+    Some(taints_patch(node, ts))
+}
+
+/// Reads the node and applies `change` (a patch built from what was read, guarded by its
+/// resourceVersion), retrying conflicts. `Ok(false)`: the node is gone or nothing to do.
+pub async fn update_node(
+    api: &Api<Node>,
+    name: &str,
+    change: impl Fn(&Node) -> Option<serde_json::Value>,
+) -> kube::Result<bool> {
+    let mut attempt = 0;
+    loop {
+        let Some(node) = api.get_opt(name).await? else {
+            return Ok(false);
+        };
+        let Some(patch) = change(&node) else {
+            return Ok(false);
+        };
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt < 5 => attempt += 1,
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(false),
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Whether the pod is a DaemonSet pod (left for the node's termination, as CA does).
@@ -331,22 +405,15 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
             return Outcome::Abandoned;
         }
         // 1. Taint (CA-compatible) and cordon, unless a previous run already did.
-        if !has_taint(&node, TO_BE_DELETED_TAINT) {
-            let cordon = !node
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false);
-            let patch = mark_patch(unix_now(), cordon);
-            if let Err(e) = nodes
-                .patch(&r.node, &PatchParams::default(), &Patch::Strategic(&patch))
-                .await
-            {
-                return Outcome::Failed(format!("tainting the node: {e}"));
+        let now = unix_now();
+        match update_node(&nodes, &r.node, |n| mark_patch(n, now)).await {
+            Ok(true) => {
+                let note = format!("marked the node as toBeDeleted/unschedulable: {}", r.reason);
+                self.node_event(&r.node, EventType::Normal, "ScaleDown", &note)
+                    .await;
             }
-            let note = format!("marked the node as toBeDeleted/unschedulable: {}", r.reason);
-            self.node_event(&r.node, EventType::Normal, "ScaleDown", &note)
-                .await;
+            Ok(false) => {}
+            Err(e) => return Outcome::Failed(format!("tainting the node: {e}")),
         }
         // 2. Evict every pod but DaemonSet and mirror pods, retrying refusals.
         let pods: Api<Pod> = Api::all(self.client.clone());
@@ -467,23 +534,7 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
     /// Undoes the marking of a node whose removal failed.
     async fn unmark(&self, node: &str) {
         let api: Api<Node> = Api::all(self.client.clone());
-        let ours = match api.get_opt(node).await {
-            Ok(Some(n)) => n
-                .metadata
-                .annotations
-                .as_ref()
-                .is_some_and(|a| a.contains_key(CORDONED_ANNOTATION)),
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(node, error = %e, "reading the node to untaint it");
-                true
-            }
-        };
-        let patch = unmark_patch(ours);
-        if let Err(e) = api
-            .patch(node, &PatchParams::default(), &Patch::Strategic(&patch))
-            .await
-        {
+        if let Err(e) = update_node(&api, node, unmark_patch).await {
             tracing::warn!(node, error = %e, "untainting the node failed");
         }
     }
@@ -504,13 +555,8 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
                 .map(|n| (n, Some(now)))
                 .chain(remove.into_iter().map(|n| (n, None)));
             for (node, value) in changes {
-                let patch = candidate_patch(value);
-                match api
-                    .patch(&node, &PatchParams::default(), &Patch::Strategic(&patch))
-                    .await
-                {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
-                    Err(e) => tracing::warn!(node = %node, error = %e, "DeletionCandidate taint"),
+                if let Err(e) = update_node(&api, &node, |n| candidate_patch(n, value)).await {
+                    tracing::debug!(node = %node, error = %e, "DeletionCandidate taint");
                 }
             }
         });
@@ -594,32 +640,57 @@ mod tests {
     }
 
     #[test]
-    fn taints_are_cas() {
-        let p = mark_patch(1_700_000_000, true);
-        let t = &p["spec"]["taints"][0];
+    fn taints_are_cas_and_keep_the_others() {
+        let mut n = node(
+            "n1",
+            serde_json::json!([{"key": "dedicated", "value": "x", "effect": "NoSchedule"}]),
+        );
+        n.metadata.resource_version = Some("42".into());
+        let p = mark_patch(&n, 1_700_000_000).unwrap();
+        assert_eq!(p["metadata"]["resourceVersion"], "42");
+        assert_eq!(
+            p["spec"]["taints"][0]["key"], "dedicated",
+            "other taints kept"
+        );
+        let t = &p["spec"]["taints"][1];
         assert_eq!(t["key"], "ToBeDeletedByClusterAutoscaler");
         assert_eq!(t["value"], "1700000000");
         assert_eq!(t["effect"], "NoSchedule");
         assert_eq!(p["spec"]["unschedulable"], true);
         assert_eq!(p["metadata"]["annotations"][CORDONED_ANNOTATION], "true");
-        // An already cordoned node is not ours to uncordon later.
-        let p = mark_patch(1, false);
-        assert!(p.get("metadata").is_none() && p["spec"].get("unschedulable").is_none());
-        let u = unmark_patch(true);
-        assert_eq!(u["spec"]["taints"][0]["$patch"], "delete");
+        // What the apiserver makes of it: marked, so a second mark does nothing.
+        let mut marked = n.clone();
+        let patched: Node = serde_json::from_value(p).unwrap();
+        marked.spec = patched.spec;
+        marked.metadata.annotations = patched.metadata.annotations;
+        assert!(has_taint(&marked, TO_BE_DELETED_TAINT));
+        assert!(mark_patch(&marked, 1).is_none());
+        // Undo: taint gone, uncordoned because we cordoned it.
+        let u = unmark_patch(&marked).unwrap();
+        assert_eq!(u["spec"]["taints"].as_array().unwrap().len(), 1);
         assert_eq!(u["spec"]["unschedulable"], false);
         assert!(u["metadata"]["annotations"][CORDONED_ANNOTATION].is_null());
-        assert!(unmark_patch(false)["spec"].get("unschedulable").is_none());
-        let c = candidate_patch(Some(5));
-        assert_eq!(c["spec"]["taints"][0]["key"], DELETION_CANDIDATE_TAINT);
-        assert_eq!(c["spec"]["taints"][0]["effect"], "PreferNoSchedule");
+        assert!(unmark_patch(&n).is_none());
+        // An already cordoned node is not ours to uncordon later.
+        let mut cordoned = n.clone();
+        cordoned.spec.as_mut().unwrap().unschedulable = Some(true);
+        let p = mark_patch(&cordoned, 1).unwrap();
+        assert!(p["spec"].get("unschedulable").is_none());
+        assert!(p["metadata"].get("annotations").is_none());
+        // DeletionCandidate: added once, removed once.
+        let c = candidate_patch(&n, Some(5)).unwrap();
+        assert_eq!(c["spec"]["taints"][1]["key"], DELETION_CANDIDATE_TAINT);
+        assert_eq!(c["spec"]["taints"][1]["effect"], "PreferNoSchedule");
+        assert!(candidate_patch(&n, None).is_none());
+        let with: Node = serde_json::from_value(c).unwrap();
+        assert!(candidate_patch(&with, Some(6)).is_none());
         assert_eq!(
-            candidate_patch(None)["spec"]["taints"][0]["$patch"],
-            "delete"
+            candidate_patch(&with, None).unwrap()["spec"]["taints"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
         );
-        // The patches deserialize as a Node (what the apiserver merges).
-        let n: Node = serde_json::from_value(mark_patch(7, true)).unwrap();
-        assert!(has_taint(&n, TO_BE_DELETED_TAINT));
     }
 
     #[test]

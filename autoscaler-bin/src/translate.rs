@@ -346,6 +346,12 @@ pub fn instance_id(provider_id: &str) -> Option<&str> {
         .filter(|id| !id.is_empty() && provider_id.contains("://"))
 }
 
+/// Taints the node lifecycle controller derives from the Ready condition.
+pub const CONDITION_TAINTS: [&str; 2] = [
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+];
+
 /// Converts a node. `group_of` maps a providerID to the node's group and that group's
 /// market (from the provider's instance map); nodes it does not know are unmanaged.
 pub fn node(
@@ -367,6 +373,10 @@ pub fn node(
         .and_then(|s| s.taints.as_ref())
         .into_iter()
         .flatten()
+        // The node lifecycle controller's mirrors of the Ready condition: the engine
+        // reads `ready` itself (a fresh unready node is an upcoming one, as in CA), so
+        // keeping them would make it launch another node for the same pods.
+        .filter(|t| !CONDITION_TAINTS.contains(&t.key.as_str()))
         .filter_map(|t| {
             Some(Taint {
                 key: t.key.clone(),

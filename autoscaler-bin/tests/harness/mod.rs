@@ -1,0 +1,451 @@
+//! e2e harness: one real control plane (tests/e2e/controlplane.sh) per test binary,
+//! shared by serial tests, and the `autoscaler` binary started against it.
+//!
+//! The control plane is started once (`build`, then `up DIR`) and always stopped: a
+//! `Drop` guard runs `down DIR` when a [`ControlPlane`] is dropped, and, because the
+//! shared one lives in a `static` (never dropped), a watchdog shell started with it runs
+//! `down DIR` as soon as the test process exits, however it exits. If the control plane
+//! cannot start, the test panics with the script's output and log tails: never skipped.
+
+#![allow(dead_code, missing_docs)]
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::{Client, ResourceExt};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Label of the static provider's nodes (autoscaler_bin::kwok::GROUP_LABEL).
+pub const GROUP_LABEL: &str = autoscaler_bin::kwok::GROUP_LABEL;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn script() -> PathBuf {
+    repo_root().join("tests/e2e/controlplane.sh")
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A running control plane; `down` on drop.
+pub struct ControlPlane {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// `DIR/kubeconfig`.
+    pub kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    /// `build` + `up` in a fresh directory; panics (with the log tails) on failure.
+    pub fn start() -> ControlPlane {
+        let started = Instant::now();
+        let build = Command::new(script())
+            .arg("build")
+            .stdin(Stdio::null())
+            .output()
+            .expect("running tests/e2e/controlplane.sh build");
+        assert!(
+            build.status.success(),
+            "tests/e2e/controlplane.sh build failed (no control plane, e2e tests cannot run):\n{}\n{}",
+            String::from_utf8_lossy(&build.stdout),
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let dir = std::env::temp_dir().join(format!("autoscaler-bin-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cp = ControlPlane {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+        };
+        let up = Command::new(script())
+            .arg("up")
+            .arg(&cp.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running tests/e2e/controlplane.sh up");
+        if !up.status.success() {
+            let mut logs = String::new();
+            for name in [
+                "etcd",
+                "kube-apiserver",
+                "kube-controller-manager",
+                "kube-scheduler",
+                "kwok",
+            ] {
+                let p = cp.dir.join("logs").join(format!("{name}.log"));
+                logs += &format!("--- {} ---\n{}\n", p.display(), tail(&p, 20));
+            }
+            panic!(
+                "the e2e control plane did not start (tests/e2e/controlplane.sh up {}):\nstdout:\n{}\nstderr:\n{}\n{logs}",
+                cp.dir.display(),
+                String::from_utf8_lossy(&up.stdout),
+                String::from_utf8_lossy(&up.stderr)
+            );
+        }
+        eprintln!(
+            "e2e: control plane up in {:.1}s at {}",
+            started.elapsed().as_secs_f64(),
+            cp.dir.display()
+        );
+        cp
+    }
+
+    /// Runs `down DIR` when this process exits (for a control plane kept in a static).
+    /// The watchdog outlives us on purpose, so it is never waited for.
+    #[allow(clippy::zombie_processes)]
+    fn watchdog(&self) {
+        let log = std::fs::File::create(self.dir.join("watchdog.log")).ok();
+        let cmd = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; exec '{script}' down '{dir}'",
+            pid = std::process::id(),
+            script = script().display(),
+            dir = self.dir.display()
+        );
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(cmd).stdin(Stdio::null());
+        match log {
+            Some(f) => {
+                let f2 = f.try_clone().expect("log handle");
+                c.stdout(f).stderr(f2);
+            }
+            None => {
+                c.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        c.spawn().expect("starting the control plane watchdog");
+    }
+
+    /// A client for it.
+    pub async fn client(&self) -> Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .expect("kube config");
+        Client::try_from(cfg).expect("kube client")
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new(script())
+            .arg("down")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .output();
+    }
+}
+
+static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// The control plane shared by this test binary's tests, and the lock that makes them
+/// run one at a time.
+pub fn shared() -> (&'static ControlPlane, MutexGuard<'static, ()>) {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = SHARED.get_or_init(|| {
+        let cp = ControlPlane::start();
+        cp.watchdog();
+        cp
+    });
+    (cp, guard)
+}
+
+/// An `autoscaler` process; killed on drop.
+pub struct Autoscaler {
+    /// The child.
+    pub child: Child,
+    /// Its log (stderr + stdout).
+    pub log: PathBuf,
+}
+
+impl Autoscaler {
+    /// Starts the binary with `args` (plus `--kubeconfig`), `env` extra variables.
+    pub fn start(cp: &ControlPlane, name: &str, args: &[String], env: &[(&str, &str)]) -> Self {
+        let log = cp.dir.join(format!("autoscaler-{name}.log"));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("autoscaler log");
+        let mut c = Command::new(env!("CARGO_BIN_EXE_autoscaler"));
+        c.args(args)
+            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("log"))
+            .stderr(f)
+            .env("RUST_LOG", "info,autoscaler_bin=debug")
+            .env_remove("KUBECONFIG");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c.spawn().expect("starting autoscaler");
+        Autoscaler { child, log }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The log's last lines.
+    pub fn tail(&self) -> String {
+        tail(&self.log, 40)
+    }
+
+    /// Panics if the process exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(st)) = self.child.try_wait() {
+            panic!("autoscaler exited ({st}); log tail:\n{}", self.tail());
+        }
+    }
+}
+
+impl Drop for Autoscaler {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- {} ---\n{}", self.log.display(), self.tail());
+        }
+    }
+}
+
+/// The flags every scenario uses: the static provider with KWOK nodes, a group `group`
+/// of 0..10, fast rounds, short scale-down timers, state in namespace `ns`.
+pub fn base_args(ns: &str, group: &str) -> Vec<String> {
+    [
+        "--cloud-provider=static",
+        &format!("--nodes=0:10:{group}"),
+        "--static-create-kwok-nodes",
+        &format!("--namespace={ns}"),
+        "--leader-elect=false",
+        "--scan-interval=1s",
+        "--metrics-address=127.0.0.1:0",
+        "--scale-down-delay-after-add=0s",
+        "--scale-down-unneeded-time=5s",
+        "--max-node-provision-time=2m",
+        "--max-pod-eviction-time=2m",
+        "--max-graceful-termination-sec=5",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, or panics naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Starts a scenario: removes every static node a previous scenario may have left (a
+/// failed one skips its cleanup) and creates a fresh namespace.
+pub async fn namespace(client: &Client, ns: &str) {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let _ = nodes
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(GROUP_LABEL),
+        )
+        .await;
+    wait_for("no static node left", Duration::from_secs(30), || {
+        let nodes = nodes.clone();
+        async move {
+            let l = nodes
+                .list(&ListParams::default().labels(GROUP_LABEL))
+                .await
+                .ok()?;
+            l.items.is_empty().then_some(())
+        }
+    })
+    .await;
+    let api: Api<Namespace> = Api::all(client.clone());
+    // Pods a failed scenario left (pending ones would keep other autoscalers busy).
+    for other in api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+    {
+        let name = other.name_any();
+        if name.starts_with("e2e-") {
+            let now = DeleteParams {
+                grace_period_seconds: Some(0),
+                ..DeleteParams::default()
+            };
+            let _ =
+                Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), &name)
+                    .delete_collection(&DeleteParams::default(), &ListParams::default())
+                    .await;
+            let _ = Api::<Pod>::namespaced(client.clone(), &name)
+                .delete_collection(&now, &ListParams::default())
+                .await;
+        }
+    }
+    let _ = api.delete(ns, &DeleteParams::default()).await;
+    wait_for(
+        &format!("namespace {ns} gone"),
+        Duration::from_secs(60),
+        || {
+            let api = api.clone();
+            async move { api.get_opt(ns).await.ok().flatten().is_none().then_some(()) }
+        },
+    )
+    .await;
+    let obj: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": ns}})).unwrap();
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create namespace");
+}
+
+/// Removes what a scenario made: its pods (at once), its namespace, and the nodes of
+/// its group.
+pub async fn cleanup(client: &Client, ns: &str, group: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), ns);
+    let _ = deployments
+        .delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await;
+    let _ = pods.delete_collection(&now, &ListParams::default()).await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(ns, &DeleteParams::default())
+        .await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let _ = nodes
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(&format!("{GROUP_LABEL}={group}")),
+        )
+        .await;
+}
+
+/// The Nodes of a static group.
+pub async fn group_nodes(client: &Client, group: &str) -> Vec<Node> {
+    Api::<Node>::all(client.clone())
+        .list(&ListParams::default().labels(&format!("{GROUP_LABEL}={group}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+/// Whether a node's Ready condition is True.
+pub fn is_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A bare pod requesting `cpu`.
+pub fn pod(name: &str, cpu: &str, annotations: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"app": name}, "annotations": annotations},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]
+        }
+    }))
+    .unwrap()
+}
+
+/// A Deployment of `replicas` pods labelled `app=name`, requesting `cpu`.
+pub fn deployment(
+    name: &str,
+    replicas: u32,
+    cpu: &str,
+    annotations: serde_json::Value,
+) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                        "resources": {"requests": {"cpu": cpu, "memory": "64Mi"}}}]
+                }
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// Pods of `app=name` in `ns` (not terminating).
+pub async fn app_pods(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&format!("app={name}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Whether a pod is Running.
+pub fn is_running(p: &Pod) -> bool {
+    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+}
+
+/// The node a pod is bound to.
+pub fn node_of(p: &Pod) -> Option<String> {
+    p.spec.as_ref().and_then(|s| s.node_name.clone())
+}
+
+/// events.k8s.io Events in `ns` (all namespaces when empty) with this reason.
+pub async fn events(
+    client: &Client,
+    ns: &str,
+    reason: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = if ns.is_empty() {
+        Api::all(client.clone())
+    } else {
+        Api::namespaced(client.clone(), ns)
+    };
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .collect()
+}
+
+/// Node names of a list.
+pub fn names(nodes: &[Node]) -> Vec<String> {
+    nodes.iter().map(|n| n.name_any()).collect()
+}
