@@ -200,6 +200,19 @@ pub struct Flags {
     /// No scale-down in a group for this long after a failed removal.
     #[arg(long, default_value = "3m", value_parser = parse_duration)]
     pub scale_down_delay_after_failure: Duration,
+    /// No scale-down in a balance set for this long after a removal (CA: one scan).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub scale_down_delay_after_delete: Duration,
+    /// An unready node is removable after this long, whatever its utilization.
+    #[arg(long, default_value = "20m", value_parser = parse_duration)]
+    pub scale_down_unready_time: Duration,
+    /// Pods younger than this do not trigger scale-up yet.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub new_pod_scale_up_delay: Duration,
+    /// Never remove nodes running pods owned by controllers other than ReplicaSet,
+    /// ReplicationController, StatefulSet, Job or DaemonSet.
+    #[arg(long, default_value_t = true, action = bool_flag(), num_args = 0..=1, default_missing_value = "true")]
+    pub skip_nodes_with_custom_controller_pods: bool,
     /// How long a node must be unneeded before it is removed.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
     pub scale_down_unneeded_time: Duration,
@@ -359,18 +372,14 @@ fn parse_lock(s: &str) -> Result<String, String> {
 const UNSUPPORTED: &[(&str, &str)] = &[
     ("estimator", "not needed: the engine always bin-packs pending pods onto simulated nodes; remove the flag"),
     ("cloud-config", "not needed on AWS: credentials come from IRSA / the instance profile and the region from --aws-region or AWS_REGION"),
-    ("scale-down-delay-after-delete", "not supported yet: removals are paced by --max-empty-bulk-delete and --max-drain-parallelism; remove the flag"),
-    ("scale-down-unready-time", "not supported yet: unready nodes follow --scale-down-unneeded-time; remove the flag"),
     ("scale-down-gpu-utilization-threshold", "not supported: --scale-down-utilization-threshold applies to every node"),
     ("scale-down-non-empty-candidates-count", "not needed: every node is evaluated each round; remove the flag"),
     ("scale-down-candidates-pool-ratio", "not needed: every node is evaluated each round; remove the flag"),
     ("scale-down-candidates-pool-min-count", "not needed: every node is evaluated each round; remove the flag"),
     ("unremovable-node-recheck-timeout", "not needed: every node is re-evaluated each round; remove the flag"),
     ("max-scale-down-parallelism", "use --max-drain-parallelism (non-empty nodes) and --max-empty-bulk-delete (empty nodes)"),
-    ("skip-nodes-with-custom-controller-pods", "not supported: pods with any controller are treated as replaceable; remove the flag"),
     ("balancing-ignore-label", "not supported: groups are balanced by market, instance types, template labels and taints, or --balance-zones"),
     ("balancing-label", "not supported: groups are balanced by market, instance types, template labels and taints, or --balance-zones"),
-    ("new-pod-scale-up-delay", "not supported: a new unschedulable pod triggers a round within a second; remove the flag"),
     ("max-node-group-backoff-duration", "use --ice-cooloff-max (capacity failures cool off the pool, not the whole group)"),
     ("initial-node-group-backoff-duration", "use --ice-cooloff"),
     ("node-group-backoff-reset-timeout", "not configurable: a pool that has not failed for 1h starts again from --ice-cooloff"),
@@ -457,6 +466,7 @@ impl Flags {
             cores_total: self.cores_total,
             memory_total_gib: self.memory_total,
             max_nodes_per_scale_up: self.max_nodes_per_scaleup,
+            new_pod_scale_up_delay: self.new_pod_scale_up_delay,
             ..AutoscalerConfig::default()
         };
         c.cool_off.initial = self.ice_cooloff;
@@ -471,6 +481,9 @@ impl Flags {
         sd.max_drain_parallelism = self.max_drain_parallelism;
         sd.skip_nodes_with_local_storage = self.skip_nodes_with_local_storage;
         sd.skip_nodes_with_system_pods = self.skip_nodes_with_system_pods;
+        sd.skip_nodes_with_custom_controller_pods = self.skip_nodes_with_custom_controller_pods;
+        sd.unready_time = self.scale_down_unready_time;
+        sd.delay_after_delete = self.scale_down_delay_after_delete;
         c.drain_back.after = self.drain_back_after;
         c.drain_back.budget = self.drain_back_budget;
         c.balance.enabled = self.balance_zones || self.balance_similar_node_groups;
@@ -624,6 +637,10 @@ mod tests {
             "--max-node-provision-time=15m0s",
             "--skip-nodes-with-system-pods=false",
             "--scale-down-enabled",
+            "--scale-down-unready-time=30m",
+            "--scale-down-delay-after-delete=10s",
+            "--new-pod-scale-up-delay=5s",
+            "--skip-nodes-with-custom-controller-pods=false",
         ])
         .unwrap();
         assert!(f.dry_run && !f.leader_elect && f.scale_down_enabled);
@@ -636,6 +653,10 @@ mod tests {
         assert_eq!(c.balance.skew_threshold, 2);
         assert_eq!(c.scale_down.utilization_threshold, 0.6);
         assert!(!c.scale_down.skip_nodes_with_system_pods);
+        assert!(!c.scale_down.skip_nodes_with_custom_controller_pods);
+        assert_eq!(c.scale_down.unready_time, Duration::from_secs(1800));
+        assert_eq!(c.scale_down.delay_after_delete, Duration::from_secs(10));
+        assert_eq!(c.new_pod_scale_up_delay, Duration::from_secs(5));
         // CA's name for the metrics address.
         assert_eq!(
             p(&["--nodes=0:1:a", "--address=:9999"])
