@@ -1,7 +1,7 @@
 //! Carrying out decisions: `SetDesiredCapacity` as a compare-and-set against a fresh read,
 //! and `TerminateInstanceInAutoScalingGroup`, both idempotent and safe to retry.
 
-use crate::api::{Api, Op};
+use crate::api::{Api, GroupQuery, Op};
 use crate::discovery::ASG_PAGE_SIZE;
 use crate::error::AwsError;
 use autoscaler_core::Decision;
@@ -120,29 +120,13 @@ impl Actuator {
     async fn read(&self, names: Vec<String>) -> Result<BTreeMap<String, Fresh>, AwsError> {
         let mut fresh = BTreeMap::new();
         for chunk in names.chunks(ASG_PAGE_SIZE as usize) {
-            let mut token = None;
-            loop {
-                let out = self
-                    .api
-                    .call(
-                        Op::DescribeAutoScalingGroups,
-                        self.api
-                            .autoscaling
-                            .describe_auto_scaling_groups()
-                            .set_auto_scaling_group_names(Some(chunk.to_vec()))
-                            .max_records(ASG_PAGE_SIZE)
-                            .set_next_token(token.take())
-                            .send(),
-                    )
-                    .await?;
-                for g in out.auto_scaling_groups() {
-                    if let Some(name) = g.auto_scaling_group_name() {
-                        fresh.insert(name.to_string(), fresh_of(g));
-                    }
-                }
-                token = out.next_token().map(str::to_string);
-                if token.is_none() {
-                    break;
+            for g in self
+                .api
+                .describe_groups(GroupQuery::Names(chunk.to_vec()), ASG_PAGE_SIZE)
+                .await?
+            {
+                if let Some(name) = g.auto_scaling_group_name() {
+                    fresh.insert(name.to_string(), fresh_of(&g));
                 }
             }
         }

@@ -304,7 +304,47 @@ fn nz(v: u32) -> NonZeroU32 {
     NonZeroU32::new(v.max(1)).unwrap_or(NonZeroU32::MIN)
 }
 
+/// Which Auto Scaling groups a paginated `DescribeAutoScalingGroups` asks for.
+#[derive(Debug, Clone)]
+pub enum GroupQuery {
+    /// By name (at most one page size of names per call).
+    Names(Vec<String>),
+    /// By tag filters.
+    Filters(Vec<aws_sdk_autoscaling::types::Filter>),
+}
+
 impl Api {
+    /// Every group matching `query`, following `NextToken` pages.
+    pub async fn describe_groups(
+        &self,
+        query: GroupQuery,
+        page_size: i32,
+    ) -> Result<Vec<aws_sdk_autoscaling::types::AutoScalingGroup>, AwsError> {
+        let mut groups = Vec::new();
+        let mut token = None;
+        loop {
+            let request = self
+                .autoscaling
+                .describe_auto_scaling_groups()
+                .max_records(page_size)
+                .set_next_token(token.take());
+            let request = match &query {
+                GroupQuery::Names(names) => {
+                    request.set_auto_scaling_group_names(Some(names.clone()))
+                }
+                GroupQuery::Filters(filters) => request.set_filters(Some(filters.clone())),
+            };
+            let out = self
+                .call(Op::DescribeAutoScalingGroups, request.send())
+                .await?;
+            groups.extend(out.auto_scaling_groups().iter().cloned());
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(groups);
+            }
+        }
+    }
+
     /// Builds the clients from a loaded SDK configuration (region, credentials, endpoint).
     pub fn new(
         sdk: &aws_types::SdkConfig,

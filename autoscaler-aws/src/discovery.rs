@@ -8,7 +8,7 @@
 //! prices (`DescribeSpotPriceHistory`, refreshed after [`ScanConfig::spot_price_ttl`]),
 //! and each instance's market (`DescribeInstances`, only for instances not seen before).
 
-use crate::api::{Api, Op};
+use crate::api::{Api, GroupQuery, Op};
 use crate::error::{AwsError, GroupError};
 use crate::prices::OnDemandPrices;
 use crate::template::{parse_tags, GroupOptions, ResourceOverrides};
@@ -359,33 +359,17 @@ impl Scanner {
             .collect();
         for chunk in explicit.chunks(ASG_PAGE_SIZE as usize) {
             let names: Vec<String> = chunk.iter().map(|(n, ..)| n.to_string()).collect();
-            let mut token = None;
-            loop {
-                let out = self
-                    .api
-                    .call(
-                        Op::DescribeAutoScalingGroups,
-                        self.api
-                            .autoscaling
-                            .describe_auto_scaling_groups()
-                            .set_auto_scaling_group_names(Some(names.clone()))
-                            .max_records(ASG_PAGE_SIZE)
-                            .set_next_token(token.take())
-                            .send(),
-                    )
-                    .await?;
-                for g in out.auto_scaling_groups() {
-                    let name = g.auto_scaling_group_name().unwrap_or_default();
-                    let bounds = chunk
-                        .iter()
-                        .find(|(n, ..)| *n == name)
-                        .map(|(_, min, max)| (*min, *max));
-                    found.insert(name.to_string(), (g.clone(), bounds));
-                }
-                token = out.next_token().map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
+            for g in self
+                .api
+                .describe_groups(GroupQuery::Names(names), ASG_PAGE_SIZE)
+                .await?
+            {
+                let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+                let bounds = chunk
+                    .iter()
+                    .find(|(n, ..)| *n == name)
+                    .map(|(_, min, max)| (*min, *max));
+                found.insert(name, (g, bounds));
             }
             for (name, ..) in chunk {
                 if !found.contains_key(*name) {
@@ -410,37 +394,21 @@ impl Scanner {
                     None => AsgFilter::builder().name("tag-key").values(k).build(),
                 })
                 .collect();
-            let mut token = None;
-            loop {
-                let out = self
-                    .api
-                    .call(
-                        Op::DescribeAutoScalingGroups,
-                        self.api
-                            .autoscaling
-                            .describe_auto_scaling_groups()
-                            .set_filters(Some(filters.clone()))
-                            .max_records(ASG_PAGE_SIZE)
-                            .set_next_token(token.take())
-                            .send(),
-                    )
-                    .await?;
-                for g in out.auto_scaling_groups() {
-                    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
-                    // AND semantics checked here too, whatever the server's filter does.
-                    let has_all = tags.iter().all(|(k, v)| {
-                        g.tags().iter().any(|t| {
-                            t.key() == Some(k.as_str())
-                                && v.as_deref().is_none_or(|v| t.value() == Some(v))
-                        })
-                    });
-                    if has_all {
-                        found.entry(name).or_insert_with(|| (g.clone(), None));
-                    }
-                }
-                token = out.next_token().map(str::to_string);
-                if token.is_none() {
-                    break;
+            for g in self
+                .api
+                .describe_groups(GroupQuery::Filters(filters), ASG_PAGE_SIZE)
+                .await?
+            {
+                let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
+                // AND semantics checked here too, whatever the server's filter does.
+                let has_all = tags.iter().all(|(k, v)| {
+                    g.tags().iter().any(|t| {
+                        t.key() == Some(k.as_str())
+                            && v.as_deref().is_none_or(|v| t.value() == Some(v))
+                    })
+                });
+                if has_all {
+                    found.entry(name).or_insert_with(|| (g.clone(), None));
                 }
             }
         }
