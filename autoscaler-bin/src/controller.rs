@@ -4,6 +4,7 @@
 //! at least every `--scan-interval`. Only the Lease holder decides; a standby keeps its
 //! caches warm and takes over as soon as the Lease is its own.
 
+use crate::aws_provider::AwsProvider;
 use crate::drain::{DrainConfig, Drainer, Removal, DELETION_CANDIDATE_TAINT};
 use crate::flags::{CloudProvider, Flags};
 use crate::metrics::Metrics;
@@ -245,12 +246,38 @@ pub async fn run(flags: Flags) -> Result<()> {
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?;
         Client::try_from(cfg)?
     };
-    let provider = match flags.cloud_provider {
-        CloudProvider::Static => static_provider(&flags)?,
-        CloudProvider::Aws => anyhow::bail!(
-            "--cloud-provider=aws: the AWS adapter is not wired into this build yet; use --cloud-provider=static with --nodes for now"
-        ),
-    };
+    match flags.cloud_provider {
+        CloudProvider::Static => {
+            let provider = static_provider(&flags)?;
+            let kwok = provider.clone();
+            serve(flags, client, engine, provider, Some(kwok), |_, _, _| {}).await
+        }
+        CloudProvider::Aws => {
+            let provider = AwsProvider::from_flags(&flags).await;
+            let queue = flags.event_queue_url.clone();
+            serve(flags, client, engine, provider, None, move |p, sink, wake| {
+                if p.spawn_event_queue(sink, wake) {
+                    tracing::info!(queue = %queue, "AWS: consuming the event queue");
+                } else {
+                    tracing::info!("AWS: no --event-queue-url; launch failures come from DescribeScalingActivities only");
+                }
+            })
+            .await
+        }
+    }
+}
+
+/// Runs the controller over `provider` until SIGTERM/SIGINT. `kwok` is the static
+/// provider (KWOK launcher, re-sync on leadership); `start_events` gets the controller's
+/// event channel and wake-up, for a provider's background event source.
+async fn serve<P: NodeGroupProvider + Clone>(
+    flags: Flags,
+    client: Client,
+    engine: Autoscaler,
+    provider: P,
+    kwok: Option<StaticProvider>,
+    start_events: impl FnOnce(&P, mpsc::UnboundedSender<Event>, Arc<Notify>),
+) -> Result<()> {
     let metrics = Arc::new(Metrics::new());
     metrics.dry_run.set(i64::from(flags.dry_run));
     metrics.beat();
@@ -260,14 +287,16 @@ pub async fn run(flags: Flags) -> Result<()> {
     let leader = crate::leader::start(&client, &flags).await?;
     let notify = Arc::new(Notify::new());
     let caches = start_caches(&client, &flags, notify.clone());
-    if flags.static_create_kwok_nodes {
+    let kwok = kwok.filter(|_| flags.static_create_kwok_nodes);
+    if let Some(p) = &kwok {
         tokio::spawn(crate::kwok::launch_loop(
             client.clone(),
-            provider.clone(),
+            p.clone(),
             caches.nodes.clone(),
         ));
     }
     let (failures_tx, removal_failures) = mpsc::unbounded_channel();
+    start_events(&provider, failures_tx.clone(), notify.clone());
     let drainer = Drainer::new(
         client.clone(),
         provider.clone(),
@@ -276,7 +305,7 @@ pub async fn run(flags: Flags) -> Result<()> {
         failures_tx,
         notify.clone(),
     );
-    let static_sync = flags.static_create_kwok_nodes.then(|| provider.clone());
+    let static_sync = kwok;
     tracing::info!(dry_run = flags.dry_run, metrics = %addr, "autoscaler started");
     let mut ctl = Controller {
         flags,
@@ -530,14 +559,9 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 continue;
             }
             let result = match action {
-                Decision::ScaleUp {
-                    group, new_target, ..
-                }
-                | Decision::RevertScaleUp {
-                    group, new_target, ..
-                } => self
+                Decision::ScaleUp { .. } | Decision::RevertScaleUp { .. } => self
                     .provider
-                    .set_desired_capacity(group, *new_target)
+                    .apply_decision(action)
                     .await
                     .map_err(anyhow::Error::from),
                 Decision::RemoveNode {

@@ -300,6 +300,9 @@ pub struct Flags {
     /// AWS region (else AWS_REGION / the instance metadata).
     #[arg(long, env = "AWS_REGION", default_value = "")]
     pub aws_region: String,
+    /// AWS endpoint override (tests against moto); the SDK also reads AWS_ENDPOINT_URL.
+    #[arg(long, hide = true, default_value = "")]
+    pub aws_endpoint_url: String,
 
     // ---- ours ----
     /// Shadow mode: compute and report every decision (logs, Events, metrics, status) but change nothing.

@@ -6,6 +6,7 @@
 //! (through a [`provider::NodeGroupProvider`]), with leader election, metrics and
 //! CA-compatible flags.
 
+pub mod aws_provider;
 pub mod controller;
 pub mod drain;
 pub mod flags;
@@ -16,3 +17,10 @@ pub mod metrics;
 pub mod provider;
 pub mod status;
 pub mod translate;
+
+/// Installs ring as rustls's process-wide crypto provider. kube enables rustls's `ring`
+/// and the AWS SDK its `aws-lc-rs`; with both, rustls cannot choose by itself and panics
+/// on the first TLS client. Call once before any client is built; later calls do nothing.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

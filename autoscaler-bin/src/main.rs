@@ -14,6 +14,7 @@ fn main() -> Result<()> {
             std::process::exit(2);
         }
     };
+    autoscaler_bin::install_crypto_provider();
     autoscaler_bin::logging::init(&flags);
     tracing::info!(?flags, "autoscaler starting");
     let rt = tokio::runtime::Builder::new_multi_thread()

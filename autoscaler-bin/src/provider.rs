@@ -1,8 +1,8 @@
 //! Where node groups live and how they are changed: the seam between the controller and
-//! a cloud. `autoscaler-aws` will implement [`NodeGroupProvider`] for ASGs; the
+//! a cloud. [`crate::aws_provider::AwsProvider`] implements [`NodeGroupProvider`] for ASGs; the
 //! [`StaticProvider`] keeps groups in memory for tests and `--cloud-provider=static`.
 
-use autoscaler_core::{CapacityType, Event, InstanceType, NodeGroup, NodeTemplate};
+use autoscaler_core::{CapacityType, Decision, Event, InstanceType, NodeGroup, NodeTemplate};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
@@ -64,6 +64,27 @@ pub trait NodeGroupProvider: Send + Sync + 'static {
         group: &str,
         desired: u32,
     ) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send;
+    /// Carries out a `ScaleUp` or `RevertScaleUp`. The default sets the desired capacity
+    /// to the decision's `new_target`; a cloud may check the decision's base first
+    /// (compare-and-set against someone else's change).
+    fn apply_decision(
+        &self,
+        decision: &Decision,
+    ) -> impl std::future::Future<Output = Result<(), ProviderError>> + Send {
+        async move {
+            match decision {
+                Decision::ScaleUp {
+                    group, new_target, ..
+                }
+                | Decision::RevertScaleUp {
+                    group, new_target, ..
+                } => self.set_desired_capacity(group, *new_target).await,
+                other => Err(ProviderError::Cloud(format!(
+                    "not a desired-capacity change: {other:?}"
+                ))),
+            }
+        }
+    }
     /// Terminates one instance and decrements its group's desired capacity.
     fn terminate_instance(
         &self,

@@ -127,6 +127,7 @@ impl ControlPlane {
 
     /// A client for it.
     pub async fn client(&self) -> Client {
+        autoscaler_bin::install_crypto_provider();
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
