@@ -1274,7 +1274,7 @@ impl<'a> Sim<'a> {
         } else if let Some(e) = self.open_episode.take() {
             self.report.episodes.push(e);
         }
-        if t % 10 == 0 {
+        if t.is_multiple_of(10) {
             let skew = self.set_skew();
             self.last_skew = skew;
             self.report.max_az_skew_any = self.report.max_az_skew_any.max(skew);
@@ -1291,7 +1291,7 @@ impl<'a> Sim<'a> {
                 self.report.steady_samples += 1;
             }
         }
-        if t % self.sc.sim.sample_s == 0 {
+        if t.is_multiple_of(self.sc.sim.sample_s) {
             self.report.series.push(SeriesPoint {
                 t_s: t,
                 demand_rps: demand,
@@ -1357,20 +1357,20 @@ impl<'a> Sim<'a> {
         for svc in 0..self.svcs.len() {
             self.svcs[svc].load = self.demand(svc, t);
         }
-        if t > 0 && t % self.sc.sim.hpa_sync_s == 0 {
+        if t > 0 && t.is_multiple_of(self.sc.sim.hpa_sync_s) {
             self.hpa_sync(t);
         }
         self.schedule(t, false);
         let scan = match self.kind {
             PolicyKind::Ours => self.sc.sim.scan_interval_s,
             PolicyKind::CaBaseline => {
-                if t % self.sc.ca_baseline.asg_refresh_s == 0 {
+                if t.is_multiple_of(self.sc.ca_baseline.asg_refresh_s) {
                     self.ca_refresh(t);
                 }
                 self.sc.ca_baseline.scan_interval_s
             }
         };
-        if t % scan == 0 {
+        if t.is_multiple_of(scan) {
             self.policy_round(t);
             if self.kind == PolicyKind::CaBaseline {
                 self.ca_scale_down(t);
