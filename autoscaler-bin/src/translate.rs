@@ -78,19 +78,6 @@ pub fn resources(
     Ok(r)
 }
 
-fn max_into(acc: &mut Resources, other: &Resources) {
-    acc.cpu_millis = acc.cpu_millis.max(other.cpu_millis);
-    acc.memory_bytes = acc.memory_bytes.max(other.memory_bytes);
-    acc.pods = acc.pods.max(other.pods);
-    acc.ephemeral_storage_bytes = acc
-        .ephemeral_storage_bytes
-        .max(other.ephemeral_storage_bytes);
-    for (k, v) in &other.extended {
-        let e = acc.extended.entry(k.clone()).or_insert(0);
-        *e = (*e).max(*v);
-    }
-}
-
 fn container_requests(c: &core::Container, object: &str) -> Result<Resources, TranslateError> {
     resources(
         c.resources.as_ref().and_then(|r| r.requests.as_ref()),
@@ -115,11 +102,11 @@ pub fn pod_requests(spec: &core::PodSpec, object: &str) -> Result<Resources, Tra
         } else {
             let mut during = sidecars.clone();
             during.add(&req);
-            max_into(&mut init_peak, &during);
+            init_peak = init_peak.component_max(&during);
         }
     }
     sum.add(&sidecars);
-    max_into(&mut sum, &init_peak);
+    sum = sum.component_max(&init_peak);
     sum.add(&resources(spec.overhead.as_ref(), object)?);
     Ok(sum)
 }
@@ -137,6 +124,15 @@ fn operator(op: &str) -> SelectorOperator {
     }
 }
 
+/// One selector requirement (label and node selectors share the shape).
+fn requirement(key: &str, op: &str, values: &Option<Vec<String>>) -> Requirement {
+    Requirement {
+        key: key.to_string(),
+        operator: operator(op),
+        values: values.clone().unwrap_or_default(),
+    }
+}
+
 /// Converts a label selector. `None` (a null selector) is `None`: it matches nothing.
 pub fn label_selector(s: Option<&meta::LabelSelector>) -> Option<LabelSelector> {
     let s = s?;
@@ -146,11 +142,7 @@ pub fn label_selector(s: Option<&meta::LabelSelector>) -> Option<LabelSelector> 
             .match_expressions
             .iter()
             .flatten()
-            .map(|r| Requirement {
-                key: r.key.clone(),
-                operator: operator(&r.operator),
-                values: r.values.clone().unwrap_or_default(),
-            })
+            .map(|r| requirement(&r.key, &r.operator, &r.values))
             .collect(),
     })
 }
@@ -184,11 +176,7 @@ pub fn scheduling_spec(
                         .match_expressions
                         .iter()
                         .flatten()
-                        .map(|r| Requirement {
-                            key: r.key.clone(),
-                            operator: operator(&r.operator),
-                            values: r.values.clone().unwrap_or_default(),
-                        })
+                        .map(|r| requirement(&r.key, &r.operator, &r.values))
                         .collect(),
                 })
                 .collect()

@@ -225,6 +225,24 @@ impl Resources {
         }
     }
 
+    /// Component-wise maximum (extended resources: the union, each at its larger amount).
+    pub fn component_max(&self, other: &Resources) -> Resources {
+        let mut extended = self.extended.clone();
+        for (name, &amount) in &other.extended {
+            let slot = extended.entry(name.clone()).or_insert(0);
+            *slot = (*slot).max(amount);
+        }
+        Resources {
+            cpu_millis: self.cpu_millis.max(other.cpu_millis),
+            memory_bytes: self.memory_bytes.max(other.memory_bytes),
+            pods: self.pods.max(other.pods),
+            ephemeral_storage_bytes: self
+                .ephemeral_storage_bytes
+                .max(other.ephemeral_storage_bytes),
+            extended,
+        }
+    }
+
     /// True when every dimension is zero.
     pub fn is_zero(&self) -> bool {
         self.cpu_millis == 0
@@ -284,6 +302,19 @@ mod tests {
         let b = Resources::new(2000, 16);
         let m = a.component_min(&b);
         assert_eq!(m, Resources::new(2000, 8));
+    }
+
+    #[test]
+    fn component_max_keeps_every_extended() {
+        let a = Resources::new(4000, 8).with_extended("gpu", 2);
+        let b = Resources::new(2000, 16).with_extended("fpga", 1);
+        let m = a.component_max(&b);
+        assert_eq!(
+            m,
+            Resources::new(4000, 16)
+                .with_extended("gpu", 2)
+                .with_extended("fpga", 1)
+        );
     }
 
     #[test]

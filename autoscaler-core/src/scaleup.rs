@@ -85,9 +85,7 @@ impl GroupPlan {
                 None => t.allocatable.clone(),
                 Some(a) => a.component_min(&t.allocatable),
             });
-            let c = t.capacity();
-            capacity.cpu_millis = capacity.cpu_millis.max(c.cpu_millis);
-            capacity.memory_bytes = capacity.memory_bytes.max(c.memory_bytes);
+            capacity = capacity.component_max(&t.capacity());
             price += t.price_per_hour;
         }
         let mut allocatable = allocatable.unwrap_or_default();
