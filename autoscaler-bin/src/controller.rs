@@ -8,6 +8,7 @@ use crate::aws_provider::AwsProvider;
 use crate::drain::{DrainConfig, Drainer, Removal, DELETION_CANDIDATE_TAINT};
 use crate::flags::{CloudProvider, Flags};
 use crate::metrics::Metrics;
+use crate::pod_cache::PodCache;
 use crate::provider::{NodeGroupProvider, StaticProvider};
 use crate::status;
 use crate::translate;
@@ -19,7 +20,7 @@ use autoscaler_core::{
 };
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -46,8 +47,8 @@ pub fn now() -> Timestamp {
 pub struct Caches {
     /// Nodes.
     pub nodes: Store<Node>,
-    /// Pods (all namespaces).
-    pub pods: Store<Pod>,
+    /// Pods (all namespaces), kept translated (see [`crate::pod_cache`]).
+    pub pods: PodCache,
     /// PDBs.
     pub pdbs: Store<PodDisruptionBudget>,
     /// DaemonSets.
@@ -58,11 +59,37 @@ pub struct Caches {
     pub overprovisioning: Store<ConfigMap>,
 }
 
-/// Starts one reflector; `wake` says which changes should trigger a round now.
+impl Caches {
+    /// Waits until every cache has read its first full list: deciding on half a view
+    /// (pods but no nodes yet) would launch nodes the cluster already has.
+    pub async fn wait_until_ready(&self) -> Result<()> {
+        self.nodes.wait_until_ready().await?;
+        self.pods.wait_until_ready().await;
+        self.pdbs.wait_until_ready().await?;
+        self.daemonsets.wait_until_ready().await?;
+        self.priorities.wait_until_ready().await?;
+        self.overprovisioning.wait_until_ready().await?;
+        Ok(())
+    }
+}
+
+/// What a node cache keeps: no managed fields, image list or volume lists (a large part
+/// of a real node object, and never read).
+fn trim_node(n: &mut Node) {
+    if let Some(s) = n.status.as_mut() {
+        s.images = None;
+        s.volumes_attached = None;
+        s.volumes_in_use = None;
+    }
+}
+
+/// Starts one reflector; `wake` says which changes should trigger a round now, `trim`
+/// drops what is never read before the object is stored.
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
     wake: fn(&K) -> bool,
+    trim: fn(&mut K),
     notify: Arc<Notify>,
 ) -> Store<K>
 where
@@ -74,7 +101,10 @@ where
     let stream = watcher(api, config)
         .default_backoff()
         // Managed fields are most of an object's size and never read: drop them (RSS).
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(move |o: &mut K| {
+            o.managed_fields_mut().clear();
+            trim(o);
+        })
         .reflect(writer)
         .touched_objects();
     tokio::spawn(async move {
@@ -104,36 +134,36 @@ pub fn start_caches(client: &Client, flags: &Flags, notify: Arc<Notify>) -> Cach
             Api::all(client.clone()),
             watcher::Config::default(),
             |_| false,
+            trim_node,
             notify.clone(),
         ),
-        pods: reflect(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            translate::is_unschedulable,
-            notify.clone(),
-        ),
+        pods: PodCache::start(Api::all(client.clone()), notify.clone()),
         pdbs: reflect(
             Api::all(client.clone()),
             watcher::Config::default(),
             |_| false,
+            |_| {},
             notify.clone(),
         ),
         daemonsets: reflect(
             Api::all(client.clone()),
             watcher::Config::default(),
             |_| false,
+            |_| {},
             notify.clone(),
         ),
         priorities: reflect(
             Api::namespaced(client.clone(), ns),
             named(&flags.priority_config_map_name),
             |_| true,
+            |_| {},
             notify.clone(),
         ),
         overprovisioning: reflect(
             Api::namespaced(client.clone(), ns),
             named(&flags.overprovisioning_name),
             |_| true,
+            |_| {},
             notify,
         ),
     }
@@ -172,17 +202,7 @@ pub async fn build_snapshot<P: NodeGroupProvider>(
             Err(e) => tracing::warn!(error = %e, "node skipped"),
         }
     }
-    for p in caches.pods.state() {
-        let bound = p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
-        if !bound && !translate::is_unschedulable(&p) {
-            continue; // not yet seen by the scheduler
-        }
-        match translate::pod(&p) {
-            Ok(Some(pod)) => parts.pods.push(pod),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "pod skipped"),
-        }
-    }
+    parts.pods = caches.pods.engine_pods();
     parts.pdbs = caches
         .pdbs
         .state()
@@ -250,12 +270,29 @@ pub async fn run(flags: Flags) -> Result<()> {
         CloudProvider::Static => {
             let provider = static_provider(&flags)?;
             let kwok = provider.clone();
-            serve(flags, client, engine, provider, Some(kwok), |_, _, _| {}).await
+            serve(
+                flags,
+                client,
+                engine,
+                provider,
+                Some(kwok),
+                None,
+                |_, _, _| {},
+            )
+            .await
         }
         CloudProvider::Aws => {
             let provider = AwsProvider::from_flags(&flags).await;
             let queue = flags.event_queue_url.clone();
-            serve(flags, client, engine, provider, None, move |p, sink, wake| {
+            if flags.dry_run && !queue.is_empty() {
+                // SQS hands each message to one consumer and the consumer deletes it.
+                tracing::warn!(
+                    queue = %queue,
+                    "--dry-run still consumes --event-queue-url: a shadow sharing the live autoscaler's queue takes events from it; give the shadow its own queue (a second target of the same EventBridge rules, docs/event-queue.md)"
+                );
+            }
+            let aws_metrics = provider.cloud().metrics().clone();
+            serve(flags, client, engine, provider, None, Some(aws_metrics), move |p, sink, wake| {
                 if p.spawn_event_queue(sink, wake) {
                     tracing::info!(queue = %queue, "AWS: consuming the event queue");
                 } else {
@@ -269,16 +306,22 @@ pub async fn run(flags: Flags) -> Result<()> {
 
 /// Runs the controller over `provider` until SIGTERM/SIGINT. `kwok` is the static
 /// provider (KWOK launcher, re-sync on leadership); `start_events` gets the controller's
-/// event channel and wake-up, for a provider's background event source.
+/// event channel and wake-up, for a provider's background event source; `aws_metrics`
+/// the AWS adapter's counters for `/metrics`.
 async fn serve<P: NodeGroupProvider + Clone>(
     flags: Flags,
     client: Client,
     engine: Autoscaler,
     provider: P,
     kwok: Option<StaticProvider>,
+    aws_metrics: Option<Arc<autoscaler_aws::Metrics>>,
     start_events: impl FnOnce(&P, mpsc::UnboundedSender<Event>, Arc<Notify>),
 ) -> Result<()> {
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    if let Some(aws) = aws_metrics {
+        metrics.register_aws(aws);
+    }
+    let metrics = Arc::new(metrics);
     metrics.dry_run.set(i64::from(flags.dry_run));
     metrics.beat();
     let addr = flags.metrics_socket()?;
@@ -388,6 +431,14 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader = self.leader.clone();
         let mut was_leader = false;
+        tracing::info!("waiting for the watch caches to fill");
+        self.caches.wait_until_ready().await?;
+        self.record_cache_sizes();
+        tracing::info!(
+            pods = self.caches.pods.len(),
+            nodes = self.caches.nodes.len(),
+            "watch caches filled"
+        );
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -725,15 +776,15 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 let Some((ns, name)) = key.split_once('/') else {
                     continue;
                 };
-                let Some(pod) = pods.get(&ObjectRef::new(name).within(ns)) else {
-                    continue;
+                let Some(uid) = pods.uid(ns, name) else {
+                    continue; // deleted meanwhile
                 };
                 let reference = ObjectReference {
                     api_version: Some("v1".into()),
                     kind: Some("Pod".into()),
                     namespace: Some(ns.into()),
                     name: Some(name.into()),
-                    uid: pod.uid(),
+                    uid: Some(uid),
                     ..ObjectReference::default()
                 };
                 let ev = KubeEvent {

@@ -14,6 +14,7 @@ pub mod kwok;
 pub mod leader;
 pub mod logging;
 pub mod metrics;
+pub mod pod_cache;
 pub mod provider;
 pub mod status;
 pub mod translate;

@@ -1,12 +1,18 @@
 //! End-to-end with `--cloud-provider=aws`: the real `autoscaler` binary against a real
 //! control plane (tests/e2e/controlplane.sh, shared by this file's tests) and a moto
-//! server (started here; the test panics when `moto_server` is missing, never skips).
+//! server per test (started here; the test panics when `moto_server` is missing, never
+//! skips). AWS events are EventBridge messages sent to the SQS queue of
+//! `--event-queue-url`, as a rule's target delivers them.
 //!
-//! Two one-zone ASGs found by CA's auto-discovery tags, `asg-a` (spot launch template,
-//! priority 50) and `asg-b` (on-demand, priority 10). A pending pod raises asg-a's
-//! desired capacity in moto; an "EC2 Instance Launch Unsuccessful" ICE event for asg-a
-//! sent to the SQS queue of `--event-queue-url` makes the autoscaler revert asg-a and
-//! scale asg-b.
+//! One-zone ASGs are found by CA's auto-discovery tags and ranked by the priority
+//! ConfigMap. Where a scenario needs nodes, a registrar task mirrors moto's instances as
+//! KWOK Nodes (what kubelets do on EC2) and deletes the Node of an instance moto no
+//! longer has.
+//!
+//! - scale-up, then ICE on the first-priority group -> the next group within seconds;
+//! - spot interruption warning -> replacement launched, node drained, instance terminated;
+//! - drain-back with a short `--drain-back-after`: spot launched first, then the
+//!   on-demand node drained and terminated.
 //!
 //! moto gap: instances start at once, so at the revert moto has asg-a's instance in
 //! service and the adapter (rightly) never sets the desired capacity below the instances
@@ -27,15 +33,19 @@ use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
 use aws_types::region::Region;
 use aws_types::SdkConfig;
 use harness::*;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::ResourceExt;
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const CLUSTER_TAG: &str = "k8s.io/cluster-autoscaler/e2e-aws";
 const ENABLED_TAG: &str = "k8s.io/cluster-autoscaler/enabled";
+static EVENT_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// A `moto_server` on 127.0.0.1, killed on drop (as autoscaler-aws/tests/common).
 struct Moto {
@@ -177,16 +187,23 @@ fn log_text(asc: &harness::Autoscaler) -> String {
     std::fs::read_to_string(&asc.log).unwrap_or_default()
 }
 
-/// Pending pod -> asg-a (priority) scaled in moto; ICE on asg-a via SQS -> asg-b scaled,
-/// asg-a reverted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aws_scale_up_then_ice_fails_over() {
+/// The AWS side of a scenario: moto with one-zone ASGs found by auto-discovery, the
+/// event queue, and the priority ConfigMap in `ns`.
+struct World {
+    moto: Moto,
+    asg: aws_sdk_autoscaling::Client,
+    sqs: aws_sdk_sqs::Client,
+    subnet: String,
+    queue_url: String,
+}
+
+/// `groups`: `(name, spot, priority)`.
+async fn world(client: &kube::Client, ns: &str, groups: &[(&str, bool, u32)]) -> World {
     let moto = Moto::start();
     let sdk = sdk_config(&moto.endpoint());
     let asg = aws_sdk_autoscaling::Client::new(&sdk);
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-
     let subnet = ec2
         .describe_subnets()
         .send()
@@ -198,7 +215,8 @@ async fn aws_scale_up_then_ice_fails_over() {
         .and_then(|s| s.subnet_id())
         .expect("a subnet in us-east-1a")
         .to_string();
-    for (name, spot) in [("asg-a", true), ("asg-b", false)] {
+    let mut priorities = String::new();
+    for &(name, spot, priority) in groups {
         let lt = launch_template(&ec2, &format!("lt-{name}"), spot).await;
         asg.create_auto_scaling_group()
             .auto_scaling_group_name(name)
@@ -217,6 +235,7 @@ async fn aws_scale_up_then_ice_fails_over() {
             .send()
             .await
             .expect("create group");
+        priorities.push_str(&format!("{priority}:\n  - ^{name}$\n"));
     }
     let queue_url = sqs
         .create_queue()
@@ -227,59 +246,235 @@ async fn aws_scale_up_then_ice_fails_over() {
         .queue_url()
         .expect("queue url")
         .to_string();
-
-    let (cp, _serial) = shared();
-    let client = cp.client().await;
-    let ns = "e2e-aws";
-    namespace(&client, ns).await;
     let cm: ConfigMap = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "cluster-autoscaler-priority-expander"},
-        "data": {"priorities": "50:\n  - ^asg-a$\n10:\n  - ^asg-b$\n"}
+        "data": {"priorities": priorities}
     }))
     .unwrap();
     Api::<ConfigMap>::namespaced(client.clone(), ns)
         .create(&PostParams::default(), &cm)
         .await
         .expect("create priority ConfigMap");
+    World {
+        moto,
+        asg,
+        sqs,
+        subnet,
+        queue_url,
+    }
+}
 
-    let args: Vec<String> = vec![
-        "--cloud-provider=aws".to_string(),
-        format!("--aws-endpoint-url={}", moto.endpoint()),
-        "--aws-region=us-east-1".to_string(),
-        format!("--node-group-auto-discovery=asg:tag={ENABLED_TAG},{CLUSTER_TAG}"),
-        "--expander=priority".to_string(),
-        format!("--event-queue-url={queue_url}"),
-        format!("--namespace={ns}"),
-        "--leader-elect=false".to_string(),
-        "--scan-interval=1s".to_string(),
-        "--metrics-address=127.0.0.1:0".to_string(),
-    ];
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-    ];
-    let mut asc = Autoscaler::start(cp, "aws", &args, &env);
-    // Settled: the priorities are loaded and a round saw both groups.
+impl World {
+    /// The autoscaler's flags for this world, plus `extra`.
+    fn args(&self, ns: &str, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "--cloud-provider=aws".to_string(),
+            format!("--aws-endpoint-url={}", self.moto.endpoint()),
+            "--aws-region=us-east-1".to_string(),
+            format!("--node-group-auto-discovery=asg:tag={ENABLED_TAG},{CLUSTER_TAG}"),
+            "--expander=priority".to_string(),
+            format!("--event-queue-url={}", self.queue_url),
+            format!("--namespace={ns}"),
+            "--leader-elect=false".to_string(),
+            "--scan-interval=1s".to_string(),
+            "--metrics-address=127.0.0.1:0".to_string(),
+            "--max-pod-eviction-time=1m".to_string(),
+            "--max-graceful-termination-sec=5".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    async fn start(&self, cp: &'static ControlPlane, ns: &str, extra: &[&str]) -> Autoscaler {
+        let env = [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+        ];
+        let mut asc = Autoscaler::start(cp, "aws", &self.args(ns, extra), &env);
+        // Settled: the priorities are loaded and a round saw the groups.
+        wait_for(
+            "the priority ConfigMap loaded and a first AWS scan",
+            Duration::from_secs(30),
+            || {
+                let text = log_text(&asc);
+                async move {
+                    (text.contains("priority ConfigMap loaded")
+                        && text.contains("consuming the event queue"))
+                    .then_some(())
+                }
+            },
+        )
+        .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        asc.assert_running();
+        asc
+    }
+
+    /// Sends one EventBridge event to the queue, as a rule's SQS target delivers it.
+    async fn send_event(&self, source: &str, detail_type: &str, detail: serde_json::Value) {
+        let body = serde_json::json!({
+            "version": "0",
+            "id": format!("e2e-{}", EVENT_IDS.fetch_add(1, Ordering::Relaxed)),
+            "detail-type": detail_type,
+            "source": source,
+            "account": "123456789012",
+            "time": "2026-11-21T12:00:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        });
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .expect("send event to SQS");
+    }
+
+    /// An InsufficientInstanceCapacity launch failure of `group` in us-east-1a.
+    async fn send_ice(&self, group: &str) {
+        self.send_event(
+            "aws.autoscaling",
+            "EC2 Instance Launch Unsuccessful",
+            serde_json::json!({
+                "StatusCode": "Failed", "AutoScalingGroupName": group, "ActivityId": "a-1",
+                "Details": {"Availability Zone": "us-east-1a", "Subnet ID": self.subnet},
+                "StatusMessage": "We currently do not have sufficient m5.large capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity.",
+                "Cause": "At 2024-05-01T12:00:00Z an instance was started in response to a difference between desired and actual capacity"
+            }),
+        )
+        .await;
+    }
+
+    /// `(instance id, group)` of every instance moto has in a group.
+    async fn instances(&self) -> Vec<(String, String)> {
+        instances(&self.asg).await
+    }
+
+    /// Mirrors moto's instances as KWOK Nodes, as kubelets registering on EC2 would
+    /// (moto starts instances but runs no kubelet): a Node per instance, labelled like
+    /// an EKS node; the Node of an instance moto no longer has is deleted.
+    fn spawn_registrar(&self, client: kube::Client) -> tokio::task::JoinHandle<()> {
+        let asg = self.asg.clone();
+        tokio::spawn(async move {
+            let nodes: Api<Node> = Api::all(client);
+            let mut registered: BTreeSet<String> = BTreeSet::new();
+            loop {
+                let live = instances(&asg).await;
+                for (id, group) in &live {
+                    if registered.contains(id) {
+                        continue;
+                    }
+                    let node = ec2_node(id, group);
+                    match nodes.create(&PostParams::default(), &node).await {
+                        Ok(_) => {
+                            registered.insert(id.clone());
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 409 => {
+                            registered.insert(id.clone());
+                        }
+                        Err(e) => eprintln!("registrar: creating the node of {id}: {e}"),
+                    }
+                }
+                let gone: Vec<String> = registered
+                    .iter()
+                    .filter(|id| !live.iter().any(|(l, _)| l == *id))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    let _ = nodes
+                        .delete(&format!("{id}.ec2.internal"), &DeleteParams::default())
+                        .await;
+                    registered.remove(&id);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    }
+}
+
+async fn instances(asg: &aws_sdk_autoscaling::Client) -> Vec<(String, String)> {
+    asg.describe_auto_scaling_instances()
+        .send()
+        .await
+        .map(|o| {
+            o.auto_scaling_instances()
+                .iter()
+                .map(|i| {
+                    (
+                        i.instance_id().unwrap_or_default().to_string(),
+                        i.auto_scaling_group_name().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The Node an m5.large instance of `group` registers as (KWOK makes it Ready). It
+/// carries the static group label too, so the harness's clean-up removes it.
+fn ec2_node(id: &str, group: &str) -> Node {
+    let name = format!("{id}.ec2.internal");
+    serde_json::from_value(serde_json::json!({
+        "metadata": {
+            "name": name,
+            "annotations": {"kwok.x-k8s.io/node": "fake"},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "topology.kubernetes.io/zone": "us-east-1a",
+                "node.kubernetes.io/instance-type": "m5.large",
+                GROUP_LABEL: group,
+            }
+        },
+        "spec": {"providerID": format!("aws:///us-east-1a/{id}")},
+        "status": {
+            "allocatable": {"cpu": "1930m", "memory": "7Gi", "pods": "110"},
+            "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"}
+        }
+    }))
+    .unwrap()
+}
+
+/// Waits until the one pod of `app` runs on a Ready node of `group`; returns the node.
+async fn app_running_in(client: &kube::Client, ns: &str, app: &str, group: &str) -> String {
     wait_for(
-        "the priority ConfigMap loaded and a first AWS scan",
-        Duration::from_secs(30),
+        &format!("a Running pod of {app} on a node of {group}"),
+        Duration::from_secs(60),
         || {
-            let text = log_text(&asc);
+            let client = client.clone();
             async move {
-                (text.contains("priority ConfigMap loaded")
-                    && text.contains("consuming the event queue"))
-                .then_some(())
+                let pods = app_pods(&client, ns, app).await;
+                let node = pods.iter().filter(|p| is_running(p)).find_map(node_of)?;
+                let n = Api::<Node>::all(client.clone())
+                    .get_opt(&node)
+                    .await
+                    .ok()??;
+                (n.labels().get(GROUP_LABEL).map(String::as_str) == Some(group)).then_some(node)
             }
         },
     )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    asc.assert_running();
+    .await
+}
+
+/// Pending pod -> asg-a (priority) scaled in moto; ICE on asg-a via SQS -> asg-b scaled,
+/// asg-a reverted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_scale_up_then_ice_fails_over() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws";
+    namespace(&client, ns).await;
+    let w = world(&client, ns, &[("asg-a", true, 50), ("asg-b", false, 10)]).await;
+    let asg = &w.asg;
+    let mut asc = w.start(cp, ns, &[]).await;
     assert_eq!(
-        (desired(&asg, "asg-a").await, desired(&asg, "asg-b").await),
+        (desired(asg, "asg-a").await, desired(asg, "asg-b").await),
         (0, 0)
     );
 
@@ -292,7 +487,7 @@ async fn aws_scale_up_then_ice_fails_over() {
     )
     .await
     .expect("create pod");
-    wait_desired(&asg, "asg-a", 1).await;
+    wait_desired(asg, "asg-a", 1).await;
     let up_total = created.elapsed();
     println!(
         "aws: pod created -> asg-a SetDesiredCapacity seen in moto: {:.3}s",
@@ -303,33 +498,13 @@ async fn aws_scale_up_then_ice_fails_over() {
         "scale-up took {up_total:?}; log:\n{}",
         asc.tail()
     );
-    assert_eq!(desired(&asg, "asg-b").await, 0, "only asg-a is scaled");
+    assert_eq!(desired(asg, "asg-b").await, 0, "only asg-a is scaled");
     asc.assert_running();
 
     // ICE for asg-a, as EventBridge delivers it to the queue.
-    let body = serde_json::json!({
-        "version": "0",
-        "id": "7f6c1c2e-0000-4000-8000-000000000001",
-        "detail-type": "EC2 Instance Launch Unsuccessful",
-        "source": "aws.autoscaling",
-        "account": "123456789012",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {
-            "StatusCode": "Failed", "AutoScalingGroupName": "asg-a", "ActivityId": "a-1",
-            "Details": {"Availability Zone": "us-east-1a", "Subnet ID": subnet},
-            "StatusMessage": "We currently do not have sufficient m5.large capacity in the Availability Zone you requested (us-east-1a). Our system will be working on provisioning additional capacity.",
-            "Cause": "At 2024-05-01T12:00:00Z an instance was started in response to a difference between desired and actual capacity"
-        }
-    });
     let sent = Instant::now();
-    sqs.send_message()
-        .queue_url(&queue_url)
-        .message_body(body.to_string())
-        .send()
-        .await
-        .expect("send ICE event");
-    wait_desired(&asg, "asg-b", 1).await;
+    w.send_ice("asg-a").await;
+    wait_desired(asg, "asg-b", 1).await;
     let failover = sent.elapsed();
     println!(
         "aws: ICE event sent to SQS -> asg-b SetDesiredCapacity seen in moto: {:.3}s",
@@ -364,4 +539,183 @@ async fn aws_scale_up_then_ice_fails_over() {
     asc.assert_running();
     drop(asc);
     cleanup(&client, ns, "asg-a").await;
+    cleanup(&client, ns, "asg-b").await;
+}
+
+/// A pod runs on a spot node; the spot interruption warning for its instance, via SQS ->
+/// the spot pool cooled off, an on-demand replacement launched, the node drained (the
+/// pod moves to the replacement) and its instance terminated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_spot_interruption_drains_and_replaces() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws-interruption";
+    namespace(&client, ns).await;
+    let w = world(
+        &client,
+        ns,
+        &[("int-spot", true, 50), ("int-od", false, 10)],
+    )
+    .await;
+    let registrar = w.spawn_registrar(client.clone());
+    let mut asc = w.start(cp, ns, &[]).await;
+
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &deployment("web", 1, "500m", serde_json::json!({})),
+        )
+        .await
+        .expect("create deployment");
+    let spot_node = app_running_in(&client, ns, "web", "int-spot").await;
+    let (spot_instance, _) = w
+        .instances()
+        .await
+        .into_iter()
+        .find(|(_, g)| g == "int-spot")
+        .expect("the spot instance in moto");
+    assert_eq!(desired(&w.asg, "int-od").await, 0);
+
+    let sent = Instant::now();
+    w.send_event(
+        "aws.ec2",
+        "EC2 Spot Instance Interruption Warning",
+        serde_json::json!({"instance-id": spot_instance, "instance-action": "terminate"}),
+    )
+    .await;
+    wait_desired(&w.asg, "int-od", 1).await;
+    let replaced = sent.elapsed();
+    println!(
+        "aws: spot interruption warning -> on-demand replacement SetDesiredCapacity: {:.3}s",
+        replaced.as_secs_f64()
+    );
+    assert!(
+        replaced <= Duration::from_secs(10),
+        "replacement took {replaced:?}; log:\n{}",
+        asc.tail()
+    );
+    // The pod moves to the replacement, within the 2-minute notice.
+    let od_node = app_running_in(&client, ns, "web", "int-od").await;
+    assert_ne!(od_node, spot_node);
+    // The interrupted instance is terminated with a decrement (no new spot launch into
+    // the starved pool) and its Node is gone.
+    wait_for(
+        "the interrupted instance terminated and its Node deleted",
+        Duration::from_secs(60),
+        || {
+            let (asg, client, spot_node, spot_instance) = (
+                w.asg.clone(),
+                client.clone(),
+                spot_node.clone(),
+                spot_instance.clone(),
+            );
+            async move {
+                let gone = !instances(&asg)
+                    .await
+                    .iter()
+                    .any(|(i, _)| *i == spot_instance);
+                let node = Api::<Node>::all(client).get_opt(&spot_node).await.ok()?;
+                (gone && node.is_none() && desired(&asg, "int-spot").await == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    let log = log_text(&asc);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("SpotInterruption") && l.contains(&spot_instance)),
+        "the decision names the interruption"
+    );
+    println!(
+        "aws: spot interruption -> pod running on the replacement and spot node gone: {:.1}s",
+        sent.elapsed().as_secs_f64()
+    );
+    asc.assert_running();
+    drop(asc);
+    registrar.abort();
+    cleanup(&client, ns, "int-spot").await;
+    cleanup(&client, ns, "int-od").await;
+}
+
+/// Drain-back with a short age: spot is starved (ICE via SQS) when a pod arrives, so it
+/// lands on on-demand; once the spot cool-off has passed and the on-demand node is older
+/// than `--drain-back-after`, a spot node is launched first, then the on-demand node is
+/// drained and terminated, and the pod runs on spot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_drain_back_replaces_on_demand_with_spot() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws-drain-back";
+    namespace(&client, ns).await;
+    let w = world(&client, ns, &[("db-spot", true, 50), ("db-od", false, 10)]).await;
+    let registrar = w.spawn_registrar(client.clone());
+    let mut asc = w
+        .start(cp, ns, &["--ice-cooloff=10s", "--drain-back-after=20s"])
+        .await;
+
+    // Spot is out of capacity before the pod comes.
+    w.send_ice("db-spot").await;
+    wait_for("the ICE event taken in", Duration::from_secs(10), || {
+        let text = log_text(&asc);
+        async move { text.contains("event from the SQS queue").then_some(()) }
+    })
+    .await;
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &deployment("web", 1, "500m", serde_json::json!({})),
+        )
+        .await
+        .expect("create deployment");
+    let od_node = app_running_in(&client, ns, "web", "db-od").await;
+    let od_since = Instant::now();
+    assert_eq!(desired(&w.asg, "db-spot").await, 0, "spot is cooled off");
+
+    // Replacement first: the spot group is raised while the on-demand node still runs.
+    wait_for(
+        "a spot replacement launched",
+        Duration::from_secs(60),
+        || {
+            let (asg, client, od_node) = (w.asg.clone(), client.clone(), od_node.clone());
+            async move {
+                if desired(&asg, "db-spot").await < 1 {
+                    return None;
+                }
+                let od = Api::<Node>::all(client).get_opt(&od_node).await.ok()?;
+                assert!(
+                    od.is_some(),
+                    "the on-demand node went before its replacement"
+                );
+                Some(())
+            }
+        },
+    )
+    .await;
+    let launched_after = od_since.elapsed();
+    assert!(
+        launched_after >= Duration::from_secs(15),
+        "drain-back started after {launched_after:?}, before --drain-back-after"
+    );
+    let spot_node = app_running_in(&client, ns, "web", "db-spot").await;
+    wait_for(
+        "the on-demand node drained and terminated",
+        Duration::from_secs(60),
+        || {
+            let (asg, client, od_node) = (w.asg.clone(), client.clone(), od_node.clone());
+            async move {
+                let node = Api::<Node>::all(client).get_opt(&od_node).await.ok()?;
+                (node.is_none() && desired(&asg, "db-od").await == 0).then_some(())
+            }
+        },
+    )
+    .await;
+    println!(
+        "aws: drain-back: on-demand node {od_node} replaced by spot node {spot_node} {:.1}s after the pod landed",
+        od_since.elapsed().as_secs_f64()
+    );
+    asc.assert_running();
+    drop(asc);
+    registrar.abort();
+    cleanup(&client, ns, "db-spot").await;
+    cleanup(&client, ns, "db-od").await;
 }

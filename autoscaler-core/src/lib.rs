@@ -41,7 +41,7 @@
 //!         group("web-on-demand", CapacityType::OnDemand, 0.19),
 //!     ],
 //!     pods: (0..6)
-//!         .map(|i| Pod::pending(format!("web-{i}"), Resources::parse("1", "2Gi").unwrap()))
+//!         .map(|i| Pod::pending(format!("web-{i}"), Resources::parse("1", "2Gi").unwrap()).into())
 //!         .collect(),
 //!     ..SnapshotParts::default()
 //! })

@@ -6,6 +6,7 @@ use crate::resources::Resources;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use thiserror::Error;
 
 /// The raw parts of a snapshot, as an adapter or a fixture provides them.
@@ -18,9 +19,11 @@ pub struct SnapshotParts {
     /// Nodes.
     #[serde(default)]
     pub nodes: Vec<Node>,
-    /// All live pods; pending ones have no `node_name`.
+    /// All live pods; pending ones have no `node_name`. Shared so that an adapter's
+    /// cache and every round's snapshot hold one copy of each pod (a controller at
+    /// 100k pods would otherwise keep two).
     #[serde(default)]
-    pub pods: Vec<Pod>,
+    pub pods: Vec<Arc<Pod>>,
     /// DaemonSets.
     #[serde(default)]
     pub daemonsets: Vec<DaemonSet>,
@@ -219,7 +222,7 @@ impl ClusterSnapshot {
     }
 
     /// Pods in input order.
-    pub fn pods(&self) -> &[Pod] {
+    pub fn pods(&self) -> &[Arc<Pod>] {
         &self.parts.pods
     }
 
@@ -366,7 +369,7 @@ mod tests {
         let snap = ClusterSnapshot::new(SnapshotParts {
             groups: vec![group("a", 0, 3)],
             nodes: vec![node],
-            pods: vec![bound, orphan, pending],
+            pods: vec![bound.into(), orphan.into(), pending.into()],
             ..Default::default()
         })
         .unwrap();

@@ -109,7 +109,7 @@ fn build(groups: &[GroupSpec], pdb_allowed: u32, pending: usize) -> ClusterSnaps
     ClusterSnapshot::new(SnapshotParts {
         groups: gs,
         nodes,
-        pods,
+        pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         pdbs: vec![PodDisruptionBudget {
             namespace: "default".into(),
             name: "guarded".into(),

@@ -166,7 +166,7 @@ fn build(groups: &[GroupSpec], pods: &[PodSpec], failures: &[FailureSpec]) -> Wo
         snapshot: ClusterSnapshot::new(SnapshotParts {
             groups: gs,
             nodes,
-            pods: all_pods,
+            pods: all_pods.into_iter().map(std::sync::Arc::new).collect(),
             ..SnapshotParts::default()
         })
         .unwrap(),

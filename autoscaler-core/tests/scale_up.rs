@@ -153,7 +153,10 @@ fn daemonset_overhead_is_reserved_on_new_nodes() {
     // 3.5 CPU fits 3.92 allocatable, but not 2.92 after the DaemonSet.
     let s = ClusterSnapshot::new(SnapshotParts {
         groups: vec![g],
-        pods: pending(1, "fat", 3500, 1024),
+        pods: pending(1, "fat", 3500, 1024)
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
         daemonsets: vec![ds],
         ..SnapshotParts::default()
     })

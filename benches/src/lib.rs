@@ -141,7 +141,7 @@ pub fn cluster(scale: Scale) -> ClusterSnapshot {
     ClusterSnapshot::new(SnapshotParts {
         groups,
         nodes,
-        pods,
+        pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         daemonsets,
         pdbs: vec![],
     })

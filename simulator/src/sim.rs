@@ -46,6 +46,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 const NONE: u32 = u32::MAX;
@@ -185,7 +186,7 @@ struct Sim<'a> {
     /// The core's view of the live pods, one per replica, kept up to date as pods are
     /// created, bound and deleted; lent to the snapshot each scan and taken back, so a
     /// scan neither copies nor allocates pods.
-    core_pods: Vec<Pod>,
+    core_pods: Vec<Arc<Pod>>,
     /// Position in `core_pods` of each pod id (`NONE`: dead).
     pod_pos: Vec<u32>,
     /// Pod id at each position of `core_pods`.
@@ -574,7 +575,7 @@ impl<'a> Sim<'a> {
         pod.created_at = Timestamp::from_secs(now);
         self.pod_pos.push(self.core_pods.len() as u32);
         self.pos_pod.push(id);
-        self.core_pods.push(pod);
+        self.core_pods.push(Arc::new(pod));
         self.svcs[svc].pending.insert(id);
         self.dirty = true;
     }
@@ -657,7 +658,8 @@ impl<'a> Sim<'a> {
         inst.used_mem += mem;
         self.pods[p as usize].node = node;
         let pos = self.pod_pos[p as usize] as usize;
-        self.core_pods[pos].node_name = Some(format!("node-{node}"));
+        // Lent pods are back by now, so this is the only reference: no copy.
+        Arc::make_mut(&mut self.core_pods[pos]).node_name = Some(format!("node-{node}"));
         self.svcs[svc].pending.remove(&p);
         if immediate {
             self.svcs[svc].running.insert(p);

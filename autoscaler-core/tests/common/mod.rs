@@ -14,7 +14,7 @@ pub fn snapshot(
     ClusterSnapshot::new(SnapshotParts {
         groups,
         nodes,
-        pods,
+        pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         pdbs,
         ..SnapshotParts::default()
     })
