@@ -277,7 +277,11 @@ pub fn is_unschedulable(pod: &core::Pod) -> bool {
             })
 }
 
-/// Converts a live pod; `Ok(None)` for terminal pods.
+/// The prefix of the pod annotations the engine reads.
+pub const CA_ANNOTATION_PREFIX: &str = "cluster-autoscaler.kubernetes.io/";
+
+/// Converts a live pod; `Ok(None)` for terminal pods. Keeps only what the engine reads
+/// (the pod cache holds 100k of these).
 pub fn pod(p: &core::Pod) -> Result<Option<Pod>, TranslateError> {
     if is_terminal(p) {
         return Ok(None);
@@ -297,14 +301,28 @@ pub fn pod(p: &core::Pod) -> Result<Option<Pod>, TranslateError> {
             kind: o.kind.clone(),
             name: o.name.clone(),
         });
+    let mut scheduling = scheduling_spec(spec, &object)?;
+    // Tolerations of the Ready-condition taints, which [`node`] drops: they can match
+    // nothing the engine sees, and every pod carries two (admission adds them).
+    scheduling
+        .tolerations
+        .retain(|t| !CONDITION_TAINTS.contains(&t.key.as_str()));
     Ok(Some(Pod {
         namespace,
         name,
         labels: labels(&m.labels),
-        annotations: labels(&m.annotations),
+        // Only cluster-autoscaler's annotations are read (safe-to-evict, ...); others,
+        // such as kubectl's last-applied-configuration, can be kilobytes per pod.
+        annotations: m
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with(CA_ANNOTATION_PREFIX))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         owner,
         node_name: spec.node_name.clone(),
-        spec: scheduling_spec(spec, &object)?,
+        spec: scheduling,
         has_local_storage: has_local_storage(spec),
         created_at: created(m),
     }))
@@ -523,7 +541,8 @@ mod tests {
     fn pod_translation() {
         let p: core::Pod = from(json!({
             "metadata": {"name": "web-1", "namespace": "prod", "labels": {"app": "web"},
-                "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+                "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+                    "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"},
                 "ownerReferences": [
                     {"apiVersion": "v1", "kind": "Other", "name": "o", "uid": "1"},
                     {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-abc", "uid": "2", "controller": true}
@@ -532,7 +551,8 @@ mod tests {
                 "priority": 1000,
                 "nodeSelector": {"karpenter.sh/capacity-type": "spot"},
                 "containers": [{"name": "c", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}}],
-                "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}, {"operator": "Exists"}],
+                "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}, {"operator": "Exists"},
+                    {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
                 "affinity": {
                     "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
                         {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east-1a"]}]}
@@ -559,6 +579,7 @@ mod tests {
             pod.spec.required_node_affinity[0].match_expressions[0].values,
             ["us-east-1a"]
         );
+        // The not-ready toleration is dropped (so is the taint, on nodes).
         assert_eq!(pod.spec.tolerations.len(), 2);
         assert_eq!(
             pod.spec.tolerations[0].effect,
@@ -584,6 +605,7 @@ mod tests {
             pod.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"],
             "false"
         );
+        assert_eq!(pod.annotations.len(), 1, "only CA's annotations are kept");
     }
 
     #[test]

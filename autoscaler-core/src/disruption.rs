@@ -25,6 +25,18 @@ pub(crate) struct Replacement {
     pub kind: RemovalKind,
     pub needed: u32,
     pub started: Timestamp,
+    /// The group's nodes when the launch was decided: any other node of the group is a
+    /// new one. (Node creation times have whole-second resolution, so "created after
+    /// the decision" misses a node that registers within the same second.)
+    pub existing: BTreeSet<String>,
+}
+
+/// Names of a group's nodes (see [`Replacement::existing`]).
+fn node_names(snap: &ClusterSnapshot, group: usize) -> BTreeSet<String> {
+    snap.nodes_of_group(group)
+        .iter()
+        .map(|&n| snap.nodes()[n as usize].name.clone())
+        .collect()
 }
 
 /// Balance sets: groups of the same shape whose zones should hold equal node counts.
@@ -394,7 +406,7 @@ impl Autoscaler {
                 .iter()
                 .filter(|&&n| {
                     let n = &snap.nodes()[n as usize];
-                    n.ready && n.created_at > rep.started
+                    n.ready && !rep.existing.contains(&n.name)
                 })
                 .count() as u32;
             if ready_new < rep.needed {
@@ -787,6 +799,7 @@ impl Autoscaler {
                 kind: RemovalKind::DrainBack,
                 needed: count,
                 started: r.now,
+                existing: node_names(snap, gi),
             };
             self.begin_replacement(&n.name, gi, replacement, reason, targets, actions);
         }
@@ -884,6 +897,7 @@ impl Autoscaler {
                 kind: RemovalKind::Rebalance,
                 needed: 1,
                 started: r.now,
+                existing: node_names(snap, lgi),
             };
             let victim = snap.nodes()[vi].name.clone();
             self.begin_replacement(&victim, lgi, replacement, reason, targets, actions);

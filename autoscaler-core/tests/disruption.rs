@@ -400,6 +400,28 @@ fn drain_back_launches_spot_first_then_drains_the_on_demand_node() {
 }
 
 #[test]
+fn a_replacement_registering_within_the_decision_second_counts() {
+    // Kubernetes stamps creation in whole seconds: a node that registers 300 ms after
+    // the decision can carry a creation time before it. Regression: the drain used to
+    // wait for a node "created after the decision" forever.
+    let (groups, nodes, pods) = after_fallback();
+    let mut e = drain_back_engine();
+    let decided = Timestamp::from_millis(at(181).as_millis() + 700);
+    let d = e.decide(
+        &snapshot(groups.clone(), nodes.clone(), pods.clone(), vec![]),
+        decided,
+    );
+    assert_eq!(scale_ups(&d), vec![("web-spot".to_string(), 1)]);
+    let mut groups2 = groups;
+    groups2[1].target_size = 1;
+    let mut nodes2 = nodes;
+    nodes2.push(node("spot-1", &groups2[1], A, "m5a.xlarge", at(181)));
+    let s = snapshot(groups2, nodes2, pods, vec![]);
+    let d = e.decide(&s, Timestamp::from_millis(decided.as_millis() + 1_000));
+    assert_eq!(removals(&d), vec![("od-1".into(), RemovalKind::DrainBack)]);
+}
+
+#[test]
 fn drain_back_is_cancelled_by_ice_and_retried_after_the_cool_off() {
     let (groups, nodes, pods) = after_fallback();
     let mut e = drain_back_engine();
