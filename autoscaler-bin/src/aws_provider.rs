@@ -23,7 +23,7 @@ use autoscaler_aws::{
 use autoscaler_core::{Decision, Event, NodeGroup};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, watch, Notify};
 
 /// The adapter's group specs for the flags (`--nodes`, then `--node-group-auto-discovery`).
 pub fn group_specs(flags: &Flags) -> Vec<GroupSpec> {
@@ -143,13 +143,36 @@ impl AwsProvider {
 
     /// Starts the SQS consumer (when `--event-queue-url` is set): each event goes to
     /// `sink` (the controller's event channel) and wakes the loop through `wake`.
+    /// The queue is read only while `leader` is true: SQS gives each message to one
+    /// reader, and a standby reading it would take ICE events from the leader.
     /// Returns whether a consumer was started.
-    pub fn spawn_event_queue(&self, sink: mpsc::UnboundedSender<Event>, wake: Arc<Notify>) -> bool {
+    pub fn spawn_event_queue(
+        &self,
+        sink: mpsc::UnboundedSender<Event>,
+        wake: Arc<Notify>,
+        mut leader: watch::Receiver<bool>,
+    ) -> bool {
         let Some(queue) = self.inner.queue.clone() else {
             return false;
         };
         let (tx, mut rx) = mpsc::channel::<ReceivedEvent>(64);
-        tokio::spawn(queue.run(tx));
+        tokio::spawn(async move {
+            loop {
+                if leader.wait_for(|l| *l).await.is_err() {
+                    return;
+                }
+                tracing::info!("AWS: leading: reading the event queue");
+                let reader = tokio::spawn(queue.clone().run(tx.clone()));
+                let lost = leader.wait_for(|l| !*l).await.is_ok();
+                // A message received but not yet deleted is delivered again after its
+                // visibility timeout, to whoever leads then.
+                reader.abort();
+                if !lost {
+                    return;
+                }
+                tracing::info!("AWS: not leading: the event queue is left to the leader");
+            }
+        });
         tokio::spawn(async move {
             while let Some(e) = rx.recv().await {
                 tracing::info!(

@@ -277,7 +277,7 @@ pub async fn run(flags: Flags) -> Result<()> {
                 provider,
                 Some(kwok),
                 None,
-                |_, _, _| {},
+                |_, _, _, _| {},
             )
             .await
         }
@@ -292,8 +292,8 @@ pub async fn run(flags: Flags) -> Result<()> {
                 );
             }
             let aws_metrics = provider.cloud().metrics().clone();
-            serve(flags, client, engine, provider, None, Some(aws_metrics), move |p, sink, wake| {
-                if p.spawn_event_queue(sink, wake) {
+            serve(flags, client, engine, provider, None, Some(aws_metrics), move |p, sink, wake, leader| {
+                if p.spawn_event_queue(sink, wake, leader) {
                     tracing::info!(queue = %queue, "AWS: consuming the event queue");
                 } else {
                     tracing::info!("AWS: no --event-queue-url; launch failures come from DescribeScalingActivities only");
@@ -306,8 +306,8 @@ pub async fn run(flags: Flags) -> Result<()> {
 
 /// Runs the controller over `provider` until SIGTERM/SIGINT. `kwok` is the static
 /// provider (KWOK launcher, re-sync on leadership); `start_events` gets the controller's
-/// event channel and wake-up, for a provider's background event source; `aws_metrics`
-/// the AWS adapter's counters for `/metrics`.
+/// event channel, wake-up and leadership, for a provider's background event source;
+/// `aws_metrics` the AWS adapter's counters for `/metrics`.
 async fn serve<P: NodeGroupProvider + Clone>(
     flags: Flags,
     client: Client,
@@ -315,7 +315,7 @@ async fn serve<P: NodeGroupProvider + Clone>(
     provider: P,
     kwok: Option<StaticProvider>,
     aws_metrics: Option<Arc<autoscaler_aws::Metrics>>,
-    start_events: impl FnOnce(&P, mpsc::UnboundedSender<Event>, Arc<Notify>),
+    start_events: impl FnOnce(&P, mpsc::UnboundedSender<Event>, Arc<Notify>, watch::Receiver<bool>),
 ) -> Result<()> {
     let mut metrics = Metrics::new();
     if let Some(aws) = aws_metrics {
@@ -339,7 +339,12 @@ async fn serve<P: NodeGroupProvider + Clone>(
         ));
     }
     let (failures_tx, removal_failures) = mpsc::unbounded_channel();
-    start_events(&provider, failures_tx.clone(), notify.clone());
+    start_events(
+        &provider,
+        failures_tx.clone(),
+        notify.clone(),
+        leader.clone(),
+    );
     let drainer = Drainer::new(
         client.clone(),
         provider.clone(),

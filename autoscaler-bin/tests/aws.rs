@@ -12,7 +12,8 @@
 //! - scale-up, then ICE on the first-priority group -> the next group within seconds;
 //! - spot interruption warning -> replacement launched, node drained, instance terminated;
 //! - drain-back with a short `--drain-back-after`: spot launched first, then the
-//!   on-demand node drained and terminated.
+//!   on-demand node drained and terminated;
+//! - two replicas: only the Lease holder reads the queue, the next holder takes over.
 //!
 //! moto gap: instances start at once, so at the revert moto has asg-a's instance in
 //! service and the adapter (rightly) never sets the desired capacity below the instances
@@ -46,6 +47,14 @@ use std::time::{Duration, Instant};
 const CLUSTER_TAG: &str = "k8s.io/cluster-autoscaler/e2e-aws";
 const ENABLED_TAG: &str = "k8s.io/cluster-autoscaler/enabled";
 static EVENT_IDS: AtomicU64 = AtomicU64::new(1);
+/// Dummy credentials and no shared config: nothing from the machine leaks in.
+const AWS_ENV: [(&str, &str); 5] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_CONFIG_FILE", "/nonexistent"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+];
 
 /// A `moto_server` on 127.0.0.1, killed on drop (as autoscaler-aws/tests/common).
 struct Moto {
@@ -286,14 +295,7 @@ impl World {
     }
 
     async fn start(&self, cp: &'static ControlPlane, ns: &str, extra: &[&str]) -> Autoscaler {
-        let env = [
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-            ("AWS_CONFIG_FILE", "/nonexistent"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-        ];
-        let mut asc = Autoscaler::start(cp, "aws", &self.args(ns, extra), &env);
+        let mut asc = Autoscaler::start(cp, "aws", &self.args(ns, extra), &AWS_ENV);
         // Settled: the priorities are loaded and a round saw the groups.
         wait_for(
             "the priority ConfigMap loaded and a first AWS scan",
@@ -718,4 +720,92 @@ async fn aws_drain_back_replaces_on_demand_with_spot() {
     registrar.abort();
     cleanup(&client, ns, "db-spot").await;
     cleanup(&client, ns, "db-od").await;
+}
+
+/// Two replicas with leader election: only the leader reads the queue (SQS gives each
+/// message to one reader, so a standby reading it would take ICE events from the
+/// leader); after the leader dies, the new leader reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_only_the_leader_reads_the_event_queue() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws-ha";
+    namespace(&client, ns).await;
+    let w = world(&client, ns, &[("ha-a", true, 50), ("ha-b", false, 10)]).await;
+    let args: Vec<String> = w
+        .args(
+            ns,
+            &[
+                "--leader-elect=true",
+                "--leader-elect-lease-duration=4s",
+                "--leader-elect-renew-deadline=3s",
+                "--leader-elect-retry-period=1s",
+            ],
+        )
+        .into_iter()
+        .filter(|a| a != "--leader-elect=false")
+        .collect();
+    let with_name = |name: &'static str| {
+        let mut env = AWS_ENV.to_vec();
+        env.push(("POD_NAME", name));
+        env
+    };
+    let mut a = Autoscaler::start(cp, "aws-ha-a", &args, &with_name("replica-a"));
+    let reading = "AWS: leading: reading the event queue";
+    wait_for("replica-a leading", Duration::from_secs(30), || {
+        let text = log_text(&a);
+        async move { text.contains(reading).then_some(()) }
+    })
+    .await;
+    let mut b = Autoscaler::start(cp, "aws-ha-b", &args, &with_name("replica-b"));
+    wait_for("replica-b's caches filled", Duration::from_secs(30), || {
+        let text = log_text(&b);
+        async move { text.contains("watch caches filled").then_some(()) }
+    })
+    .await;
+    // While a standby long-polled too, these would be split between the two.
+    for _ in 0..4 {
+        w.send_ice("ha-a").await;
+    }
+    wait_for(
+        "the leader taking in the 4 events",
+        Duration::from_secs(20),
+        || {
+            let text = log_text(&a);
+            async move { (text.matches("event from the SQS queue").count() >= 4).then_some(()) }
+        },
+    )
+    .await;
+    let standby = log_text(&b);
+    assert!(
+        !standby.contains(reading) && !standby.contains("event from the SQS queue"),
+        "the standby read the queue:\n{}",
+        b.tail()
+    );
+    b.assert_running();
+
+    a.kill();
+    let killed = Instant::now();
+    wait_for("replica-b leading", Duration::from_secs(30), || {
+        let text = log_text(&b);
+        async move { text.contains(reading).then_some(()) }
+    })
+    .await;
+    // The dead leader's last long poll (20 s) is still open in SQS and would take a
+    // message sent now: it would reach the new leader only after the 60 s visibility
+    // timeout. Send once that poll has ended.
+    tokio::time::sleep_until((killed + Duration::from_secs(21)).into()).await;
+    w.send_ice("ha-b").await;
+    wait_for(
+        "the new leader taking in an event",
+        Duration::from_secs(20),
+        || {
+            let text = log_text(&b);
+            async move { text.contains("event from the SQS queue").then_some(()) }
+        },
+    )
+    .await;
+    b.assert_running();
+    drop((a, b));
+    cleanup(&client, ns, "ha-a").await;
 }
