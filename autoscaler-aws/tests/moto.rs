@@ -571,7 +571,7 @@ async fn events_via_eventbridge_rules_and_sqs_reach_the_core() {
     let snapshot = ClusterSnapshot::new(SnapshotParts {
         groups: scan.node_groups(),
         pods: (0..6)
-            .map(|i| Pod::pending(format!("web-{i}"), Resources::parse("1", "2Gi").unwrap()))
+            .map(|i| Pod::pending(format!("web-{i}"), Resources::parse("1", "2Gi").unwrap()).into())
             .collect(),
         ..Default::default()
     })
