@@ -69,7 +69,12 @@ pub async fn sync_provider(client: &Client, provider: &StaticProvider) -> kube::
 
 /// The Node a launched instance registers as.
 pub fn node_for(i: &Instance) -> Node {
-    let name = format!("{}.static.internal", i.id);
+    node_named(&format!("{}.static.internal", i.id), i)
+}
+
+/// A KWOK Node called `name` for instance `i`: 2 CPU / 8 GiB, labelled with its zone,
+/// type and [`GROUP_LABEL`], and the AWS providerID of the instance.
+pub fn node_named(name: &str, i: &Instance) -> Node {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "v1",
         "kind": "Node",

@@ -420,27 +420,42 @@ async fn instances(asg: &aws_sdk_autoscaling::Client) -> Vec<(String, String)> {
 /// The Node an m5.large instance of `group` registers as (KWOK makes it Ready). It
 /// carries the static group label too, so the harness's clean-up removes it.
 fn ec2_node(id: &str, group: &str) -> Node {
-    let name = format!("{id}.ec2.internal");
-    serde_json::from_value(serde_json::json!({
-        "metadata": {
-            "name": name,
-            "annotations": {"kwok.x-k8s.io/node": "fake"},
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "topology.kubernetes.io/zone": "us-east-1a",
-                "node.kubernetes.io/instance-type": "m5.large",
-                GROUP_LABEL: group,
-            }
+    autoscaler_bin::kwok::node_named(
+        &format!("{id}.ec2.internal"),
+        &autoscaler_bin::provider::Instance {
+            id: id.into(),
+            group: group.into(),
+            zone: "us-east-1a".into(),
+            instance_type: "m5.large".into(),
         },
-        "spec": {"providerID": format!("aws:///us-east-1a/{id}")},
-        "status": {
-            "allocatable": {"cpu": "1930m", "memory": "7Gi", "pods": "110"},
-            "capacity": {"cpu": "2", "memory": "8Gi", "pods": "110"}
-        }
-    }))
-    .unwrap()
+    )
+}
+
+/// Creates the Deployment `web` (one 500m pod) in `ns`.
+async fn deploy_web(client: &kube::Client, ns: &str) {
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &deployment("web", 1, "500m", serde_json::json!({})),
+        )
+        .await
+        .expect("create deployment");
+}
+
+/// Ends a scenario: stops the autoscaler and the registrar, removes what it made.
+async fn finish(
+    mut asc: Autoscaler,
+    registrar: tokio::task::JoinHandle<()>,
+    client: &kube::Client,
+    ns: &str,
+    groups: [&str; 2],
+) {
+    asc.assert_running();
+    drop(asc);
+    registrar.abort();
+    for g in groups {
+        cleanup(client, ns, g).await;
+    }
 }
 
 /// Waits until the one pod of `app` runs on a Ready node of `group`; returns the node.
@@ -560,15 +575,9 @@ async fn aws_spot_interruption_drains_and_replaces() {
     )
     .await;
     let registrar = w.spawn_registrar(client.clone());
-    let mut asc = w.start(cp, ns, &[]).await;
+    let asc = w.start(cp, ns, &[]).await;
 
-    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
-        .create(
-            &PostParams::default(),
-            &deployment("web", 1, "500m", serde_json::json!({})),
-        )
-        .await
-        .expect("create deployment");
+    deploy_web(&client, ns).await;
     let spot_node = app_running_in(&client, ns, "web", "int-spot").await;
     let (spot_instance, _) = w
         .instances()
@@ -632,11 +641,7 @@ async fn aws_spot_interruption_drains_and_replaces() {
         "aws: spot interruption -> pod running on the replacement and spot node gone: {:.1}s",
         sent.elapsed().as_secs_f64()
     );
-    asc.assert_running();
-    drop(asc);
-    registrar.abort();
-    cleanup(&client, ns, "int-spot").await;
-    cleanup(&client, ns, "int-od").await;
+    finish(asc, registrar, &client, ns, ["int-spot", "int-od"]).await;
 }
 
 /// Drain-back with a short age: spot is starved (ICE via SQS) when a pod arrives, so it
@@ -651,7 +656,7 @@ async fn aws_drain_back_replaces_on_demand_with_spot() {
     namespace(&client, ns).await;
     let w = world(&client, ns, &[("db-spot", true, 50), ("db-od", false, 10)]).await;
     let registrar = w.spawn_registrar(client.clone());
-    let mut asc = w
+    let asc = w
         .start(cp, ns, &["--ice-cooloff=10s", "--drain-back-after=20s"])
         .await;
 
@@ -662,13 +667,7 @@ async fn aws_drain_back_replaces_on_demand_with_spot() {
         async move { text.contains("event from the SQS queue").then_some(()) }
     })
     .await;
-    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), ns)
-        .create(
-            &PostParams::default(),
-            &deployment("web", 1, "500m", serde_json::json!({})),
-        )
-        .await
-        .expect("create deployment");
+    deploy_web(&client, ns).await;
     let od_node = app_running_in(&client, ns, "web", "db-od").await;
     let od_since = Instant::now();
     assert_eq!(desired(&w.asg, "db-spot").await, 0, "spot is cooled off");
@@ -715,11 +714,7 @@ async fn aws_drain_back_replaces_on_demand_with_spot() {
         "aws: drain-back: on-demand node {od_node} replaced by spot node {spot_node} {:.1}s after the pod landed",
         od_since.elapsed().as_secs_f64()
     );
-    asc.assert_running();
-    drop(asc);
-    registrar.abort();
-    cleanup(&client, ns, "db-spot").await;
-    cleanup(&client, ns, "db-od").await;
+    finish(asc, registrar, &client, ns, ["db-spot", "db-od"]).await;
 }
 
 /// Two replicas with leader election: only the leader reads the queue (SQS gives each
