@@ -25,22 +25,17 @@
 #![allow(clippy::await_holding_lock)]
 
 mod harness;
+// The moto server and hermetic SDK configuration of the AWS adapter's own tests.
+#[path = "../../autoscaler-aws/tests/common/mod.rs"]
+mod moto;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
-use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
-use aws_smithy_async::rt::sleep::{SharedAsyncSleep, TokioSleep};
-use aws_smithy_async::time::{SharedTimeSource, SystemTimeSource};
-use aws_types::region::Region;
-use aws_types::SdkConfig;
+use aws_sdk_autoscaling::types::LaunchTemplateSpecification;
 use harness::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
+use moto::{sdk_config, tag, Moto};
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -55,90 +50,6 @@ const AWS_ENV: [(&str, &str); 5] = [
     ("AWS_CONFIG_FILE", "/nonexistent"),
     ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
 ];
-
-/// A `moto_server` on 127.0.0.1, killed on drop (as autoscaler-aws/tests/common).
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("no free port on 127.0.0.1");
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start moto_server ({e}); install it with: pip install 'moto[server]' \
-                     (this test needs it and never skips)"
-                )
-            });
-        let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto_server exited at start with {status}");
-            }
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-                let req = format!(
-                    "GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-                );
-                let mut buf = [0u8; 16];
-                if s.write_all(req.as_bytes()).is_ok() && matches!(s.read(&mut buf), Ok(n) if n > 0)
-                {
-                    return moto;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not answer on port {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// SDK configuration with dummy credentials, read from nothing in the environment.
-fn sdk_config(endpoint: &str) -> SdkConfig {
-    SdkConfig::builder()
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-            "testing", "testing", None, None, "static",
-        )))
-        .endpoint_url(endpoint)
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .sleep_impl(SharedAsyncSleep::new(TokioSleep::new()))
-        .time_source(SharedTimeSource::new(SystemTimeSource::new()))
-        .build()
-}
-
-fn tag(group: &str, key: &str, value: &str) -> Tag {
-    Tag::builder()
-        .resource_id(group)
-        .resource_type("auto-scaling-group")
-        .key(key)
-        .value(value)
-        .propagate_at_launch(false)
-        .build()
-}
 
 async fn launch_template(ec2: &aws_sdk_ec2::Client, name: &str, spot: bool) -> String {
     use aws_sdk_ec2::types::{
