@@ -169,10 +169,10 @@ fn same_inputs_and_seed_give_identical_json_bytes() {
 #[test]
 fn replays_the_world_cup_flash_crowd_trace() {
     let trace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/traces/wc98_1998-05-12_flash_0600-0730utc.csv");
+        .join("traces/wc98_1998-05-12_flash_0600-0730utc.csv");
     assert!(
         trace.exists(),
-        "shared trace missing: {} (the shared/ folder must sit beside the repository)",
+        "trace missing from the repository: {}",
         trace.display()
     );
     let (mut sc, _) = Scenario::load("tv-peak-ice").unwrap();
