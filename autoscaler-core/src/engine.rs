@@ -246,6 +246,37 @@ impl Autoscaler {
                         instance_type: f.instance_type,
                     }
                 }
+                LaunchFailureReason::InsufficientInstanceCapacity
+                | LaunchFailureReason::UnfulfillableCapacity => {
+                    // AWS's spot capacity errors name the zone (the activity's details)
+                    // but no type: the request covered every type the group launches, so
+                    // each of those pools in that zone is short, for every group.
+                    let zone = f.zone.or_else(|| match group.zones.as_slice() {
+                        [only] => Some(only.clone()),
+                        _ => None,
+                    });
+                    let Some(zone) = zone else { continue };
+                    let capacity_type = group.capacity_type;
+                    let types: Vec<String> = group
+                        .instance_types
+                        .iter()
+                        .map(|t| t.name.clone())
+                        .collect();
+                    for instance_type in types {
+                        self.cool_offs.record_failure(
+                            PoolKey {
+                                group: None,
+                                capacity_type: Some(capacity_type),
+                                zone: Some(zone.clone()),
+                                instance_type: Some(instance_type),
+                            },
+                            f.reason.clone(),
+                            f.at,
+                            &self.config.cool_off,
+                        );
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             self.cool_offs

@@ -642,6 +642,48 @@ fn a_batch_of_failures_from_twelve_unrelated_groups_is_handled_in_one_round() {
 }
 
 #[test]
+fn a_spot_ice_naming_only_the_zone_cools_that_zone_for_every_group_with_those_types() {
+    // What AWS really sends for spot: "Could not launch Spot Instances.
+    // InsufficientInstanceCapacity ..." with the AZ in the activity's details, no type.
+    let mut groups: Vec<NodeGroup> = ["x-1a", "y-1a"]
+        .iter()
+        .map(|n| group(n, CapacityType::Spot, &[A], &SPOT_TYPES))
+        .collect();
+    groups.push(group("z-1b", CapacityType::Spot, &[B], &SPOT_TYPES));
+    groups.push(group("od-1a", CapacityType::OnDemand, &[A], &["m5.xlarge"]));
+    let mut e = engine();
+    e.set_priorities("50: ['^x', '^y']\n40: ['^z']\n10: ['^od']\n")
+        .unwrap();
+    e.handle_event(ice("x-1a", Some(A), None), T0);
+    let s = snap(groups.clone(), vec![], pending(2, "web", 1000, 1024));
+    let d = e.clone().decide(&s, T0);
+    // y-1a draws from the same (spot, zone a, type) pools: skipped in the same round;
+    // zone b's pools are not starved.
+    assert_eq!(
+        scale_ups(&d),
+        vec![("z-1b".to_string(), 1)],
+        "{:?}",
+        d.actions
+    );
+    // A multi-zone group's message without a zone says too little to blame other groups.
+    let mut e2 = engine();
+    e2.set_priorities("50: ['^x', '^y']\n10: ['^od']\n")
+        .unwrap();
+    let wide = vec![
+        group("x-1a", CapacityType::Spot, &[A, B], &SPOT_TYPES),
+        group("y-1a", CapacityType::Spot, &[A], &SPOT_TYPES),
+    ];
+    e2.handle_event(ice("x-1a", None, None), T0);
+    let d2 = e2.decide(&snap(wide, vec![], pending(2, "web", 1000, 1024)), T0);
+    assert_eq!(
+        scale_ups(&d2),
+        vec![("y-1a".to_string(), 1)],
+        "{:?}",
+        d2.actions
+    );
+}
+
+#[test]
 fn a_starved_pool_is_not_retried_inside_its_cool_off_and_is_after() {
     let (mut e, groups) = twelve_spot_one_on_demand();
     for zone in [A, B, C] {

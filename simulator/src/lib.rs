@@ -9,7 +9,7 @@
 //! let loaded = scenario.resolve(path.as_deref(), None).unwrap();
 //! let report = simulator::run_policies(
 //!     &loaded,
-//!     &[simulator::PolicyKind::Ours, simulator::PolicyKind::CaBaseline],
+//!     &[simulator::PolicyKind::Ours, simulator::PolicyKind::CA_BASELINE],
 //!     None,
 //!     &|_| {},
 //! );

@@ -1,4 +1,5 @@
-//! `autoscaler-sim`: replay traffic through `ours` and `ca-baseline` and compare.
+//! `autoscaler-sim`: replay traffic through `ours` and cluster-autoscaler models
+//! (`ca-1.33`, alias `ca-baseline`; `ca-1.30`) and compare.
 //!
 //! Exit codes: 0 success, 2 bad input (file, line and field named), 1 anything else.
 
@@ -43,9 +44,17 @@ enum Command {
         /// Seed (default: the scenario's `cloud.seed`).
         #[arg(long)]
         seed: Option<u64>,
-        /// Policies, comma-separated.
-        #[arg(long, default_value = "ours,ca-baseline")]
+        /// Policies, comma-separated: ours, ca-1.33 (alias ca-baseline), ca-1.30.
+        #[arg(long, default_value = "ours,ca-1.33")]
         policy: String,
+        /// Run the cluster-autoscaler models with `--balance-similar-node-groups`
+        /// (overrides the scenario's `ca_baseline.balance_similar_node_groups`).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        balance_similar_node_groups: Option<bool>,
+        /// Run aws-node-termination-handler beside the cluster-autoscaler models
+        /// (overrides the scenario's `ca_baseline.node_termination_handler`).
+        #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+        node_termination_handler: Option<bool>,
         /// Write the JSON report here.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -82,6 +91,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             requests_column,
             seed,
             policy,
+            balance_similar_node_groups,
+            node_termination_handler,
             json,
             html,
         } => {
@@ -93,7 +104,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if policies.is_empty() {
                 return Err(InputError::Usage("--policy is empty".into()).into());
             }
-            let (sc, path) = Scenario::load(&scenario)?;
+            let (mut sc, path) = Scenario::load(&scenario)?;
+            if let Some(b) = balance_similar_node_groups {
+                sc.ca_baseline.balance_similar_node_groups = b;
+            }
+            if let Some(n) = node_termination_handler {
+                sc.ca_baseline.node_termination_handler = n;
+            }
             let columns = Columns {
                 time: time_column,
                 requests: requests_column,

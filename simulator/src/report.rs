@@ -70,6 +70,16 @@ pub struct Ttc {
     pub steps: usize,
 }
 
+/// Evictions and the pod-seconds they cost.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Disruptions {
+    /// Pods evicted (same as `evictions`).
+    pub evictions: u64,
+    /// Seconds from each eviction until the replacement pod was Ready (or the run or
+    /// the replacement ended): serving capacity the evictions took away.
+    pub pod_seconds_lost: u64,
+}
+
 /// Node-hours by market.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct NodeHours {
@@ -82,7 +92,7 @@ pub struct NodeHours {
 /// Everything measured for one policy.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct PolicyReport {
-    /// `ours` or `ca-baseline`.
+    /// `ours`, `ca-1.33` or `ca-1.30`.
     pub policy: String,
     /// Time from the first unschedulable pod of a demand step until every pod has a node.
     pub time_to_capacity_s: Ttc,
@@ -103,6 +113,14 @@ pub struct PolicyReport {
     pub max_az_skew_any: u32,
     /// 10 s samples taken at steady state.
     pub steady_samples: u64,
+    /// Requests served by pods above their service's saturation utilization (default
+    /// 85 % of the CPU request), over all requests: served, but slowly.
+    pub degraded_request_fraction: f64,
+    /// Seconds in which some service's ready pods ran above its HPA target by more than
+    /// the HPA tolerance (or it had traffic and no ready pod).
+    pub seconds_over_target: u64,
+    /// Evictions and what they cost.
+    pub disruptions: Disruptions,
     /// Pods evicted (scale-down drains, interruptions, ASG scale-in).
     pub evictions: u64,
     /// Spot interruption notices.
@@ -119,6 +137,12 @@ pub struct PolicyReport {
     pub decisions: Vec<LogEntry>,
     /// Time series.
     pub series: Vec<SeriesPoint>,
+    /// Every failed launch as AWS recorded it, with the event `ours` received for it
+    /// (not in the JSON; for the tests that hold the simulator to what AWS reports).
+    #[serde(skip)]
+    pub aws_launch_failures: Vec<crate::sim::AwsLaunchFailure>,
+    #[serde(skip)]
+    pub(crate) pod_seconds_lost: u64,
     #[serde(skip)]
     pub(crate) node_seconds_spot: u64,
     #[serde(skip)]
@@ -146,7 +170,13 @@ impl PolicyReport {
         }
     }
 
-    pub(crate) fn finish(&mut self, total_requests: f64, unserved: f64, _duration: u64) {
+    pub(crate) fn finish(
+        &mut self,
+        total_requests: f64,
+        unserved: f64,
+        degraded: f64,
+        _duration: u64,
+    ) {
         let mut d: Vec<u64> = self.episodes.iter().map(|e| e.end_s - e.start_s).collect();
         d.sort_unstable();
         self.time_to_capacity_s = Ttc {
@@ -159,6 +189,15 @@ impl PolicyReport {
             round(unserved / total_requests, 6)
         } else {
             0.0
+        };
+        self.degraded_request_fraction = if total_requests > 0.0 {
+            round(degraded / total_requests, 6)
+        } else {
+            0.0
+        };
+        self.disruptions = Disruptions {
+            evictions: self.evictions,
+            pod_seconds_lost: self.pod_seconds_lost,
         };
         self.cost_usd = round(self.cost_usd, 2);
         self.node_hours = NodeHours {
@@ -220,7 +259,7 @@ impl Report {
         }
         out.push('\n');
         type Row = (&'static str, fn(&PolicyReport) -> String);
-        let rows: [Row; 13] = [
+        let rows: [Row; 16] = [
             ("time to capacity p50 (s)", |r| {
                 r.time_to_capacity_s.p50.to_string()
             }),
@@ -235,6 +274,12 @@ impl Report {
             ("unserved requests (%)", |r| {
                 format!("{:.3}", r.unserved_request_fraction * 100.0)
             }),
+            ("degraded requests (%)", |r| {
+                format!("{:.3}", r.degraded_request_fraction * 100.0)
+            }),
+            ("seconds over HPA target", |r| {
+                r.seconds_over_target.to_string()
+            }),
             ("cost (USD)", |r| format!("{:.2}", r.cost_usd)),
             ("spot node-hours", |r| format!("{:.1}", r.node_hours.spot)),
             ("on-demand node-hours", |r| {
@@ -245,6 +290,9 @@ impl Report {
                 r.max_az_skew_any.to_string()
             }),
             ("evictions", |r| r.evictions.to_string()),
+            ("pod-seconds lost to evictions", |r| {
+                r.disruptions.pod_seconds_lost.to_string()
+            }),
             ("failed launches", |r| r.launch_failures.to_string()),
         ];
         for (label, f) in rows {

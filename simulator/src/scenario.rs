@@ -118,6 +118,80 @@ pub struct ServiceSpec {
     /// `nodeSelector`.
     #[serde(default)]
     pub node_selector: Labels,
+    /// CPU utilization (of the request) above which a pod serves its requests degraded:
+    /// slow answers and timeouts long before 100 % (default 0.85).
+    #[serde(default = "default_saturation")]
+    pub saturation_utilization: f64,
+    /// The service's PodDisruptionBudget `maxUnavailable`: a count (`2`) or a share of
+    /// the replicas rounded up (`"10%"`). Every eviction by either policy respects it.
+    #[serde(default)]
+    pub pdb_max_unavailable: Option<MaxUnavailable>,
+}
+
+fn default_saturation() -> f64 {
+    0.85
+}
+
+/// A PodDisruptionBudget's `maxUnavailable`, as Kubernetes writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "serde_yaml_ng::Value", into = "String")]
+pub enum MaxUnavailable {
+    /// A number of pods.
+    Count(u32),
+    /// A percentage of the replicas, rounded up (Kubernetes' rule for maxUnavailable).
+    Percent(u32),
+}
+
+impl MaxUnavailable {
+    /// Pods that may be unavailable out of `replicas`.
+    pub fn of(self, replicas: u32) -> u32 {
+        match self {
+            MaxUnavailable::Count(n) => n,
+            MaxUnavailable::Percent(p) => (u64::from(replicas) * u64::from(p)).div_ceil(100) as u32,
+        }
+    }
+}
+
+impl TryFrom<serde_yaml_ng::Value> for MaxUnavailable {
+    type Error = String;
+    fn try_from(v: serde_yaml_ng::Value) -> Result<Self, String> {
+        let bad = || {
+            format!("pdb_max_unavailable must be a count (2) or a percentage (\"10%\"), got {v:?}")
+        };
+        match &v {
+            serde_yaml_ng::Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(MaxUnavailable::Count)
+                .ok_or_else(bad),
+            serde_yaml_ng::Value::String(s) => {
+                let t = s.trim();
+                match t.strip_suffix('%') {
+                    Some(p) => p
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|p| *p <= 100)
+                        .map(MaxUnavailable::Percent)
+                        .ok_or_else(bad),
+                    None => t
+                        .parse::<u32>()
+                        .map(MaxUnavailable::Count)
+                        .map_err(|_| bad()),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl From<MaxUnavailable> for String {
+    fn from(m: MaxUnavailable) -> String {
+        match m {
+            MaxUnavailable::Count(n) => n.to_string(),
+            MaxUnavailable::Percent(p) => format!("{p}%"),
+        }
+    }
 }
 
 fn default_pod_start() -> Dist {
@@ -243,7 +317,12 @@ pub struct CloudSpec {
     pub node_ready_latency_s: Dist,
     /// An ASG retries a failed launch after this long.
     pub asg_retry_s: u64,
-    /// Delay of an "EC2 Instance Launch Unsuccessful" event (EventBridge) to `ours`.
+    /// From a failed launch attempt until AWS records the failed scaling activity (the
+    /// moment both `DescribeScalingActivities` and the EventBridge "EC2 Instance Launch
+    /// Unsuccessful" event know of it). Drawn per attempt from the cloud's seed.
+    pub failed_activity_delay_s: Dist,
+    /// Delivery of an EventBridge event through SQS to its reader (`ours`, or
+    /// aws-node-termination-handler beside cluster-autoscaler).
     pub failure_event_delay_s: u64,
     /// From a `RemoveNode` decision (`ours`) to the instance's termination: taint,
     /// evictions and the pods' graceful shutdown (Kubernetes' default
@@ -263,6 +342,7 @@ impl Default for CloudSpec {
             launch_latency_s: Dist::Uniform(40.0, 90.0),
             node_ready_latency_s: Dist::Uniform(20.0, 45.0),
             asg_retry_s: 30,
+            failed_activity_delay_s: Dist::Uniform(10.0, 40.0),
             failure_event_delay_s: 5,
             removal_drain_s: 45,
             ice: Vec::new(),
@@ -293,10 +373,22 @@ pub struct CaSpec {
     pub scale_down_unneeded_time_s: u64,
     /// `--scale-down-delay-after-add`.
     pub scale_down_delay_after_add_s: u64,
-    /// `--max-empty-bulk-delete`.
+    /// `--max-empty-bulk-delete` (1.30 only: empty nodes deleted per loop; the flag is
+    /// gone in 1.33, where `--max-scale-down-parallelism` bounds them).
     pub max_empty_bulk_delete: u32,
+    /// `--max-scale-down-parallelism` (1.33): nodes being deleted at once.
+    pub max_scale_down_parallelism: u32,
+    /// `--max-drain-parallelism` (1.33): non-empty nodes being drained at once.
+    pub max_drain_parallelism: u32,
     /// `--expander`.
     pub expander: String,
+    /// `--balance-similar-node-groups` (off by default; CA's AWS docs recommend it for
+    /// one ASG per zone): scale-ups are split across similar groups not in backoff.
+    pub balance_similar_node_groups: bool,
+    /// aws-node-termination-handler (queue processor) runs beside cluster-autoscaler: a
+    /// spot interruption warning cordons and drains the node (respecting PDBs) before
+    /// AWS takes it.
+    pub node_termination_handler: bool,
 }
 
 impl Default for CaSpec {
@@ -312,7 +404,11 @@ impl Default for CaSpec {
             scale_down_unneeded_time_s: 600,
             scale_down_delay_after_add_s: 600,
             max_empty_bulk_delete: 10,
+            max_scale_down_parallelism: 10,
+            max_drain_parallelism: 1,
             expander: "priority,random".into(),
+            balance_similar_node_groups: false,
+            node_termination_handler: false,
         }
     }
 }
@@ -332,6 +428,23 @@ pub struct SimSpec {
     /// Steady state (for `max_az_skew`) starts this long after a capacity outage ends
     /// (the engine's cool-offs must expire and rebalancing must finish).
     pub settle_s: u64,
+    /// How pending pods are placed on nodes.
+    pub scheduler: SchedulerKind,
+}
+
+/// The scheduler model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchedulerKind {
+    /// kube-scheduler's default profile, reduced to what the scenarios use: pods in
+    /// priority then arrival order across services; feasible nodes scored by
+    /// NodeResourcesFit (LeastAllocated, weight 1), NodeResourcesBalancedAllocation
+    /// (weight 1) and the default PodTopologySpread constraints (zone maxSkew 5,
+    /// hostname maxSkew 3, ScheduleAnyway; weight 2); `percentageOfNodesToScore`.
+    #[default]
+    KubeDefault,
+    /// The earlier model: first fit in node-creation order, one service at a time.
+    FirstFit,
 }
 
 impl Default for SimSpec {
@@ -342,6 +455,7 @@ impl Default for SimSpec {
             sample_s: 60,
             episode_merge_s: 60,
             settle_s: 3600,
+            scheduler: SchedulerKind::KubeDefault,
         }
     }
 }
@@ -415,6 +529,12 @@ impl Scenario {
                 .map_err(|e| bad(&format!("services.{}", s.name), e.to_string()))?;
             autoscaler_core::Resources::parse(&s.cpu, &s.memory)
                 .map_err(|e| bad(&format!("services.{}.cpu/memory", s.name), e.to_string()))?;
+            if !(s.saturation_utilization > 0.0 && s.saturation_utilization <= 2.0) {
+                return Err(bad(
+                    &format!("services.{}.saturation_utilization", s.name),
+                    "must be a fraction of the CPU request in (0, 2], e.g. 0.85".into(),
+                ));
+            }
             if s.requests_per_pod <= 0.0 || s.share < 0.0 {
                 return Err(bad(
                     &format!("services.{}", s.name),

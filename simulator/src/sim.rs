@@ -29,16 +29,16 @@
 //!   type; empty ones up to 10 at a time, others one per scan.
 
 use crate::report::{Episode, LogEntry, PolicyReport, SeriesPoint};
-use crate::scenario::{Dist, Loaded, Scenario};
+use crate::scenario::{Dist, Loaded, MaxUnavailable, Scenario, SchedulerKind};
 use autoscaler_core::hpa::{Hpa, ResourceMetrics};
 use autoscaler_core::model::{
     CAPACITY_TYPE_LABEL, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
 };
 use autoscaler_core::{
     Autoscaler, AutoscalerConfig, BalanceConfig, CapacityType, ClusterSnapshot, CoolOffPolicy,
-    Decision, DrainBackConfig, Event, InstanceType, InterruptionKind, LaunchFailureReason, Node,
-    NodeGroup, NodeTemplate, OwnerRef, Pod, Resources, ScaleDownConfig, SchedulingSpec,
-    SnapshotParts, Timestamp,
+    Decision, DrainBackConfig, Event, InstanceType, InterruptionKind, LabelSelector,
+    LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef, Pod, PodDisruptionBudget,
+    Resources, ScaleDownConfig, SchedulingSpec, SnapshotParts, Timestamp,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -56,17 +56,28 @@ const NONE: u32 = u32::MAX;
 pub enum PolicyKind {
     /// The production core, unmodified.
     Ours,
-    /// The cluster-autoscaler 1.3x model.
-    CaBaseline,
+    /// cluster-autoscaler 1.33 (what people run today; `ca-baseline` is its alias).
+    Ca133,
+    /// cluster-autoscaler 1.30 (before the failed-scale-up loop fix of 1.31).
+    Ca130,
 }
 
 impl PolicyKind {
+    /// The current cluster-autoscaler model, what `ca-baseline` names.
+    pub const CA_BASELINE: PolicyKind = PolicyKind::Ca133;
+
     /// The policy's name in reports.
     pub fn name(self) -> &'static str {
         match self {
             PolicyKind::Ours => "ours",
-            PolicyKind::CaBaseline => "ca-baseline",
+            PolicyKind::Ca133 => "ca-1.33",
+            PolicyKind::Ca130 => "ca-1.30",
         }
+    }
+
+    /// A cluster-autoscaler model (any version).
+    pub fn is_ca(self) -> bool {
+        self != PolicyKind::Ours
     }
 }
 
@@ -81,8 +92,54 @@ impl FromStr for PolicyKind {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "ours" => Ok(PolicyKind::Ours),
-            "ca-baseline" | "ca" => Ok(PolicyKind::CaBaseline),
-            other => Err(format!("unknown policy {other:?}; use ours or ca-baseline")),
+            "ca-1.33" | "ca-baseline" | "ca" => Ok(PolicyKind::Ca133),
+            "ca-1.30" => Ok(PolicyKind::Ca130),
+            other => Err(format!(
+                "unknown policy {other:?}; use ours, ca-1.33 (alias ca-baseline) or ca-1.30"
+            )),
+        }
+    }
+}
+
+/// A failed launch as AWS records it (the scaling activity's status message and the
+/// zone of its details), with the event the simulator hands `ours` for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AwsLaunchFailure {
+    /// ASG name.
+    pub group: String,
+    /// The activity's `StatusMessage` (the EventBridge event's `StatusMessage` too).
+    pub status_message: String,
+    /// `Details."Availability Zone"`.
+    pub zone: String,
+    /// What `ours` receives: only what the message and details say.
+    pub event: Event,
+}
+
+impl AwsLaunchFailure {
+    /// The failure AWS reports when no pool of the group has capacity in `zone`: spot
+    /// requests get a message without the type; on-demand ones name the type tried.
+    pub fn new(group: &str, capacity_type: CapacityType, zone: &str, first_type: &str) -> Self {
+        let (status_message, instance_type) = match capacity_type {
+            CapacityType::Spot => (
+                "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available that matches your request. Launching EC2 instance failed.".to_string(),
+                None,
+            ),
+            CapacityType::OnDemand => (
+                format!("We currently do not have sufficient {first_type} capacity in the Availability Zone you requested ({zone}). Our system will be working on provisioning additional capacity. Launching EC2 instance failed."),
+                Some(first_type.to_string()),
+            ),
+        };
+        let event = Event::LaunchFailed {
+            group: group.to_string(),
+            zone: Some(zone.to_string()),
+            instance_type,
+            reason: LaunchFailureReason::classify(&status_message),
+        };
+        AwsLaunchFailure {
+            group: group.to_string(),
+            status_message,
+            zone: zone.to_string(),
+            event,
         }
     }
 }
@@ -121,6 +178,15 @@ struct Svc {
     starting: BTreeSet<u32>,
     running: BTreeSet<u32>,
     load: f64,
+    /// Utilization (of the CPU request) above which requests are served degraded.
+    saturation: f64,
+    /// HPA target utilization as a fraction, and the HPA's tolerance.
+    target: f64,
+    tolerance: f64,
+    pdb: Option<MaxUnavailable>,
+    priority: i32,
+    /// Bound pods per zone index (default topology spread).
+    zone_pods: Vec<u32>,
 }
 
 impl Svc {
@@ -130,13 +196,30 @@ impl Svc {
     fn capacity_rps(&self) -> f64 {
         self.running.len() as f64 * self.rpp * self.limit
     }
+    /// The PDB's `disruptionsAllowed`: ready pods above `replicas - maxUnavailable`.
+    fn disruptions_allowed(&self) -> u32 {
+        match self.pdb {
+            None => u32::MAX,
+            Some(m) => {
+                let total = self.total();
+                let ready = self.running.len() as u32;
+                ready.saturating_sub(total.saturating_sub(m.of(total)))
+            }
+        }
+    }
 }
+
+/// No time recorded.
+const NEVER: u64 = u64::MAX;
 
 #[derive(Clone, Copy)]
 struct PodRec {
     svc: u16,
     node: u32,
     alive: bool,
+    /// When the pod this one replaces was evicted (`NEVER`: not a replacement, or
+    /// already counted).
+    evicted_at: u64,
 }
 
 struct Inst {
@@ -145,8 +228,17 @@ struct Inst {
     registered: bool,
     ready: bool,
     alive: bool,
+    /// Cordoned and being drained (by a removal, or by NTH before an interruption).
     draining: bool,
+    /// The drain ends in termination with decrement (a removal); `false` for NTH.
+    terminate_when_drained: bool,
+    /// The drain started with pods on the node (counts against `--max-drain-parallelism`).
+    drain_had_pods: bool,
+    /// Termination after the drain is scheduled.
+    termination_scheduled: bool,
     pods: Vec<u32>,
+    /// Bound pods per service (default topology spread, hostname key).
+    svc_pods: Vec<u16>,
     used_cpu: u64,
     used_mem: u64,
     alloc: Resources,
@@ -162,7 +254,8 @@ struct Asg {
     next_attempt: u64,
     cached_target: u32,
     cached_instances: u32,
-    failed_since_refresh: bool,
+    /// When AWS records the oldest failed scaling activity not yet seen by CA's cache.
+    failed_activity_at: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -171,8 +264,10 @@ enum Ev {
     Ready(u32),
     PodReady(u32),
     Terminate(u32),
-    /// A node `ours` removes: drained, now terminate it and decrement the ASG.
+    /// A node being removed is drained: terminate it and decrement the ASG.
     Drained(u32),
+    /// aws-node-termination-handler received the interruption warning: cordon, drain.
+    NthDrain(u32),
 }
 
 struct Sim<'a> {
@@ -197,6 +292,14 @@ struct Sim<'a> {
     balance_sets: Vec<(Vec<usize>, Vec<u16>)>,
     /// Nodes cordoned by a `RemoveNode` and not terminated yet.
     draining_nodes: u32,
+    /// Nodes being drained, in start order.
+    draining_list: Vec<u32>,
+    /// Rotating start of the scheduler's node scan (`percentageOfNodesToScore`).
+    sched_start: usize,
+    /// Scratch: feasible nodes of one pod with their scores.
+    feasible: Vec<(u32, f64, f64)>,
+    /// CA 1.31+: placeholders were deleted last loop, so this loop refreshes the cache.
+    force_refresh: bool,
     /// Balance-set skew at the last 10 s sample.
     last_skew: u32,
     /// Recent 10 s skew samples (for the sustained skew).
@@ -222,6 +325,7 @@ struct Sim<'a> {
     od_live: u32,
     total_requests: f64,
     unserved: f64,
+    degraded: f64,
 }
 
 fn priorities_yaml(sc: &Scenario) -> String {
@@ -250,7 +354,7 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
             seed,
             ..sc.autoscaler.clone()
         },
-        PolicyKind::CaBaseline => {
+        PolicyKind::Ca133 | PolicyKind::Ca130 => {
             let ca = &sc.ca_baseline;
             AutoscalerConfig {
                 expander: ca.expander.parse().unwrap_or_default(),
@@ -262,8 +366,9 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
                 },
                 pool_wide_cool_off: false,
                 seed,
-                // Scale-down is modelled in `ca_scale_down`; CA has no drain-back, and
-                // `--balance-similar-node-groups` is off by default (no rebalancing ever).
+                // Scale-down is modelled in `ca_scale_down`; CA has no drain-back.
+                // `--balance-similar-node-groups` (off by default) splits scale-ups
+                // across similar groups not in backoff; CA never rebalances.
                 scale_down: ScaleDownConfig {
                     enabled: false,
                     ..ScaleDownConfig::default()
@@ -273,7 +378,7 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
                     ..DrainBackConfig::default()
                 },
                 balance: BalanceConfig {
-                    enabled: false,
+                    enabled: ca.balance_similar_node_groups,
                     rebalance: false,
                     ..BalanceConfig::default()
                 },
@@ -336,6 +441,12 @@ impl<'a> Sim<'a> {
                     starting: BTreeSet::new(),
                     running: BTreeSet::new(),
                     load: 0.0,
+                    saturation: s.saturation_utilization,
+                    target: f64::from(s.target_utilization) / 100.0,
+                    tolerance: autoscaler_core::hpa::DEFAULT_TOLERANCE,
+                    pdb: s.pdb_max_unavailable,
+                    priority: s.priority,
+                    zone_pods: vec![0; zones.len()],
                 }
             })
             .collect();
@@ -381,7 +492,7 @@ impl<'a> Sim<'a> {
                 next_attempt: 0,
                 cached_target: g.initial,
                 cached_instances: g.initial,
-                failed_since_refresh: false,
+                failed_activity_at: None,
             })
             .collect();
         let mut report = PolicyReport::new(kind.name());
@@ -401,6 +512,10 @@ impl<'a> Sim<'a> {
             snap_nodes: Vec::new(),
             balance_sets,
             draining_nodes: 0,
+            draining_list: Vec::new(),
+            sched_start: 0,
+            feasible: Vec::new(),
+            force_refresh: false,
             last_skew: 0,
             skew_window: Default::default(),
             last_interruption: None,
@@ -422,6 +537,7 @@ impl<'a> Sim<'a> {
             od_live: 0,
             total_requests: 0.0,
             unserved: 0.0,
+            degraded: 0.0,
         }
     }
 
@@ -470,7 +586,11 @@ impl<'a> Sim<'a> {
             ready: ready_now,
             alive: true,
             draining: false,
+            terminate_when_drained: false,
+            drain_had_pods: false,
+            termination_scheduled: false,
             pods: Vec::new(),
+            svc_pods: vec![0; self.svcs.len()],
             used_cpu: 0,
             used_mem: 0,
             alloc: it.allocatable.clone(),
@@ -503,14 +623,12 @@ impl<'a> Sim<'a> {
         }
         inst.alive = false;
         inst.ready = false;
-        if std::mem::take(&mut inst.draining) {
+        if std::mem::take(&mut inst.draining) && inst.terminate_when_drained {
             self.draining_nodes -= 1;
         }
         let gi = inst.group as usize;
         let zi = inst.zone as usize;
-        let pods = std::mem::take(&mut inst.pods);
-        inst.used_cpu = 0;
-        inst.used_mem = 0;
+        let pods = inst.pods.clone();
         let (price, spot) = (inst.price, inst.spot);
         self.ready_nodes.retain(|&n| n != id);
         self.asgs[gi].live.retain(|&n| n != id);
@@ -526,48 +644,96 @@ impl<'a> Sim<'a> {
         } else {
             self.od_live -= 1;
         }
-        self.evict(pods, now);
+        // The instance is gone: its pods die whatever their PDB says.
+        for p in pods {
+            self.evict(p, now);
+        }
         self.dirty = true;
     }
 
-    /// Evicts pods (their node is drained or gone): the ReplicaSet creates replacements.
-    fn evict(&mut self, pods: Vec<u32>, now: u64) {
-        for p in pods {
-            let svc = self.pods[p as usize].svc as usize;
-            self.pods[p as usize].alive = false;
-            self.pods[p as usize].node = NONE;
-            self.drop_core_pod(p);
-            self.svcs[svc].starting.remove(&p);
-            self.svcs[svc].running.remove(&p);
-            self.report.evictions += 1;
-            self.new_pod(svc, now);
-        }
+    /// Evicts one pod from its node (drained or gone): the ReplicaSet creates its
+    /// replacement at once, and the time until that one is Ready is lost.
+    fn evict(&mut self, p: u32, now: u64) {
+        let svc = self.pods[p as usize].svc as usize;
+        self.settle_eviction(p, now);
+        self.unbind(p);
+        self.svcs[svc].starting.remove(&p);
+        self.svcs[svc].running.remove(&p);
+        self.report.evictions += 1;
+        let replacement = self.new_pod(svc, now);
+        self.pods[replacement as usize].evicted_at = now;
     }
 
-    /// `RemoveNode`: cordon now, evict the pods now (PDBs aside, the simulator's pods
-    /// have none), terminate the instance and decrement the ASG after `removal_drain_s`.
-    fn start_removal(&mut self, id: u32, now: u64) -> bool {
+    /// Starts removing node `id`: cordon now, evict its pods as their PDBs allow
+    /// (now and every second after), and `removal_drain_s` after the last pod left
+    /// (taint, evictions, the pods' graceful shutdown) terminate the instance with
+    /// decrement when `terminate`. The same model for every policy (and for
+    /// aws-node-termination-handler, with `terminate` false: AWS takes the instance).
+    fn start_removal(&mut self, id: u32, now: u64, terminate: bool) -> bool {
         let inst = &mut self.insts[id as usize];
         if !inst.alive || inst.draining {
             return false;
         }
         inst.draining = true;
-        self.draining_nodes += 1;
-        let pods = std::mem::take(&mut inst.pods);
-        inst.used_cpu = 0;
-        inst.used_mem = 0;
-        self.evict(pods, now);
-        self.push(now + self.sc.cloud.removal_drain_s, Ev::Drained(id));
+        inst.terminate_when_drained = terminate;
+        inst.drain_had_pods = !inst.pods.is_empty();
+        if terminate {
+            self.draining_nodes += 1;
+        }
+        self.draining_list.push(id);
+        self.drain_node(id, now);
         self.dirty = true;
         true
     }
 
-    fn new_pod(&mut self, svc: usize, now: u64) {
+    /// One drain pass over node `id`: evict what the PDBs allow; once empty, schedule
+    /// the termination.
+    fn drain_node(&mut self, id: u32, now: u64) {
+        let pods = self.insts[id as usize].pods.clone();
+        for p in pods {
+            let svc = self.pods[p as usize].svc as usize;
+            if self.svcs[svc].disruptions_allowed() > 0 {
+                self.evict(p, now);
+            }
+        }
+        let inst = &mut self.insts[id as usize];
+        if inst.pods.is_empty() && inst.terminate_when_drained && !inst.termination_scheduled {
+            inst.termination_scheduled = true;
+            self.push(now + self.sc.cloud.removal_drain_s, Ev::Drained(id));
+        }
+    }
+
+    /// Every second: retry the evictions PDBs refused.
+    fn drain_step(&mut self, now: u64) {
+        if self.draining_list.is_empty() {
+            return;
+        }
+        let list = std::mem::take(&mut self.draining_list);
+        let mut keep = Vec::with_capacity(list.len());
+        for id in list {
+            let inst = &self.insts[id as usize];
+            if !inst.alive || inst.pods.is_empty() && inst.termination_scheduled {
+                continue;
+            }
+            if !inst.pods.is_empty() {
+                self.drain_node(id, now);
+            }
+            let inst = &self.insts[id as usize];
+            if inst.alive && !(inst.pods.is_empty() && !inst.terminate_when_drained) {
+                keep.push(id);
+            }
+        }
+        keep.append(&mut self.draining_list);
+        self.draining_list = keep;
+    }
+
+    fn new_pod(&mut self, svc: usize, now: u64) -> u32 {
         let id = self.pods.len() as u32;
         self.pods.push(PodRec {
             svc: svc as u16,
             node: NONE,
             alive: true,
+            evicted_at: NEVER,
         });
         let s = &self.svcs[svc];
         let mut pod = s.template.clone();
@@ -578,20 +744,36 @@ impl<'a> Sim<'a> {
         self.core_pods.push(Arc::new(pod));
         self.svcs[svc].pending.insert(id);
         self.dirty = true;
+        id
     }
 
+    /// Takes pod `p` off its node and out of the core's view, counting the seconds an
+    /// evicted pod's replacement never made up.
     fn unbind(&mut self, p: u32) {
         let rec = self.pods[p as usize];
         if rec.node != NONE {
-            let req = &self.svcs[rec.svc as usize].req;
+            let svc = rec.svc as usize;
+            let req = &self.svcs[svc].req;
             let inst = &mut self.insts[rec.node as usize];
             inst.pods.retain(|&x| x != p);
             inst.used_cpu -= req.cpu_millis;
             inst.used_mem -= req.memory_bytes;
+            inst.svc_pods[svc] -= 1;
+            let zi = inst.zone as usize;
+            self.svcs[svc].zone_pods[zi] -= 1;
         }
         self.pods[p as usize].alive = false;
         self.pods[p as usize].node = NONE;
         self.drop_core_pod(p);
+    }
+
+    /// Counts the seconds between an eviction and its replacement's readiness (or the
+    /// replacement's own end).
+    fn settle_eviction(&mut self, p: u32, now: u64) {
+        let at = std::mem::replace(&mut self.pods[p as usize].evicted_at, NEVER);
+        if at != NEVER {
+            self.report.pod_seconds_lost += now.saturating_sub(at);
+        }
     }
 
     fn drop_core_pod(&mut self, p: u32) {
@@ -621,6 +803,7 @@ impl<'a> Sim<'a> {
                     .or_else(|| s.starting.pop_last())
                     .or_else(|| s.running.pop_last());
                 if let Some(p) = p {
+                    self.settle_eviction(p, now);
                     self.unbind(p);
                 }
             }
@@ -656,6 +839,9 @@ impl<'a> Sim<'a> {
         inst.pods.push(p);
         inst.used_cpu += cpu;
         inst.used_mem += mem;
+        inst.svc_pods[svc] += 1;
+        let zi = inst.zone as usize;
+        self.svcs[svc].zone_pods[zi] += 1;
         self.pods[p as usize].node = node;
         let pos = self.pod_pos[p as usize] as usize;
         // Lent pods are back by now, so this is the only reference: no copy.
@@ -675,6 +861,14 @@ impl<'a> Sim<'a> {
             return;
         }
         self.dirty = false;
+        match self.sc.sim.scheduler {
+            SchedulerKind::KubeDefault => self.schedule_kube_default(now, immediate),
+            SchedulerKind::FirstFit => self.schedule_first_fit(now, immediate),
+        }
+    }
+
+    /// The earlier model: first fit in node-creation order, one service at a time.
+    fn schedule_first_fit(&mut self, now: u64, immediate: bool) {
         for svc in 0..self.svcs.len() {
             let mut cursor = 0;
             while let Some(&p) = self.svcs[svc].pending.first() {
@@ -685,6 +879,91 @@ impl<'a> Sim<'a> {
                     break;
                 };
                 self.bind(p, node, now, immediate);
+            }
+        }
+    }
+
+    /// kube-scheduler's default profile as far as the scenarios reach: the queue in
+    /// priority then arrival order across services; feasible nodes (resources, pod
+    /// slots, nodeSelector, not cordoned) searched from a rotating start until
+    /// `percentageOfNodesToScore` of them are found; scored by LeastAllocated (weight
+    /// 1), BalancedAllocation (weight 1) and the default topology spread (zone maxSkew
+    /// 5, hostname maxSkew 3, ScheduleAnyway; weight 2); the best score wins, ties to
+    /// the first found.
+    fn schedule_kube_default(&mut self, now: u64, immediate: bool) {
+        let mut queue: Vec<(Reverse<i32>, u32)> = self
+            .svcs
+            .iter()
+            .flat_map(|s| s.pending.iter().map(move |&p| (Reverse(s.priority), p)))
+            .collect();
+        if queue.is_empty() || self.ready_nodes.is_empty() {
+            return;
+        }
+        queue.sort_unstable();
+        let n = self.ready_nodes.len();
+        // kube-scheduler's adaptive percentageOfNodesToScore (default 0).
+        let to_find = if n < 100 {
+            n
+        } else {
+            let pct = 50usize.saturating_sub(n / 125).max(5);
+            (n * pct / 100).max(100)
+        };
+        let zones_with_nodes = self.zone_counts.iter().filter(|&&c| c > 0).count();
+        let w_zone = ((zones_with_nodes + 2) as f64).ln();
+        let w_host = ((n + 2) as f64).ln();
+        // A service whose pod fit nowhere: its other pods (same requests) skip the search.
+        let mut unfit = vec![false; self.svcs.len()];
+        for (_, p) in queue {
+            let svc = self.pods[p as usize].svc as usize;
+            if unfit[svc] {
+                continue;
+            }
+            let mut feasible = std::mem::take(&mut self.feasible);
+            feasible.clear();
+            let start = self.sched_start % n;
+            let mut scanned = 0;
+            while scanned < n && feasible.len() < to_find {
+                let node = self.ready_nodes[(start + scanned) % n];
+                scanned += 1;
+                if !self.fits(node, svc) {
+                    continue;
+                }
+                let inst = &self.insts[node as usize];
+                let req = &self.svcs[svc].req;
+                let cpu =
+                    (inst.used_cpu + req.cpu_millis) as f64 / inst.alloc.cpu_millis.max(1) as f64;
+                let mem = (inst.used_mem + req.memory_bytes) as f64
+                    / inst.alloc.memory_bytes.max(1) as f64;
+                let least_allocated = ((1.0 - cpu) + (1.0 - mem)) * 50.0;
+                let balanced = (1.0 - (cpu - mem).abs() / 2.0) * 100.0;
+                let spread = f64::from(inst.svc_pods[svc]) * w_host
+                    + 2.0
+                    + f64::from(self.svcs[svc].zone_pods[inst.zone as usize]) * w_zone
+                    + 4.0;
+                feasible.push((node, least_allocated + balanced, spread));
+            }
+            self.sched_start = (start + scanned) % n;
+            let (min_s, max_s) = feasible
+                .iter()
+                .fold((f64::MAX, 0.0f64), |(lo, hi), f| (lo.min(f.2), hi.max(f.2)));
+            let best = feasible
+                .iter()
+                .map(|&(node, res, spread)| {
+                    let spread_score = if max_s > 0.0 {
+                        100.0 * (max_s + min_s - spread) / max_s
+                    } else {
+                        100.0
+                    };
+                    (node, res + 2.0 * spread_score)
+                })
+                .fold(None::<(u32, f64)>, |best, (node, score)| match best {
+                    Some((_, b)) if b >= score => best,
+                    _ => Some((node, score)),
+                });
+            self.feasible = feasible;
+            match best {
+                Some((node, _)) => self.bind(p, node, now, immediate),
+                None => unfit[svc] = true,
             }
         }
     }
@@ -766,23 +1045,7 @@ impl<'a> Sim<'a> {
                             self.launch(gi, &zone, ti, t, false);
                         }
                         None => {
-                            self.report.launch_failures += 1;
-                            self.asgs[gi].next_attempt = t + self.sc.cloud.asg_retry_s;
-                            self.asgs[gi].failed_since_refresh = true;
-                            for z in &g.zones {
-                                for it in &g.instance_types {
-                                    self.ours_events.push((
-                                        t + self.sc.cloud.failure_event_delay_s,
-                                        Event::LaunchFailed {
-                                            group: g.name.clone(),
-                                            zone: Some(z.clone()),
-                                            instance_type: Some(it.name.clone()),
-                                            reason:
-                                                LaunchFailureReason::InsufficientInstanceCapacity,
-                                        },
-                                    ));
-                                }
-                            }
+                            self.launch_failed(gi, t);
                             break;
                         }
                     }
@@ -795,6 +1058,32 @@ impl<'a> Sim<'a> {
                     self.terminate(v, false, t);
                 }
             }
+        }
+    }
+
+    /// No pool of group `gi` has capacity: the ASG retries after `asg_retry_s`, and AWS
+    /// records a failed scaling activity per zone tried after `failed_activity_delay_s`.
+    /// `ours` gets each as the EventBridge "EC2 Instance Launch Unsuccessful" event the
+    /// AWS adapter parses (spot: the zone, no type; on-demand: the type and zone the
+    /// message names); CA reads the failed activity at its next ASG cache refresh.
+    fn launch_failed(&mut self, gi: usize, t: u64) {
+        self.report.launch_failures += 1;
+        self.asgs[gi].next_attempt = t + self.sc.cloud.asg_retry_s;
+        let recorded = t + sample(&self.sc.cloud.failed_activity_delay_s, &mut self.rng);
+        let a = &mut self.asgs[gi];
+        a.failed_activity_at = Some(a.failed_activity_at.map_or(recorded, |f| f.min(recorded)));
+        if self.kind != PolicyKind::Ours {
+            return;
+        }
+        let g = &self.sc.node_groups[gi];
+        for zone in &g.zones {
+            let failure =
+                AwsLaunchFailure::new(&g.name, g.capacity_type, zone, &g.instance_types[0].name);
+            self.ours_events.push((
+                recorded + self.sc.cloud.failure_event_delay_s,
+                failure.event.clone(),
+            ));
+            self.report.aws_launch_failures.push(failure);
         }
     }
 
@@ -836,11 +1125,27 @@ impl<'a> Sim<'a> {
                         let s = &mut self.svcs[rec.svc as usize];
                         if s.starting.remove(&p) {
                             s.running.insert(p);
+                            self.settle_eviction(p, t);
                         }
                     }
                 }
                 Ev::Terminate(id) => self.terminate(id, false, t),
                 Ev::Drained(id) => self.terminate(id, true, t),
+                Ev::NthDrain(id) => {
+                    if self.start_removal(id, t, false) {
+                        let gi = self.insts[id as usize].group as usize;
+                        let group = self.sc.node_groups[gi].name.clone();
+                        let target = self.asgs[gi].desired;
+                        self.log(
+                            t,
+                            "NthDrain",
+                            &group,
+                            0,
+                            target,
+                            format!("aws-node-termination-handler: spot interruption warning for node-{id}: cordon and drain (PDBs respected) before AWS takes it"),
+                        );
+                    }
+                }
             }
         }
     }
@@ -868,25 +1173,24 @@ impl<'a> Sim<'a> {
                 self.report.interruptions += 1;
                 self.last_interruption = Some(t);
                 self.push(t + notice, Ev::Terminate(id));
-                // EventBridge "EC2 Spot Instance Interruption Warning" to `ours` only:
-                // cluster-autoscaler ignores it and the instance just dies.
+                // EventBridge "EC2 Spot Instance Interruption Warning": to `ours` as the
+                // adapter parses it (instance id and deadline; zone and type come from
+                // the Node); cluster-autoscaler ignores it, and the instance just dies
+                // unless aws-node-termination-handler runs beside it.
+                let delivered = t + self.sc.cloud.failure_event_delay_s;
                 if self.kind == PolicyKind::Ours {
-                    let inst = &self.insts[id as usize];
-                    let itype = inst
-                        .core
-                        .as_ref()
-                        .and_then(|n| n.instance_type())
-                        .map(str::to_string);
                     self.ours_events.push((
-                        t + self.sc.cloud.failure_event_delay_s,
+                        delivered,
                         Event::InstanceInterruption {
                             instance_id: format!("i-{id:08x}"),
                             kind: InterruptionKind::SpotInterruption,
-                            zone: Some(self.zones[inst.zone as usize].clone()),
-                            instance_type: itype,
+                            zone: None,
+                            instance_type: None,
                             deadline: Some(Timestamp::from_secs(t + notice)),
                         },
                     ));
+                } else if self.sc.ca_baseline.node_termination_handler {
+                    self.push(delivered, Ev::NthDrain(id));
                 }
             }
         }
@@ -896,7 +1200,7 @@ impl<'a> Sim<'a> {
     /// replica. Nodes and pods are lent and taken back by [`Sim::restore`], so a scan
     /// allocates little.
     fn snapshot(&mut self) -> ClusterSnapshot {
-        let ca = self.kind == PolicyKind::CaBaseline;
+        let ca = self.kind.is_ca();
         for (gi, g) in self.core_groups.iter_mut().enumerate() {
             let a = &self.asgs[gi];
             if ca {
@@ -933,6 +1237,17 @@ impl<'a> Sim<'a> {
             } else {
                 std::mem::take(&mut self.core_pods)
             },
+            pdbs: self
+                .svcs
+                .iter()
+                .filter(|s| s.pdb.is_some())
+                .map(|s| PodDisruptionBudget {
+                    namespace: "default".into(),
+                    name: s.name.clone(),
+                    selector: LabelSelector::labels([("app", s.name.as_str())]),
+                    disruptions_allowed: s.disruptions_allowed(),
+                })
+                .collect(),
             ..SnapshotParts::default()
         };
         ClusterSnapshot::new(parts).expect("the simulator builds consistent snapshots")
@@ -973,8 +1288,12 @@ impl<'a> Sim<'a> {
     }
 
     #[allow(unreachable_patterns)]
-    fn policy_round(&mut self, t: u64) {
+    /// One decision round; `reverts_only` carries out only the reverts (CA 1.30's loop
+    /// that removed failed nodes and skipped the rest of the iteration). Returns whether
+    /// a scale-up was reverted (placeholders deleted).
+    fn policy_round(&mut self, t: u64, reverts_only: bool) -> bool {
         let now = Timestamp::from_secs(t);
+        let mut reverted = false;
         if self.kind == PolicyKind::Ours {
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.ours_events)
                 .into_iter()
@@ -988,6 +1307,9 @@ impl<'a> Sim<'a> {
         let decisions = self.engine.decide(&snap, now);
         self.restore(snap);
         for d in decisions.actions {
+            if reverts_only && !matches!(d, Decision::RevertScaleUp { .. }) {
+                continue;
+            }
             match d {
                 Decision::ScaleUp {
                     group,
@@ -1013,7 +1335,11 @@ impl<'a> Sim<'a> {
                         let target = new_target.max(self.sc.node_groups[gi].min);
                         self.asgs[gi].desired = target;
                         self.asgs[gi].cached_target = target;
+                        if target <= self.asgs[gi].live.len() as u32 {
+                            self.asgs[gi].failed_activity_at = None;
+                        }
                     }
+                    reverted = true;
                     self.log(
                         t,
                         "RevertScaleUp",
@@ -1034,7 +1360,7 @@ impl<'a> Sim<'a> {
                         .strip_prefix("node-")
                         .and_then(|n| n.parse::<u32>().ok())
                         .filter(|&id| (id as usize) < self.insts.len());
-                    let started = id.is_some_and(|id| self.start_removal(id, t));
+                    let started = id.is_some_and(|id| self.start_removal(id, t, true));
                     // Desired capacity once every node of the group being drained is gone.
                     let target = self.group_index(&group).map_or(0, |gi| {
                         let a = &self.asgs[gi];
@@ -1077,35 +1403,104 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+        reverted
     }
 
-    fn ca_refresh(&mut self, t: u64) {
+    /// One cluster-autoscaler loop (`RunOnce`, every `--scan-interval`).
+    fn ca_loop(&mut self, t: u64) {
+        let ca = &self.sc.ca_baseline;
+        // The AWS provider regenerates its ASG cache once a refresh interval has passed,
+        // or on the loop after placeholders were deleted (1.31+).
+        let due = t.is_multiple_of(ca.asg_refresh_s);
+        let forced = std::mem::take(&mut self.force_refresh);
+        let failed = (due || forced) && self.ca_refresh(t, forced && !due);
+        if failed && self.kind == PolicyKind::Ca130 {
+            // 1.30: deleteCreatedNodesWithErrors, then the loop returns.
+            self.policy_round(t, true);
+            let target = 0;
+            self.log(
+                t,
+                "CaSkipIteration",
+                "",
+                0,
+                target,
+                "ca-1.30: nodes that failed to create were removed; the rest of the loop is skipped (static_autoscaler.go before 1.31)".into(),
+            );
+            return;
+        }
+        let reverted = self.policy_round(t, false);
+        if reverted && self.kind == PolicyKind::Ca133 {
+            self.force_refresh = true;
+        }
+        self.ca_scale_down(t);
+    }
+
+    /// The ASG cache refresh: targets and instances as AWS has them; an ASG short of its
+    /// desired capacity whose latest scaling activity failed gets placeholder instances
+    /// with an OutOfResources error, which registers a failed scale-up (node group
+    /// backoff) and has the placeholders deleted (desired capacity decremented) in the
+    /// same loop. Returns whether any group failed.
+    fn ca_refresh(&mut self, t: u64, forced: bool) -> bool {
         let now = Timestamp::from_secs(t);
+        let mut failed = false;
         for gi in 0..self.asgs.len() {
             let a = &mut self.asgs[gi];
             a.cached_target = a.desired;
-            a.cached_instances = a.live.len() as u32;
-            if std::mem::take(&mut a.failed_since_refresh) && a.desired > a.live.len() as u32 {
-                let group = self.sc.node_groups[gi].name.clone();
-                self.engine.handle_event(
-                    Event::LaunchFailed {
-                        group,
-                        zone: None,
-                        instance_type: None,
-                        reason: LaunchFailureReason::InsufficientInstanceCapacity,
-                    },
-                    now,
-                );
+            let live = a.live.len() as u32;
+            a.cached_instances = live;
+            if a.desired <= live {
+                a.failed_activity_at = None;
+                continue;
             }
+            let Some(at) = a.failed_activity_at.filter(|&at| at <= t) else {
+                continue;
+            };
+            a.failed_activity_at = None;
+            let missing = a.desired - live;
+            let desired = a.desired;
+            let group = self.sc.node_groups[gi].name.clone();
+            self.engine.handle_event(
+                Event::LaunchFailed {
+                    group: group.clone(),
+                    zone: None,
+                    instance_type: None,
+                    reason: LaunchFailureReason::InsufficientInstanceCapacity,
+                },
+                now,
+            );
+            failed = true;
+            self.log(
+                t,
+                "CaFailedScaleUp",
+                &group,
+                0,
+                desired,
+                format!(
+                    "{}: {} ASG cache refresh found {missing} placeholder instance(s) and a failed scaling activity recorded at {at} s: OutOfResources, failed scale-up, node group backoff (cloudprovider/aws/auto_scaling_groups.go, clusterstate/clusterstate.go)",
+                    self.kind,
+                    if forced { "forced" } else { "periodic" }
+                ),
+            );
         }
+        failed
     }
 
+    /// cluster-autoscaler's scale-down: nodes below the utilization threshold (requests)
+    /// for `--scale-down-unneeded-time`, none within `--scale-down-delay-after-add` of a
+    /// scale-up, whose pods fit elsewhere and whose PDBs allow the evictions; empty nodes
+    /// first. 1.33 bounds deletions in flight by `--max-scale-down-parallelism` and
+    /// non-empty drains by `--max-drain-parallelism`; 1.30 deletes at most
+    /// `--max-empty-bulk-delete` empty nodes per loop with the same drain bound.
     fn ca_scale_down(&mut self, t: u64) {
         let ca = &self.sc.ca_baseline;
         let thr = ca.scale_down_utilization_threshold;
         let unneeded_time = ca.scale_down_unneeded_time_s;
         for &id in &self.ready_nodes {
             let inst = &mut self.insts[id as usize];
+            if inst.draining {
+                inst.unneeded_since = None;
+                continue;
+            }
             let util = (inst.used_cpu as f64 / inst.alloc.cpu_millis.max(1) as f64)
                 .max(inst.used_mem as f64 / inst.alloc.memory_bytes.max(1) as f64);
             if util < thr {
@@ -1120,6 +1515,35 @@ impl<'a> Sim<'a> {
         {
             return;
         }
+        let deleting = self
+            .draining_list
+            .iter()
+            .filter(|&&id| {
+                let n = &self.insts[id as usize];
+                n.alive && n.terminate_when_drained
+            })
+            .count() as u32;
+        let draining = self
+            .draining_list
+            .iter()
+            .filter(|&&id| {
+                let n = &self.insts[id as usize];
+                n.alive && n.terminate_when_drained && n.drain_had_pods
+            })
+            .count() as u32;
+        let (mut empty_budget, mut drain_budget) = match self.kind {
+            PolicyKind::Ca130 => (
+                ca.max_empty_bulk_delete,
+                ca.max_drain_parallelism.saturating_sub(draining),
+            ),
+            _ => {
+                let room = ca.max_scale_down_parallelism.saturating_sub(deleting);
+                (
+                    room,
+                    ca.max_drain_parallelism.saturating_sub(draining).min(room),
+                )
+            }
+        };
         let mut headroom: Vec<u32> = self
             .asgs
             .iter()
@@ -1136,28 +1560,29 @@ impl<'a> Sim<'a> {
             })
             .collect();
         cands.sort();
-        let mut empty_deleted = 0;
-        let mut drained_one = false;
         for (npods, _, id) in cands {
             let gi = self.insts[id as usize].group as usize;
             if headroom[gi] == 0 {
                 continue;
             }
             if npods == 0 {
-                if empty_deleted >= ca.max_empty_bulk_delete {
+                if empty_budget == 0 {
                     continue;
                 }
-                empty_deleted += 1;
+                empty_budget -= 1;
             } else {
-                if drained_one || !self.pods_fit_elsewhere(id) {
+                if drain_budget == 0 || !self.pdbs_allow_drain(id) || !self.pods_fit_elsewhere(id) {
                     continue;
                 }
-                drained_one = true;
+                drain_budget -= 1;
+                if self.kind != PolicyKind::Ca130 {
+                    empty_budget = empty_budget.saturating_sub(1);
+                }
             }
             headroom[gi] -= 1;
             let group = self.sc.node_groups[gi].name.clone();
-            self.terminate(id, true, t);
-            let target = self.asgs[gi].desired;
+            self.start_removal(id, t, true);
+            let target = self.asgs[gi].desired.saturating_sub(1);
             self.log(
                 t,
                 "ScaleDown",
@@ -1165,11 +1590,20 @@ impl<'a> Sim<'a> {
                 -1,
                 target,
                 format!(
-                    "ca-baseline: node-{id} unneeded for {}s (utilization < {thr}), {npods} pod(s) evicted",
-                    unneeded_time
+                    "{}: node-{id} unneeded for {}s (utilization < {thr}), {npods} pod(s) to evict, terminate in {} s after the drain",
+                    self.kind, unneeded_time, self.sc.cloud.removal_drain_s
                 ),
             );
         }
+    }
+
+    /// Whether every pod on the node may be evicted now under its service's PDB.
+    fn pdbs_allow_drain(&self, id: u32) -> bool {
+        let inst = &self.insts[id as usize];
+        inst.svc_pods
+            .iter()
+            .enumerate()
+            .all(|(svc, &n)| n == 0 || self.svcs[svc].disruptions_allowed() >= u32::from(n))
     }
 
     fn pods_fit_elsewhere(&self, id: u32) -> bool {
@@ -1239,6 +1673,7 @@ impl<'a> Sim<'a> {
         let mut pending = 0usize;
         let mut demand = 0.0;
         let mut capacity = 0.0;
+        let mut over_target = false;
         for s in &self.svcs {
             pending += s.pending.len();
             let cap = s.capacity_rps();
@@ -1246,7 +1681,20 @@ impl<'a> Sim<'a> {
             capacity += cap;
             self.total_requests += s.load;
             self.unserved += (s.load - cap).max(0.0);
+            // Utilization of the ready pods' CPU requests by what they serve.
+            let ready = s.running.len() as f64;
+            if ready > 0.0 && s.load > 0.0 {
+                let served = s.load.min(cap);
+                let util = served / (ready * s.rpp);
+                if util > s.saturation {
+                    self.degraded += served;
+                }
+                over_target |= util > s.target * (1.0 + s.tolerance);
+            } else if s.load > 0.0 {
+                over_target = true;
+            }
         }
+        self.report.seconds_over_target += u64::from(over_target);
         self.report.pending_pod_seconds += pending as u64;
         self.report.node_seconds_spot += u64::from(self.spot_live);
         self.report.node_seconds_on_demand += u64::from(self.od_live);
@@ -1362,20 +1810,18 @@ impl<'a> Sim<'a> {
         if t > 0 && t.is_multiple_of(self.sc.sim.hpa_sync_s) {
             self.hpa_sync(t);
         }
+        self.drain_step(t);
         self.schedule(t, false);
-        let scan = match self.kind {
-            PolicyKind::Ours => self.sc.sim.scan_interval_s,
-            PolicyKind::CaBaseline => {
-                if t.is_multiple_of(self.sc.ca_baseline.asg_refresh_s) {
-                    self.ca_refresh(t);
+        match self.kind {
+            PolicyKind::Ours => {
+                if t.is_multiple_of(self.sc.sim.scan_interval_s) {
+                    self.policy_round(t, false);
                 }
-                self.sc.ca_baseline.scan_interval_s
             }
-        };
-        if t.is_multiple_of(scan) {
-            self.policy_round(t);
-            if self.kind == PolicyKind::CaBaseline {
-                self.ca_scale_down(t);
+            PolicyKind::Ca133 | PolicyKind::Ca130 => {
+                if t.is_multiple_of(self.sc.ca_baseline.scan_interval_s) {
+                    self.ca_loop(t);
+                }
             }
         }
         self.asg_step(t);
@@ -1409,8 +1855,15 @@ pub fn run(
     if let Some(e) = sim.open_episode.take() {
         sim.report.episodes.push(e);
     }
+    // Replacements of evicted pods still not Ready at the end lose the rest of the run.
+    for p in 0..sim.pods.len() as u32 {
+        if sim.pods[p as usize].alive {
+            sim.settle_eviction(p, duration);
+        }
+    }
     let total = sim.total_requests;
-    sim.report.finish(total, sim.unserved, duration);
+    sim.report
+        .finish(total, sim.unserved, sim.degraded, duration);
     sim.report
 }
 

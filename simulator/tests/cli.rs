@@ -156,7 +156,7 @@ fn run_writes_identical_json_twice_and_an_html_report() {
         assert!(o.status.success(), "{}", stderr(&o));
         let table = String::from_utf8_lossy(&o.stdout).into_owned();
         assert!(
-            table.contains("ca-baseline")
+            table.contains("ca-1.33")
                 && table.contains("ours")
                 && table.contains("time to capacity")
         );
@@ -164,7 +164,7 @@ fn run_writes_identical_json_twice_and_an_html_report() {
     let (a, b) = (std::fs::read(&j1).unwrap(), std::fs::read(&j2).unwrap());
     assert_eq!(a, b, "same inputs and seed must give the same bytes");
     let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
-    for p in ["ours", "ca-baseline"] {
+    for p in ["ours", "ca-1.33"] {
         let r = &v["policies"][p];
         for key in [
             "pending_pod_seconds",
@@ -174,6 +174,8 @@ fn run_writes_identical_json_twice_and_an_html_report() {
             "max_az_skew",
             "evictions",
             "decisions",
+            "degraded_request_fraction",
+            "seconds_over_target",
         ] {
             assert!(!r[key].is_null(), "{p}.{key} missing");
         }
@@ -184,6 +186,9 @@ fn run_writes_identical_json_twice_and_an_html_report() {
             );
         }
         assert!(r["node_hours"]["spot"].is_f64() && r["node_hours"]["on_demand"].is_f64());
+        assert!(
+            r["disruptions"]["evictions"].is_u64() && r["disruptions"]["pod_seconds_lost"].is_u64()
+        );
     }
     let html = std::fs::read_to_string(&h).unwrap();
     assert_eq!(html.matches("<svg").count(), 4, "four charts");

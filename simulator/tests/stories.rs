@@ -13,7 +13,7 @@ fn load(name: &str) -> Loaded {
 fn both(loaded: &Loaded) -> Report {
     run_policies(
         loaded,
-        &[PolicyKind::Ours, PolicyKind::CaBaseline],
+        &[PolicyKind::Ours, PolicyKind::Ca133],
         None,
         &|_| {},
     )
@@ -26,7 +26,7 @@ const TV_PEAK_END_S: u64 = 6000;
 fn tv_peak_ice_ours_reaches_capacity_in_minutes_ca_takes_over_ten() {
     let r = both(&load("tv-peak-ice"));
     let ours = &r.policies["ours"];
-    let ca = &r.policies["ca-baseline"];
+    let ca = &r.policies["ca-1.33"];
     assert!(
         ours.time_to_capacity_s.steps >= 1,
         "the spike must leave pods pending"
@@ -52,7 +52,7 @@ fn tv_peak_ice_ours_reaches_capacity_in_minutes_ca_takes_over_ten() {
 #[test]
 fn tv_peak_ice_ca_baseline_keeps_on_demand_nodes_after_the_peak() {
     let r = both(&load("tv-peak-ice"));
-    let ca = &r.policies["ca-baseline"];
+    let ca = &r.policies["ca-1.33"];
     let od = ca
         .on_demand_nodes_at(TV_PEAK_END_S + 7200)
         .expect("series covers it");
@@ -82,7 +82,7 @@ fn tv_peak_ice_ours_returns_on_demand_to_zero_two_hours_after_the_peak() {
 fn tv_peak_ice_ours_drains_back_to_spot_and_removes_nodes() {
     let r = both(&load("tv-peak-ice"));
     let ours = &r.policies["ours"];
-    let ca = &r.policies["ca-baseline"];
+    let ca = &r.policies["ca-1.33"];
     let kinds = |k: &str| ours.decisions.iter().filter(|d| d.kind == k).count();
     assert!(
         kinds("RemoveNode:ScaleDown") > 0,
@@ -122,17 +122,17 @@ fn interruptions_reach_ours_as_events_and_not_ca_baseline() {
             .count()
     };
     assert_eq!(drained("ours"), 16, "two notices of 8 instances");
-    assert_eq!(drained("ca-baseline"), 0);
-    assert_eq!(r.policies["ca-baseline"].interruptions, 16);
+    assert_eq!(drained("ca-1.33"), 0);
+    assert_eq!(r.policies["ca-1.33"].interruptions, 16);
 }
 
 #[test]
 fn az_imbalance_skew_builds_up_for_ca_baseline() {
     let r = both(&load("az-imbalance"));
-    assert!(r.policies["ca-baseline"].max_az_skew > 1);
-    assert!(r.policies["ca-baseline"].steady_samples > 500);
+    assert!(r.policies["ca-1.33"].max_az_skew > 1);
+    assert!(r.policies["ca-1.33"].steady_samples > 500);
     assert!(
-        r.policies["ca-baseline"].evictions > 0,
+        r.policies["ca-1.33"].evictions > 0,
         "interruptions evict pods"
     );
 }
@@ -198,7 +198,6 @@ fn replays_the_world_cup_flash_crowd_trace() {
         );
     }
     assert!(
-        r.policies["ours"].time_to_capacity_s.max
-            <= r.policies["ca-baseline"].time_to_capacity_s.max
+        r.policies["ours"].time_to_capacity_s.max <= r.policies["ca-1.33"].time_to_capacity_s.max
     );
 }
