@@ -212,7 +212,7 @@ pub fn render(r: &Report) -> String {
     }
     table.push_str("</tr>");
     type Row = (&'static str, fn(&crate::report::PolicyReport) -> String);
-    let rows: [Row; 9] = [
+    let rows: [Row; 12] = [
         ("time to capacity p50 / p95 / max", |p| {
             let t = &p.time_to_capacity_s;
             format!("{}s / {}s / {}s", t.p50, t.p95, t.max)
@@ -221,6 +221,12 @@ pub fn render(r: &Report) -> String {
         ("unserved requests", |p| {
             format!("{:.3}%", p.unserved_request_fraction * 100.0)
         }),
+        ("degraded requests (pods above saturation)", |p| {
+            format!("{:.3}%", p.degraded_request_fraction * 100.0)
+        }),
+        ("seconds over HPA target", |p| {
+            p.seconds_over_target.to_string()
+        }),
         ("cost", |p| format!("${:.2}", p.cost_usd)),
         ("spot node-hours", |p| format!("{:.1}", p.node_hours.spot)),
         ("on-demand node-hours", |p| {
@@ -228,6 +234,9 @@ pub fn render(r: &Report) -> String {
         }),
         ("max AZ skew", |p| p.max_az_skew.to_string()),
         ("evictions", |p| p.evictions.to_string()),
+        ("pod-seconds lost to evictions", |p| {
+            p.disruptions.pod_seconds_lost.to_string()
+        }),
         ("failed launches", |p| p.launch_failures.to_string()),
     ];
     for (label, f) in rows {

@@ -342,7 +342,12 @@ impl Default for CloudSpec {
             launch_latency_s: Dist::Uniform(40.0, 90.0),
             node_ready_latency_s: Dist::Uniform(20.0, 45.0),
             asg_retry_s: 30,
-            failed_activity_delay_s: Dist::Uniform(10.0, 40.0),
+            // Spot ICE comes back synchronously from the fleet request the ASG makes
+            // seconds after the desired capacity changes: a few seconds, rarely 20+.
+            failed_activity_delay_s: Dist::Lognormal {
+                median: 8.0,
+                sigma: 0.5,
+            },
             failure_event_delay_s: 5,
             removal_drain_s: 45,
             ice: Vec::new(),
@@ -406,7 +411,7 @@ impl Default for CaSpec {
             max_empty_bulk_delete: 10,
             max_scale_down_parallelism: 10,
             max_drain_parallelism: 1,
-            expander: "priority,random".into(),
+            expander: "priority,least-waste".into(),
             balance_similar_node_groups: false,
             node_termination_handler: false,
         }
@@ -644,4 +649,21 @@ pub fn list_builtins() -> Vec<(String, String)> {
             (n.to_string(), d)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_unavailable_reads_counts_and_percentages_rounded_up() {
+        let yaml = |v: &str| serde_yaml_ng::from_str::<MaxUnavailable>(v);
+        assert_eq!(yaml("2").unwrap(), MaxUnavailable::Count(2));
+        assert_eq!(yaml("\"10%\"").unwrap().of(15), 2);
+        assert_eq!(yaml("10%").unwrap().of(20), 2);
+        assert_eq!(MaxUnavailable::Percent(10).of(0), 0);
+        let err = yaml("\"ten\"").unwrap_err().to_string();
+        assert!(err.contains("pdb_max_unavailable"), "{err}");
+        assert!(yaml("\"150%\"").is_err());
+    }
 }

@@ -298,8 +298,10 @@ struct Sim<'a> {
     sched_start: usize,
     /// Scratch: feasible nodes of one pod with their scores.
     feasible: Vec<(u32, f64, f64)>,
-    /// CA 1.31+: placeholders were deleted last loop, so this loop refreshes the cache.
+    /// CA: placeholders were deleted last loop, so this loop regenerates the ASG cache.
     force_refresh: bool,
+    /// CA: when the ASG cache was last regenerated.
+    last_refresh: u64,
     /// Balance-set skew at the last 10 s sample.
     last_skew: u32,
     /// Recent 10 s skew samples (for the sustained skew).
@@ -516,6 +518,7 @@ impl<'a> Sim<'a> {
             sched_start: 0,
             feasible: Vec::new(),
             force_refresh: false,
+            last_refresh: 0,
             last_skew: 0,
             skew_window: Default::default(),
             last_interruption: None,
@@ -1199,7 +1202,7 @@ impl<'a> Sim<'a> {
     /// Builds the engine's snapshot: every registered node and one core `Pod` per
     /// replica. Nodes and pods are lent and taken back by [`Sim::restore`], so a scan
     /// allocates little.
-    fn snapshot(&mut self) -> ClusterSnapshot {
+    fn snapshot(&mut self, without_pods: bool) -> ClusterSnapshot {
         let ca = self.kind.is_ca();
         for (gi, g) in self.core_groups.iter_mut().enumerate() {
             let a = &self.asgs[gi];
@@ -1228,7 +1231,7 @@ impl<'a> Sim<'a> {
         // The CA model's engine has scale-down, drain-back and balancing off: with no
         // pod pending, bound pods change none of its decisions, so they are not lent
         // (the 24 h bench spends most of its time indexing pods).
-        let idle = ca && self.svcs.iter().all(|s| s.pending.is_empty());
+        let idle = ca && self.svcs.iter().all(|s| s.pending.is_empty()) || without_pods;
         let parts = SnapshotParts {
             groups: std::mem::take(&mut self.core_groups),
             nodes,
@@ -1288,9 +1291,10 @@ impl<'a> Sim<'a> {
     }
 
     #[allow(unreachable_patterns)]
-    /// One decision round; `reverts_only` carries out only the reverts (CA 1.30's loop
-    /// that removed failed nodes and skipped the rest of the iteration). Returns whether
-    /// a scale-up was reverted (placeholders deleted).
+    /// One decision round; `reverts_only` shows the engine no pods, so that it only
+    /// reverts failed scale-ups (CA 1.30's loop that removed failed nodes and skipped
+    /// the rest of the iteration). Returns whether a scale-up was reverted
+    /// (placeholders deleted).
     fn policy_round(&mut self, t: u64, reverts_only: bool) -> bool {
         let now = Timestamp::from_secs(t);
         let mut reverted = false;
@@ -1303,13 +1307,10 @@ impl<'a> Sim<'a> {
                 self.engine.handle_event(e, now);
             }
         }
-        let snap = self.snapshot();
+        let snap = self.snapshot(reverts_only);
         let decisions = self.engine.decide(&snap, now);
         self.restore(snap);
         for d in decisions.actions {
-            if reverts_only && !matches!(d, Decision::RevertScaleUp { .. }) {
-                continue;
-            }
             match d {
                 Decision::ScaleUp {
                     group,
@@ -1408,28 +1409,37 @@ impl<'a> Sim<'a> {
 
     /// One cluster-autoscaler loop (`RunOnce`, every `--scan-interval`).
     fn ca_loop(&mut self, t: u64) {
-        let ca = &self.sc.ca_baseline;
-        // The AWS provider regenerates its ASG cache once a refresh interval has passed,
-        // or on the loop after placeholders were deleted (1.31+).
-        let due = t.is_multiple_of(ca.asg_refresh_s);
+        // The AWS provider regenerates its ASG cache once `asg_refresh_s` (1 min) has
+        // passed since the last time, and on the loop after any DeleteInstances
+        // (aws_manager.go: Refresh, DeleteInstances resets lastRefresh). A group with a
+        // scale-up in flight has its instances re-read every loop (clusterstate.go:
+        // getCloudProviderNodeInstances), so the cache is the only delay.
+        let due = t >= self.last_refresh + self.sc.ca_baseline.asg_refresh_s;
         let forced = std::mem::take(&mut self.force_refresh);
-        let failed = (due || forced) && self.ca_refresh(t, forced && !due);
+        let failed = if due || forced {
+            self.last_refresh = t;
+            self.ca_refresh(t, forced && !due)
+        } else {
+            false
+        };
         if failed && self.kind == PolicyKind::Ca130 {
-            // 1.30: deleteCreatedNodesWithErrors, then the loop returns.
+            // 1.30: deleteCreatedNodesWithErrors removed the placeholders, and RunOnce
+            // returns ("skipping iteration"): no scale-up or scale-down in this loop.
             self.policy_round(t, true);
-            let target = 0;
+            self.force_refresh = true;
             self.log(
                 t,
                 "CaSkipIteration",
                 "",
                 0,
-                target,
-                "ca-1.30: nodes that failed to create were removed; the rest of the loop is skipped (static_autoscaler.go before 1.31)".into(),
+                0,
+                "ca-1.30: nodes that failed to create were removed, skipping iteration (core/static_autoscaler.go before 1.31); the next group is tried next loop".into(),
             );
             return;
         }
-        let reverted = self.policy_round(t, false);
-        if reverted && self.kind == PolicyKind::Ca133 {
+        // 1.31+ (core/static_autoscaler.go, "Do not break the loop after removing
+        // failed scale up nodes"): the same loop goes on to scale up another group.
+        if self.policy_round(t, false) {
             self.force_refresh = true;
         }
         self.ca_scale_down(t);
@@ -1918,4 +1928,89 @@ fn balance_sets(sc: &Scenario, zones: &[String]) -> Vec<(Vec<usize>, Vec<u16>)> 
         }
     }
     sets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PDB_SCENARIO: &str = r#"
+name: pdb
+duration_s: 600
+trace: {points: [[0, 100], [600, 100]]}
+services:
+  - name: web
+    requests_per_pod: 10
+    cpu: "1"
+    memory: 1Gi
+    min_replicas: 4
+    max_replicas: 4
+    target_utilization: 70
+    share: 1
+    pdb_max_unavailable: 1
+    pod_start_s: !fixed 20
+node_groups:
+  - name: g
+    zones: [eu-west-1a]
+    capacity_type: spot
+    instance_types: [{name: m5.2xlarge, vcpu: 8, memory_gib: 32, price_per_hour: 0.1}]
+    max: 4
+    initial: 2
+"#;
+
+    #[test]
+    fn a_drain_evicts_only_what_the_pdb_allows_and_finishes_once_replacements_run() {
+        let sc = Scenario::from_yaml(PDB_SCENARIO, "test").unwrap();
+        let loaded = sc.resolve(None, None).unwrap();
+        let mut sim = Sim::new(&loaded, PolicyKind::Ca133, 1);
+        sim.init();
+        let on_node0 = sim.insts[0].pods.len();
+        assert_eq!(
+            on_node0, 2,
+            "default spread puts two of four pods on each node"
+        );
+        assert!(sim.start_removal(0, 1, true));
+        assert_eq!(
+            sim.report.evictions, 1,
+            "maxUnavailable 1: one eviction now"
+        );
+        assert_eq!(sim.insts[0].pods.len(), 1);
+        let mut emptied_at = None;
+        for t in 1..200 {
+            sim.step(t);
+            let web = &sim.svcs[0];
+            assert!(web.running.len() >= 3, "at {t}: PDB broken");
+            if emptied_at.is_none() && sim.insts[0].pods.is_empty() {
+                emptied_at = Some(t);
+            }
+        }
+        let emptied_at = emptied_at.expect("the drain finished");
+        assert!(
+            emptied_at >= 20,
+            "the second eviction waited for a replacement"
+        );
+        assert_eq!(sim.report.evictions, 2);
+        assert!(!sim.insts[0].alive, "terminated after the drain");
+        assert_eq!(sim.asgs[0].desired, 1, "with decrement");
+        // Each eviction lost the 20 s its replacement took to start (at least).
+        assert!(
+            sim.report.pod_seconds_lost >= 40,
+            "{}",
+            sim.report.pod_seconds_lost
+        );
+    }
+
+    #[test]
+    fn spot_and_on_demand_failures_carry_what_aws_messages_say() {
+        let spot = AwsLaunchFailure::new("g", CapacityType::Spot, "eu-west-1a", "m5.large");
+        assert!(matches!(
+            &spot.event,
+            Event::LaunchFailed { zone: Some(z), instance_type: None, reason: LaunchFailureReason::InsufficientInstanceCapacity, .. } if z == "eu-west-1a"
+        ));
+        let od = AwsLaunchFailure::new("g", CapacityType::OnDemand, "eu-west-1b", "m5.large");
+        assert!(matches!(
+            &od.event,
+            Event::LaunchFailed { instance_type: Some(t), reason: LaunchFailureReason::InsufficientInstanceCapacity, .. } if t == "m5.large"
+        ));
+    }
 }

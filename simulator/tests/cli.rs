@@ -193,4 +193,11 @@ fn run_writes_identical_json_twice_and_an_html_report() {
     let html = std::fs::read_to_string(&h).unwrap();
     assert_eq!(html.matches("<svg").count(), 4, "four charts");
     assert!(!html.contains("<script"), "self-contained, no scripts");
+    for row in [
+        "degraded requests",
+        "seconds over HPA target",
+        "pod-seconds lost to evictions",
+    ] {
+        assert!(html.contains(row), "the HTML report shows {row}");
+    }
 }
