@@ -706,7 +706,8 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Every second: retry the evictions PDBs refused.
+    /// Every second: retry the evictions PDBs refused. A removal stays listed (in
+    /// flight, for CA's parallelism budgets) until its instance is gone.
     fn drain_step(&mut self, now: u64) {
         if self.draining_list.is_empty() {
             return;
@@ -714,19 +715,14 @@ impl<'a> Sim<'a> {
         let list = std::mem::take(&mut self.draining_list);
         let mut keep = Vec::with_capacity(list.len());
         for id in list {
-            let inst = &self.insts[id as usize];
-            if !inst.alive || inst.pods.is_empty() && inst.termination_scheduled {
-                continue;
-            }
-            if !inst.pods.is_empty() {
+            if self.insts[id as usize].alive && !self.insts[id as usize].pods.is_empty() {
                 self.drain_node(id, now);
             }
             let inst = &self.insts[id as usize];
-            if inst.alive && !(inst.pods.is_empty() && !inst.terminate_when_drained) {
+            if inst.alive && (inst.terminate_when_drained || !inst.pods.is_empty()) {
                 keep.push(id);
             }
         }
-        keep.append(&mut self.draining_list);
         self.draining_list = keep;
     }
 
