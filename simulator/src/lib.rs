@@ -1,8 +1,8 @@
 //! # simulator
 //!
 //! A deterministic, offline replay of request traffic through the production autoscaler
-//! core (`ours`) and a model of cluster-autoscaler 1.3x on AWS (`ca-baseline`), side by
-//! side. Same scenario, trace and seed give byte-identical JSON.
+//! core (`ours`) and models of cluster-autoscaler 1.33 (`ca-1.33`, alias `ca-baseline`)
+//! and 1.30 (`ca-1.30`) on AWS, side by side. Same scenario, trace and seed give byte-identical JSON.
 //!
 //! ```no_run
 //! let (scenario, path) = simulator::scenario::Scenario::load("tv-peak-ice").unwrap();

@@ -356,7 +356,7 @@ impl Default for CloudSpec {
     }
 }
 
-/// The cluster-autoscaler model's flags (defaults: cluster-autoscaler 1.3x).
+/// The cluster-autoscaler models' flags and companions (defaults: cluster-autoscaler 1.33).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaSpec {

@@ -1,32 +1,33 @@
 //! The discrete-event engine: a one-second clock driving
 //! traffic -> HPA -> pods -> scheduler -> policy -> cloud -> nodes -> pods.
 //!
-//! Modelling choices and their sources (see also the README):
+//! Modelling choices and their sources (the README has the full table, with the
+//! cluster-autoscaler source file of every CA rule):
 //! - **HPA**: `autoscaler_core::hpa`, synced every 15 s (kube-controller-manager's
 //!   `--horizontal-pod-autoscaler-sync-period` default). CPU usage of a ready pod is its
 //!   share of the service's traffic divided by `requests_per_pod`, capped at the limit.
 //! - **Pods**: one pod = one replica. Deleting replicas removes unscheduled pods first,
 //!   then not-ready ones, then the newest (the ReplicaSet controller's deletion order).
-//! - **Scheduler**: first fit over Ready, schedulable nodes in creation order, checking
-//!   the core's resource fit (CPU, memory, pod slots) and `nodeSelector`; pods start
-//!   after `pod_start_s`. Spread and affinity are not modelled (no scenario uses them).
+//! - **Scheduler**: kube-scheduler's default profile as far as the scenarios reach
+//!   (priority then FIFO across services, LeastAllocated + BalancedAllocation + default
+//!   topology spread, `percentageOfNodesToScore`), or the old first fit.
+//! - **Drains**: cordon, evictions as PodDisruptionBudgets allow, termination once
+//!   empty; the same for every policy and for aws-node-termination-handler.
 //! - **Cloud**: an ASG launches while desired > instances; each instance goes to the
 //!   zone with the fewest instances of the group (ASG AZ balancing) and the first
 //!   instance type with capacity (prioritized allocation); registration and readiness
-//!   follow the latency distributions. When no pool has capacity the launch fails,
-//!   the ASG retries after `asg_retry_s`, and the failure is reported: to `ours` as
-//!   EventBridge "EC2 Instance Launch Unsuccessful" events naming zone and type after
-//!   `failure_event_delay_s`; to `ca-baseline` only as a failed scaling activity seen at
-//!   its next ASG cache refresh, for the whole group (CA's AWS provider, placeholder
-//!   instances with `OutOfResources` errors).
-//! - **Policies**: both call the production engine every scan (10 s). `ours` uses the
-//!   scenario's `autoscaler` config and forwards every decision. `ca-baseline` runs the
-//!   same engine configured like cluster-autoscaler 1.3x (priority expander with random
-//!   tie-break, per-group backoff 5 min doubling to 30 min, reset after 3 h, no pool-wide
-//!   cool-off, max-node-provision-time 15 min, targets from a 60 s ASG cache) plus a
-//!   scale-down modelled here: nodes below 50% requested CPU and memory for 10 min,
-//!   not within 10 min of a scale-up, whose pods fit elsewhere, whatever their capacity
-//!   type; empty ones up to 10 at a time, others one per scan.
+//!   follow the latency distributions. When no pool has capacity the launch fails, the
+//!   ASG retries after `asg_retry_s`, and AWS records a failed scaling activity after
+//!   `failed_activity_delay_s`: `ours` gets its EventBridge event exactly as the AWS
+//!   adapter parses it (spot: zone, no type); CA reads it at its next ASG cache
+//!   regeneration, for the whole group.
+//! - **Policies**: `ours` calls the production engine every scan (10 s) with the
+//!   scenario's `autoscaler` config and carries out every decision. `ca-1.33` and
+//!   `ca-1.30` run the same engine configured like cluster-autoscaler (priority
+//!   expander, node group backoff 5 min doubling to 30 min, reset after 3 h, no
+//!   pool-wide cool-off) inside a CA loop modelled here: the ASG cache, failed
+//!   scale-ups, the 1.30 "skip the iteration" and 1.31+ "same loop" rules, and CA's
+//!   scale-down with its parallelism budgets.
 
 use crate::report::{Episode, LogEntry, PolicyReport, SeriesPoint};
 use crate::scenario::{Dist, Loaded, MaxUnavailable, Scenario, SchedulerKind};
