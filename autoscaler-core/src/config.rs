@@ -218,6 +218,9 @@ pub struct AutoscalerConfig {
     /// `--new-pod-scale-up-delay`: pods younger than this do not trigger scale-up yet.
     #[serde(with = "duration_secs")]
     pub new_pod_scale_up_delay: Duration,
+    /// Expansion options (a chosen group, with its balance-set split) per round; 0 means
+    /// as many as the pending pods need. cluster-autoscaler takes one per loop (1).
+    pub max_expansions_per_round: u32,
     /// Seed for the `random` expander and final tie-breaks.
     pub seed: u64,
     /// Scale-down.
@@ -247,6 +250,7 @@ impl Default for AutoscalerConfig {
             },
             max_nodes_per_scale_up: 1000,
             new_pod_scale_up_delay: Duration::ZERO,
+            max_expansions_per_round: 0,
             seed: 0,
             scale_down: ScaleDownConfig::default(),
             drain_back: DrainBackConfig::default(),

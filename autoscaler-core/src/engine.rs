@@ -537,7 +537,11 @@ impl Autoscaler {
         // Phase 2: scale-ups, one group per iteration until no option helps.
         let mut limits = Limits::new(snap, &self.config, &plans, &targets, &registered_counts);
         let mut iteration = 0u64;
-        while !remaining.is_empty() && iteration < groups.len() as u64 {
+        let max_iterations = match self.config.max_expansions_per_round {
+            0 => groups.len() as u64,
+            n => u64::from(n).min(groups.len() as u64),
+        };
+        while !remaining.is_empty() && iteration < max_iterations {
             iteration += 1;
             let mut candidates: Vec<(usize, crate::scaleup::Estimate)> = Vec::new();
             for (gi, g) in groups.iter().enumerate() {

@@ -849,3 +849,30 @@ fn new_pods_wait_for_the_new_pod_scale_up_delay() {
     let d = e.decide(&s, T0 + Duration::from_secs(31));
     assert_eq!(scale_ups(&d), vec![("od".to_string(), 1)]);
 }
+
+#[test]
+fn one_expansion_per_round_when_configured_like_cluster_autoscaler() {
+    // Two pod classes that need different groups (pinned to different zones).
+    let groups = vec![
+        group("a", CapacityType::OnDemand, &[A], &["m5.xlarge"]),
+        group("b", CapacityType::OnDemand, &[B], &["m5.xlarge"]),
+    ];
+    let mut pods = pending(2, "in-a", 1000, 1024);
+    for p in &mut pods {
+        p.spec.node_selector.insert(ZONE_LABEL.into(), A.into());
+    }
+    for mut p in pending(2, "in-b", 1000, 1024) {
+        p.spec.node_selector.insert(ZONE_LABEL.into(), B.into());
+        pods.push(p);
+    }
+    let s = snap(groups, vec![], pods);
+    let all = engine().decide(&s, T0);
+    assert_eq!(scale_ups(&all).len(), 2, "{:?}", all.actions);
+    let mut ca_like = Autoscaler::new(AutoscalerConfig {
+        max_expansions_per_round: 1,
+        ..AutoscalerConfig::default()
+    })
+    .unwrap();
+    let one = ca_like.decide(&s, T0);
+    assert_eq!(scale_ups(&one).len(), 1, "{:?}", one.actions);
+}

@@ -368,6 +368,8 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
                     reset_after: Duration::from_secs(ca.backoff_reset_s),
                 },
                 pool_wide_cool_off: false,
+                // One expansion option per loop (core/scaleup/orchestrator/orchestrator.go).
+                max_expansions_per_round: 1,
                 seed,
                 // Scale-down is modelled in `ca_scale_down`; CA has no drain-back.
                 // `--balance-similar-node-groups` (off by default) splits scale-ups
