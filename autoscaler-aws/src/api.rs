@@ -3,6 +3,7 @@
 
 use crate::error::{is_access_denied_code, is_throttle_code, AwsError};
 use crate::metrics::Metrics;
+pub use crate::op::{ApiFamily, Op};
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
@@ -20,104 +21,6 @@ use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A family of API actions sharing one client-side token bucket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ApiFamily {
-    /// Auto Scaling `Describe*`.
-    AutoScalingRead,
-    /// Auto Scaling mutating actions.
-    AutoScalingWrite,
-    /// EC2 `Describe*` (non-mutating).
-    Ec2Read,
-    /// SQS.
-    Sqs,
-    /// EventBridge.
-    EventBridge,
-}
-
-impl ApiFamily {
-    const ALL: [ApiFamily; 5] = [
-        ApiFamily::AutoScalingRead,
-        ApiFamily::AutoScalingWrite,
-        ApiFamily::Ec2Read,
-        ApiFamily::Sqs,
-        ApiFamily::EventBridge,
-    ];
-}
-
-macro_rules! ops {
-    ($($variant:ident => $action:literal, $family:ident;)*) => {
-        /// One AWS API action the adapter calls.
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        pub enum Op {
-            $(
-                #[doc = concat!("`", $action, "`")]
-                $variant,
-            )*
-        }
-
-        impl Op {
-            /// Every action, in declaration order.
-            pub const ALL: &'static [Op] = &[$(Op::$variant),*];
-
-            /// The IAM action (`service:Operation`).
-            pub fn action(self) -> &'static str {
-                match self { $(Op::$variant => $action,)* }
-            }
-
-            /// The token bucket it draws from.
-            pub fn family(self) -> ApiFamily {
-                match self { $(Op::$variant => ApiFamily::$family,)* }
-            }
-        }
-    };
-}
-
-ops! {
-    DescribeAutoScalingGroups => "autoscaling:DescribeAutoScalingGroups", AutoScalingRead;
-    DescribeScalingActivities => "autoscaling:DescribeScalingActivities", AutoScalingRead;
-    DescribeLaunchConfigurations => "autoscaling:DescribeLaunchConfigurations", AutoScalingRead;
-    DescribeAutoScalingInstances => "autoscaling:DescribeAutoScalingInstances", AutoScalingRead;
-    SetDesiredCapacity => "autoscaling:SetDesiredCapacity", AutoScalingWrite;
-    TerminateInstanceInAutoScalingGroup => "autoscaling:TerminateInstanceInAutoScalingGroup", AutoScalingWrite;
-    DescribeInstances => "ec2:DescribeInstances", Ec2Read;
-    DescribeInstanceTypes => "ec2:DescribeInstanceTypes", Ec2Read;
-    DescribeLaunchTemplateVersions => "ec2:DescribeLaunchTemplateVersions", Ec2Read;
-    DescribeSpotPriceHistory => "ec2:DescribeSpotPriceHistory", Ec2Read;
-    ReceiveMessage => "sqs:ReceiveMessage", Sqs;
-    DeleteMessageBatch => "sqs:DeleteMessage", Sqs;
-    CreateQueue => "sqs:CreateQueue", Sqs;
-    GetQueueAttributes => "sqs:GetQueueAttributes", Sqs;
-    SetQueueAttributes => "sqs:SetQueueAttributes", Sqs;
-    GetQueueUrl => "sqs:GetQueueUrl", Sqs;
-    PutRule => "events:PutRule", EventBridge;
-    PutTargets => "events:PutTargets", EventBridge;
-    DescribeRule => "events:DescribeRule", EventBridge;
-    ListTargetsByRule => "events:ListTargetsByRule", EventBridge;
-}
-
-impl Op {
-    /// The operation name as the SDK reports it (`DescribeAutoScalingGroups`).
-    pub fn operation(self) -> &'static str {
-        match self {
-            Op::DeleteMessageBatch => "DeleteMessageBatch",
-            other => other.action().split_once(':').map_or("", |(_, op)| op),
-        }
-    }
-
-    /// Whether the action reads or changes node groups (not the event path).
-    pub fn is_control_plane(self) -> bool {
-        matches!(
-            self.family(),
-            ApiFamily::AutoScalingRead | ApiFamily::AutoScalingWrite | ApiFamily::Ec2Read
-        )
-    }
-
-    fn from_operation(name: &str) -> Option<Op> {
-        Op::ALL.iter().copied().find(|op| op.operation() == name)
-    }
-}
 
 /// Size of one token bucket: `burst` calls at once, `per_second` sustained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

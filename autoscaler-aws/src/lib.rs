@@ -37,6 +37,7 @@ pub mod discovery;
 pub mod error;
 pub mod events;
 pub mod metrics;
+pub mod op;
 pub mod prices;
 pub mod queue;
 pub mod setup;

@@ -1,7 +1,7 @@
 //! Counters for AWS calls, throttles, latency and events: plain atomics, rendered in the
 //! Prometheus text format by [`Metrics::render`].
 
-use crate::api::Op;
+use crate::op::Op;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

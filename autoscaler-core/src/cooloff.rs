@@ -65,13 +65,13 @@ pub struct CoolOff {
 #[serde(deny_unknown_fields)]
 pub struct CoolOffPolicy {
     /// First cool-off (default 3 min).
-    #[serde(with = "crate::config::duration_secs")]
+    #[serde(with = "crate::time::duration_secs")]
     pub initial: Duration,
     /// Ceiling of the exponential growth (default 30 min).
-    #[serde(with = "crate::config::duration_secs")]
+    #[serde(with = "crate::time::duration_secs")]
     pub max: Duration,
     /// A pool that has not failed for this long starts again from `initial` (default 1 h).
-    #[serde(with = "crate::config::duration_secs")]
+    #[serde(with = "crate::time::duration_secs")]
     pub reset_after: Duration,
 }
 

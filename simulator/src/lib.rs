@@ -16,6 +16,7 @@
 //! println!("{}", report.table());
 //! ```
 
+pub mod aws_messages;
 pub mod error;
 pub mod html;
 pub mod report;

@@ -140,7 +140,7 @@ pub struct PolicyReport {
     /// Every failed launch as AWS recorded it, with the event `ours` received for it
     /// (not in the JSON; for the tests that hold the simulator to what AWS reports).
     #[serde(skip)]
-    pub aws_launch_failures: Vec<crate::sim::AwsLaunchFailure>,
+    pub aws_launch_failures: Vec<crate::aws_messages::AwsLaunchFailure>,
     #[serde(skip)]
     pub(crate) pod_seconds_lost: u64,
     #[serde(skip)]

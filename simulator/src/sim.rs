@@ -29,6 +29,7 @@
 //!   scale-ups, the 1.30 "skip the iteration" and 1.31+ "same loop" rules, and CA's
 //!   scale-down with its parallelism budgets.
 
+pub use crate::aws_messages::AwsLaunchFailure;
 use crate::report::{Episode, LogEntry, PolicyReport, SeriesPoint};
 use crate::scenario::{Dist, Loaded, MaxUnavailable, Scenario, SchedulerKind};
 use autoscaler_core::hpa::{Hpa, ResourceMetrics};
@@ -98,49 +99,6 @@ impl FromStr for PolicyKind {
             other => Err(format!(
                 "unknown policy {other:?}; use ours, ca-1.33 (alias ca-baseline) or ca-1.30"
             )),
-        }
-    }
-}
-
-/// A failed launch as AWS records it (the scaling activity's status message and the
-/// zone of its details), with the event the simulator hands `ours` for it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AwsLaunchFailure {
-    /// ASG name.
-    pub group: String,
-    /// The activity's `StatusMessage` (the EventBridge event's `StatusMessage` too).
-    pub status_message: String,
-    /// `Details."Availability Zone"`.
-    pub zone: String,
-    /// What `ours` receives: only what the message and details say.
-    pub event: Event,
-}
-
-impl AwsLaunchFailure {
-    /// The failure AWS reports when no pool of the group has capacity in `zone`: spot
-    /// requests get a message without the type; on-demand ones name the type tried.
-    pub fn new(group: &str, capacity_type: CapacityType, zone: &str, first_type: &str) -> Self {
-        let (status_message, instance_type) = match capacity_type {
-            CapacityType::Spot => (
-                "Could not launch Spot Instances. InsufficientInstanceCapacity - There is no Spot capacity available that matches your request. Launching EC2 instance failed.".to_string(),
-                None,
-            ),
-            CapacityType::OnDemand => (
-                format!("We currently do not have sufficient {first_type} capacity in the Availability Zone you requested ({zone}). Our system will be working on provisioning additional capacity. Launching EC2 instance failed."),
-                Some(first_type.to_string()),
-            ),
-        };
-        let event = Event::LaunchFailed {
-            group: group.to_string(),
-            zone: Some(zone.to_string()),
-            instance_type,
-            reason: LaunchFailureReason::classify(&status_message),
-        };
-        AwsLaunchFailure {
-            group: group.to_string(),
-            status_message,
-            zone: zone.to_string(),
-            event,
         }
     }
 }
