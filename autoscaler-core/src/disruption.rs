@@ -3,9 +3,9 @@
 
 use crate::config::AutoscalerConfig;
 use crate::decision::{Decision, NodeOutcome, NodeVerdict, RemovalKind};
-use crate::engine::Autoscaler;
-use crate::expander::{self, OptionScore};
+use crate::expander::{self, OptionScore, PriorityConfig};
 use crate::model::{CapacityType, NodeGroup, Pod, ZONE_LABEL};
+use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
 use crate::scaleup::{classify, estimate, GroupPlan, Unavailable};
 use crate::snapshot::ClusterSnapshot;
@@ -155,7 +155,7 @@ pub(crate) fn movable_pods(
     let mut wanted: BTreeMap<usize, u32> = BTreeMap::new();
     for &p in snap.pods_on_node(node) {
         let pod = &snap.pods()[p as usize];
-        if is_daemon_or_mirror(pod) {
+        if pod.is_daemon_or_mirror() {
             continue;
         }
         let safe = pod.annotations.get(SAFE_TO_EVICT).map(String::as_str);
@@ -212,13 +212,6 @@ pub(crate) fn movable_pods(
         movable.push(p);
     }
     Ok(movable)
-}
-
-/// DaemonSet and mirror (static) pods stay with their node.
-pub(crate) fn is_daemon_or_mirror(pod: &Pod) -> bool {
-    pod.owner
-        .as_ref()
-        .is_some_and(|o| o.kind == "DaemonSet" || o.kind == "Node")
 }
 
 /// Indexes of the PDBs covering a pod.
@@ -337,10 +330,12 @@ pub(crate) fn removal_order(
         .then(a.5.cmp(b.5))
 }
 
-/// What the disruption planning reads of the round.
+/// What the disruption planning reads of the round and of the engine.
 pub(crate) struct Round<'a> {
     pub(crate) snap: &'a ClusterSnapshot,
     pub(crate) now: Timestamp,
+    pub(crate) config: &'a AutoscalerConfig,
+    pub(crate) priorities: Option<&'a PriorityConfig>,
     pub(crate) plans: &'a [Result<GroupPlan, Unavailable>],
     pub(crate) registered: &'a [u32],
     pub(crate) sets: &'a BalanceSets,
@@ -348,38 +343,215 @@ pub(crate) struct Round<'a> {
     pub(crate) unmet_demand: bool,
 }
 
-impl Autoscaler {
-    /// Replacements, drain-back, rebalancing, scale-down and overprovisioning.
-    pub(crate) fn plan_disruptions(
-        &mut self,
-        r: Round<'_>,
-        nodes: &mut [SimNode<'_>],
-        targets: &mut [u32],
-        actions: &mut Vec<Decision>,
-        outcomes: &mut Vec<NodeOutcome>,
+impl Round<'_> {
+    fn priority(&self, group: &str) -> Option<i64> {
+        self.priorities.and_then(|p| p.priority_of(group))
+    }
+}
+
+/// The round's working state, shared by every step in turn.
+pub(crate) struct Work<'w, 'n> {
+    pub(crate) nodes: &'w mut [SimNode<'n>],
+    pub(crate) targets: &'w mut [u32],
+    pub(crate) actions: &'w mut Vec<Decision>,
+    pub(crate) outcomes: &'w mut Vec<NodeOutcome>,
+    /// Last scale-up per group, the engine's (replacements add to it; scale-down reads it).
+    pub(crate) last_scale_up: &'w mut BTreeMap<String, Timestamp>,
+    /// Scale-ups started by replacements, `(group, new target)`, for the engine to note.
+    pub(crate) scale_ups: Vec<(String, u32)>,
+    /// Snapshot nodes removed (or being removed) by now.
+    removed: Vec<bool>,
+    /// Disruptions each PDB still allows this round.
+    pdb_left: Vec<u32>,
+    /// Where the search for room for moved pods resumes.
+    cursor: usize,
+    /// Balance sets scale-down takes nodes from this round.
+    sets_shrinking: BTreeSet<usize>,
+}
+
+impl<'w, 'n> Work<'w, 'n> {
+    /// Lends the round's outputs to the disruption steps.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        r: &Round<'_>,
+        state: &DisruptionState,
+        nodes: &'w mut [SimNode<'n>],
+        targets: &'w mut [u32],
+        actions: &'w mut Vec<Decision>,
+        outcomes: &'w mut Vec<NodeOutcome>,
+        last_scale_up: &'w mut BTreeMap<String, Timestamp>,
         interrupted: &[usize],
-    ) {
-        let snap = r.snap;
-        let now = r.now;
-        let groups = snap.groups();
-        let mut pdb_left: Vec<u32> = snap.pdbs().iter().map(|b| b.disruptions_allowed).collect();
+    ) -> Self {
         let mut removed = vec![false; nodes.len()];
-        for (ni, n) in snap.nodes().iter().enumerate() {
-            removed[ni] = self.removing.contains_key(&n.name);
+        for (ni, n) in r.snap.nodes().iter().enumerate() {
+            removed[ni] = state.removing.contains_key(&n.name);
         }
         for &ni in interrupted {
             removed[ni] = true;
         }
-        let mut cursor = 0usize;
-        let reverted: BTreeSet<String> = actions
+        Work {
+            nodes,
+            targets,
+            actions,
+            outcomes,
+            last_scale_up,
+            scale_ups: Vec::new(),
+            removed,
+            pdb_left: r
+                .snap
+                .pdbs()
+                .iter()
+                .map(|b| b.disruptions_allowed)
+                .collect(),
+            cursor: 0,
+            sets_shrinking: BTreeSet::new(),
+        }
+    }
+
+    /// Counts the evictions of `pods` against their PDBs.
+    fn spend_pdbs(&mut self, snap: &ClusterSnapshot, pods: &[u32]) {
+        for &p in pods {
+            for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
+                self.pdb_left[b] = self.pdb_left[b].saturating_sub(1);
+            }
+        }
+    }
+
+    fn blocked(&mut self, node: &str, reason: String) {
+        self.outcomes.push(NodeOutcome {
+            node: node.to_string(),
+            verdict: NodeVerdict::ScaleDownBlocked { reason },
+        });
+    }
+}
+
+/// The disruption steps, in the order each round runs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Replacements whose new nodes are ready: drain the old node.
+    FinishReplacements,
+    /// Old on-demand nodes go back to spot once spot is available.
+    DrainBack,
+    /// Underutilized nodes whose pods fit elsewhere.
+    ScaleDown,
+    /// Lasting zone skew that scale-down cannot heal: replace a node.
+    Rebalance,
+    /// Placeholder replicas for headroom.
+    Overprovisioning,
+}
+
+impl Step {
+    /// Every step, in order.
+    pub(crate) const ORDER: [Step; 5] = [
+        Step::FinishReplacements,
+        Step::DrainBack,
+        Step::ScaleDown,
+        Step::Rebalance,
+        Step::Overprovisioning,
+    ];
+}
+
+/// A scale-down candidate: a node under the threshold whose pods could move.
+struct Candidate<'a> {
+    node: usize,
+    group: usize,
+    utilization: f64,
+    price_per_cpu: f64,
+    /// Nodes in its zone of its balance set.
+    zone_count: i64,
+    capacity_type: CapacityType,
+    name: &'a str,
+    pods: Vec<u32>,
+    /// Unready for longer than `scale-down-unready-time`.
+    long_unready: bool,
+}
+
+impl Candidate<'_> {
+    /// Long-unready nodes first, then empty ones (no drain needed), then
+    /// [`removal_order`].
+    fn order(&self, other: &Self) -> std::cmp::Ordering {
+        self.long_unready
+            .cmp(&other.long_unready)
+            .then(self.pods.is_empty().cmp(&other.pods.is_empty()))
+            .reverse()
+            .then_with(|| removal_order(&self.key(), &other.key()))
+    }
+
+    fn key(&self) -> (usize, f64, f64, i64, CapacityType, &str) {
+        (
+            self.node,
+            self.utilization,
+            self.price_per_cpu,
+            self.zone_count,
+            self.capacity_type,
+            self.name,
+        )
+    }
+}
+
+/// What disruption planning remembers between rounds.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DisruptionState {
+    /// Node -> since when it has been unneeded.
+    pub(crate) unneeded_since: BTreeMap<String, Timestamp>,
+    /// Nodes we decided to remove, until they leave the snapshot.
+    pub(crate) removing: BTreeMap<String, (Timestamp, RemovalKind)>,
+    /// Replacements in progress, by the node to drain.
+    pub(crate) replacements: BTreeMap<String, Replacement>,
+    /// No new drain-back before then (a replacement just failed).
+    pub(crate) drain_back_paused_until: Option<Timestamp>,
+    /// Last scale-down per group (for `scale-down-delay-after-delete`).
+    pub(crate) last_scale_down: BTreeMap<String, Timestamp>,
+    /// Node removals reported failed, resolved to groups in the next round.
+    pub(crate) removal_failures: Vec<(String, Timestamp)>,
+    /// Last removal failure per group.
+    pub(crate) last_removal_failure: BTreeMap<String, Timestamp>,
+    /// Since when each balance set has been skewed above the threshold.
+    pub(crate) skew_since: BTreeMap<String, Timestamp>,
+    pub(crate) overprovisioning: Option<Overprovisioning>,
+    pub(crate) last_overprovisioning: Option<u32>,
+}
+
+impl DisruptionState {
+    /// Runs every step of [`Step::ORDER`] against the round.
+    pub(crate) fn plan(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
+        for step in Step::ORDER {
+            match step {
+                Step::FinishReplacements => self.finish_replacements(r, w),
+                Step::DrainBack => {
+                    let paused = self.drain_back_paused_until.is_some_and(|t| r.now < t);
+                    if !r.config.drain_back.after.is_zero() && !r.unmet_demand && !paused {
+                        self.start_drain_backs(r, w);
+                    }
+                }
+                Step::ScaleDown => {
+                    if r.config.scale_down.enabled {
+                        self.scale_down(r, w);
+                    }
+                }
+                Step::Rebalance => {
+                    let b = &r.config.balance;
+                    if b.enabled && b.rebalance && !r.unmet_demand {
+                        self.start_rebalances(r, w);
+                    }
+                }
+                Step::Overprovisioning => self.overprovision(r, w),
+            }
+        }
+    }
+
+    /// Replacements in progress: drain once the new nodes are ready.
+    fn finish_replacements(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
+        let (snap, now) = (r.snap, r.now);
+        let groups = snap.groups();
+        let reverted: BTreeSet<String> = w
+            .actions
             .iter()
             .filter_map(|a| match a {
                 Decision::RevertScaleUp { group, .. } => Some(group.clone()),
                 _ => None,
             })
             .collect();
-
-        // 1. Replacements in progress: drain once the new nodes are ready.
         let names: Vec<String> = self.replacements.keys().cloned().collect();
         for name in names {
             let rep = self.replacements[&name].clone();
@@ -390,13 +562,13 @@ impl Autoscaler {
             };
             if reverted.contains(&rep.group)
                 || r.plans[gi].is_err()
-                || now.since(rep.started) > self.config.max_node_provision_time * 2
+                || now.since(rep.started) > r.config.max_node_provision_time * 2
             {
                 // The replacement failed: keep the node, try again after the cool-off.
                 // Drain-backs pause cluster-wide meanwhile, so a spot shortage does not
                 // turn into a launch/revert cycle across every spot group.
                 if rep.kind == RemovalKind::DrainBack {
-                    self.drain_back_paused_until = Some(now + self.config.cool_off.initial);
+                    self.drain_back_paused_until = Some(now + r.config.cool_off.initial);
                 }
                 self.replacements.remove(&name);
                 continue;
@@ -416,23 +588,19 @@ impl Autoscaler {
                 .group
                 .as_deref()
                 .and_then(|g| snap.group_index(g));
-            if node_group.is_some_and(|ngi| targets[ngi] <= groups[ngi].min_size) {
+            if node_group.is_some_and(|ngi| w.targets[ngi] <= groups[ngi].min_size) {
                 // Its group is at its minimum: removing would be refused by AWS.
                 self.replacements.remove(&name);
                 continue;
             }
-            let moved = movable_pods(snap, ni, &self.config, &pdb_left).and_then(|pods| {
-                try_move(&pods, ni, nodes, &removed, snap, &mut cursor).map(|_| pods)
+            let moved = movable_pods(snap, ni, r.config, &w.pdb_left).and_then(|pods| {
+                try_move(&pods, ni, w.nodes, &w.removed, snap, &mut w.cursor).map(|_| pods)
             });
             match moved {
                 Ok(pods) => {
-                    for &p in &pods {
-                        for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
-                            pdb_left[b] = pdb_left[b].saturating_sub(1);
-                        }
-                    }
+                    w.spend_pdbs(snap, &pods);
                     let n = &snap.nodes()[ni];
-                    actions.push(Decision::RemoveNode {
+                    w.actions.push(Decision::RemoveNode {
                         node: name.clone(),
                         group: n.group.clone().unwrap_or_default(),
                         kind: rep.kind,
@@ -445,274 +613,258 @@ impl Autoscaler {
                             pods.len()
                         ),
                     });
-                    removed[ni] = true;
+                    w.removed[ni] = true;
                     if let Some(ngi) = node_group {
-                        targets[ngi] -= 1;
+                        w.targets[ngi] -= 1;
                     }
                     self.removing.insert(name.clone(), (now, rep.kind));
                     self.replacements.remove(&name);
                 }
-                Err(why) => outcomes.push(NodeOutcome {
-                    node: name.clone(),
-                    verdict: NodeVerdict::ScaleDownBlocked {
-                        reason: format!("replacement ready but not drained yet: {why}"),
-                    },
+                Err(why) => w.blocked(
+                    &name,
+                    format!("replacement ready but not drained yet: {why}"),
+                ),
+            }
+        }
+    }
+
+    /// Balance sets in which a group scaled up (or down) too recently to scale down.
+    fn scale_down_blocked_sets(&self, r: &Round<'_>, w: &Work<'_, '_>) -> BTreeSet<usize> {
+        let sd = &r.config.scale_down;
+        let recent = |map: &BTreeMap<String, Timestamp>, name: &str, delay| {
+            map.get(name).is_some_and(|t| r.now.since(*t) < delay)
+        };
+        let groups = r.snap.groups();
+        let after_add = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| recent(w.last_scale_up, &g.name, sd.delay_after_add))
+            .map(|(gi, _)| r.sets.of_group[gi]);
+        let after_delete = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| recent(&self.last_scale_down, &g.name, sd.delay_after_delete))
+            .map(|(gi, _)| r.sets.of_group[gi]);
+        after_add.chain(after_delete).collect()
+    }
+
+    /// Nodes under the utilization threshold (or unready too long) whose pods could
+    /// move, in removal order; forgets the unneeded-since of every other node.
+    fn scale_down_candidates<'s>(
+        &mut self,
+        r: &Round<'s>,
+        w: &mut Work<'_, '_>,
+    ) -> Vec<Candidate<'s>> {
+        let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
+        let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
+        let mut cands = Vec::new();
+        let mut seen = BTreeSet::new();
+        for (ni, n) in snap.nodes().iter().enumerate() {
+            let Some(gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
+                continue;
+            };
+            let unready_for =
+                (!n.ready).then(|| now.since(n.ready_changed_at.unwrap_or(n.created_at)));
+            let long_unready = unready_for.is_some_and(|d| d >= sd.unready_time);
+            if (!n.ready && !long_unready)
+                || n.unschedulable
+                || w.removed[ni]
+                || self.replacements.contains_key(&n.name)
+                || !w.nodes[ni].placed.is_empty()
+            {
+                continue;
+            }
+            seen.insert(n.name.clone());
+            if utilization(snap, ni) > sd.utilization_threshold && !long_unready {
+                self.unneeded_since.remove(&n.name);
+                continue;
+            }
+            match movable_pods(snap, ni, r.config, &w.pdb_left) {
+                Err(reason) => {
+                    self.unneeded_since.remove(&n.name);
+                    w.blocked(&n.name, reason);
+                }
+                Ok(pods) => cands.push(Candidate {
+                    node: ni,
+                    group: gi,
+                    utilization: utilization(snap, ni),
+                    price_per_cpu: price_per_cpu(snap, ni, &snap.groups()[gi]),
+                    zone_count: n
+                        .zone()
+                        .and_then(|z| counts[r.sets.of_group[gi]].get(z))
+                        .copied()
+                        .unwrap_or(0),
+                    capacity_type: n.capacity_type,
+                    name: n.name.as_str(),
+                    pods,
+                    long_unready,
                 }),
             }
         }
+        self.unneeded_since.retain(|name, _| seen.contains(name));
+        cands.sort_by(|a, b| a.order(b));
+        cands
+    }
 
-        // 2. Drain-back: old on-demand nodes go back to spot once spot is available.
-        let drain_back_paused = self.drain_back_paused_until.is_some_and(|t| now < t);
-        if !self.config.drain_back.after.is_zero() && !r.unmet_demand && !drain_back_paused {
-            self.start_drain_backs(&r, targets, actions, &removed, &pdb_left);
-        }
-
-        // 3. Scale-down.
-        let mut sets_shrinking: BTreeSet<usize> = BTreeSet::new();
-        if self.config.scale_down.enabled {
-            let sd = self.config.scale_down.clone();
-            let blocked_sets: BTreeSet<usize> = groups
-                .iter()
-                .enumerate()
-                .filter(|(_, g)| {
-                    self.last_scale_up
-                        .get(&g.name)
-                        .is_some_and(|t| now.since(*t) < sd.delay_after_add)
-                })
-                .map(|(gi, _)| r.sets.of_group[gi])
-                .chain(
-                    groups
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, g)| {
-                            self.last_scale_down
-                                .get(&g.name)
-                                .is_some_and(|t| now.since(*t) < sd.delay_after_delete)
-                        })
-                        .map(|(gi, _)| r.sets.of_group[gi]),
-                )
-                .collect();
-            let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
-            let mut cands = Vec::new();
-            // Unready long enough: removable whatever the utilization.
-            let mut long_unready = BTreeSet::new();
-            let mut seen = BTreeSet::new();
-            for (ni, n) in snap.nodes().iter().enumerate() {
-                let Some(gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
-                    continue;
-                };
-                let unready_for =
-                    (!n.ready).then(|| now.since(n.ready_changed_at.unwrap_or(n.created_at)));
-                if unready_for.is_some_and(|d| d >= sd.unready_time) {
-                    long_unready.insert(ni);
-                }
-                if (!n.ready && !long_unready.contains(&ni))
-                    || n.unschedulable
-                    || removed[ni]
-                    || self.replacements.contains_key(&n.name)
-                    || !nodes[ni].placed.is_empty()
-                {
-                    continue;
-                }
-                seen.insert(n.name.clone());
-                if utilization(snap, ni) > sd.utilization_threshold && !long_unready.contains(&ni) {
-                    self.unneeded_since.remove(&n.name);
-                    continue;
-                }
-                match movable_pods(snap, ni, &self.config, &pdb_left) {
-                    Err(reason) => {
-                        self.unneeded_since.remove(&n.name);
-                        outcomes.push(NodeOutcome {
-                            node: n.name.clone(),
-                            verdict: NodeVerdict::ScaleDownBlocked { reason },
-                        });
-                    }
-                    Ok(pods) => {
-                        let zone_count = n
-                            .zone()
-                            .and_then(|z| counts[r.sets.of_group[gi]].get(z))
-                            .copied()
-                            .unwrap_or(0);
-                        cands.push((
-                            (
-                                ni,
-                                utilization(snap, ni),
-                                price_per_cpu(snap, ni, &groups[gi]),
-                                zone_count,
-                                n.capacity_type,
-                                n.name.as_str(),
-                            ),
-                            gi,
-                            pods,
-                        ));
-                    }
-                }
+    /// Scale-down: removes the candidates unneeded long enough, within the bounds.
+    fn scale_down(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
+        let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
+        let blocked_sets = self.scale_down_blocked_sets(r, w);
+        let cands = self.scale_down_candidates(r, w);
+        let mut empty_removed = 0u32;
+        let mut drains = self
+            .removing
+            .values()
+            .filter(|(_, k)| *k == RemovalKind::ScaleDown)
+            .count() as u32;
+        for c in cands {
+            let (ni, gi) = (c.node, c.group);
+            if !w.nodes[ni].placed.is_empty() {
+                // Pods of a node removed earlier this round were moved here.
+                continue;
             }
-            self.unneeded_since.retain(|name, _| seen.contains(name));
-            // Long-unready nodes first, then empty ones (no drain needed), then by cost and zone.
-            cands.sort_by(|a, b| {
-                let (ua, ub) = (
-                    long_unready.contains(&a.0 .0),
-                    long_unready.contains(&b.0 .0),
-                );
-                ua.cmp(&ub)
-                    .then(a.2.is_empty().cmp(&b.2.is_empty()))
-                    .reverse()
-                    .then_with(|| removal_order(&a.0, &b.0))
+            let done = match try_move(&c.pods, ni, w.nodes, &w.removed, snap, &mut w.cursor) {
+                Err(why) => {
+                    self.unneeded_since.remove(c.name);
+                    w.blocked(c.name, why);
+                    continue;
+                }
+                Ok(done) => done,
+            };
+            w.sets_shrinking.insert(r.sets.of_group[gi]);
+            let since = *self.unneeded_since.entry(c.name.to_string()).or_insert(now);
+            w.outcomes.push(NodeOutcome {
+                node: c.name.to_string(),
+                verdict: NodeVerdict::Unneeded { since },
             });
-            let mut empty_removed = 0u32;
-            let mut drains = self
-                .removing
-                .values()
-                .filter(|(_, k)| *k == RemovalKind::ScaleDown)
-                .count() as u32;
-            for ((ni, util, ..), gi, pods) in cands {
-                let n = &snap.nodes()[ni];
-                if !nodes[ni].placed.is_empty() {
-                    // Pods of a node removed earlier this round were moved here.
-                    continue;
+            let g = &snap.groups()[gi];
+            let bounded = if c.pods.is_empty() {
+                empty_removed < sd.max_empty_bulk_delete
+            } else {
+                drains < sd.max_drain_parallelism
+            };
+            let failure_wait = self
+                .last_removal_failure
+                .get(&g.name)
+                .is_some_and(|t| now.since(*t) < sd.delay_after_failure);
+            // Earlier removals this round may have used up a PDB this node needs.
+            let pdb_ok = movable_pods(snap, ni, r.config, &w.pdb_left).is_ok();
+            if (now.since(since) >= sd.unneeded_time || c.long_unready)
+                && pdb_ok
+                && w.targets[gi] > g.min_size
+                && !blocked_sets.contains(&r.sets.of_group[gi])
+                && !failure_wait
+                && bounded
+            {
+                self.remove_unneeded(r, w, &c, since);
+                if c.pods.is_empty() {
+                    empty_removed += 1;
+                } else {
+                    drains += 1;
                 }
-                let done = match try_move(&pods, ni, nodes, &removed, snap, &mut cursor) {
-                    Err(why) => {
-                        self.unneeded_since.remove(&n.name);
-                        outcomes.push(NodeOutcome {
-                            node: n.name.clone(),
-                            verdict: NodeVerdict::ScaleDownBlocked { reason: why },
-                        });
-                        continue;
-                    }
-                    Ok(done) => done,
-                };
-                sets_shrinking.insert(r.sets.of_group[gi]);
-                let since = *self.unneeded_since.entry(n.name.clone()).or_insert(now);
-                outcomes.push(NodeOutcome {
-                    node: n.name.clone(),
-                    verdict: NodeVerdict::Unneeded { since },
-                });
-                let g = &groups[gi];
-                let bounded = if pods.is_empty() {
-                    empty_removed < sd.max_empty_bulk_delete
-                } else {
-                    drains < sd.max_drain_parallelism
-                };
-                let failure_wait = self
-                    .last_removal_failure
-                    .get(&g.name)
-                    .is_some_and(|t| now.since(*t) < sd.delay_after_failure);
-                // Earlier removals this round may have used up a PDB this node needs.
-                let pdb_ok = movable_pods(snap, ni, &self.config, &pdb_left).is_ok();
-                if (now.since(since) >= sd.unneeded_time || long_unready.contains(&ni))
-                    && pdb_ok
-                    && targets[gi] > g.min_size
-                    && !blocked_sets.contains(&r.sets.of_group[gi])
-                    && !failure_wait
-                    && bounded
-                {
-                    for &p in &pods {
-                        for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
-                            pdb_left[b] = pdb_left[b].saturating_sub(1);
-                        }
-                    }
-                    actions.push(Decision::RemoveNode {
-                        node: n.name.clone(),
-                        group: g.name.clone(),
-                        kind: RemovalKind::ScaleDown,
-                        drain: !pods.is_empty(),
-                        reason: if long_unready.contains(&ni) {
-                            format!(
-                                "unready for more than scale-down-unready-time {}; its {} pod(s) fit elsewhere",
-                                human_duration(sd.unready_time),
-                                pods.len()
-                            )
-                        } else {
-                            format!(
-                                "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
-                                human_duration(now.since(since)),
-                                util * 100.0,
-                                n.capacity_type,
-                                n.zone().unwrap_or("?"),
-                                price_per_cpu(snap, ni, g),
-                                pods.len()
-                            )
-                        },
-                    });
-                    removed[ni] = true;
-                    targets[gi] -= 1;
-                    self.last_scale_down.insert(g.name.clone(), now);
-                    self.removing
-                        .insert(n.name.clone(), (now, RemovalKind::ScaleDown));
-                    self.unneeded_since.remove(&n.name);
-                    if pods.is_empty() {
-                        empty_removed += 1;
-                    } else {
-                        drains += 1;
-                    }
-                } else {
-                    undo(nodes, &done, snap);
-                }
-            }
-        }
-
-        // 4. Zone rebalancing by replacement when skew lasts and scale-down cannot fix it.
-        if self.config.balance.enabled && self.config.balance.rebalance && !r.unmet_demand {
-            self.start_rebalances(&r, targets, actions, &removed, &pdb_left, &sets_shrinking);
-        }
-
-        // 5. Overprovisioning placeholders.
-        if let Some(rule) = &self.overprovisioning {
-            let schedulable = snap
-                .nodes()
-                .iter()
-                .filter(|n| n.ready && !n.unschedulable && !self.removing.contains_key(&n.name));
-            let (mut cores, mut count) = (0u64, 0u64);
-            for n in schedulable {
-                let c = if n.capacity.is_zero() {
-                    &n.allocatable
-                } else {
-                    &n.capacity
-                };
-                cores += c.cpu_millis / 1000;
-                count += 1;
-            }
-            let (replicas, why) = rule.replicas(cores, count);
-            if self.last_overprovisioning != Some(replicas) {
-                actions.push(Decision::SetOverprovisioning {
-                    replicas,
-                    reason: why,
-                });
-                self.last_overprovisioning = Some(replicas);
+            } else {
+                undo(w.nodes, &done, snap);
             }
         }
     }
 
-    fn priority(&self, group: &str) -> Option<i64> {
-        self.priorities.as_ref().and_then(|p| p.priority_of(group))
-    }
-
-    /// Starts replacing old on-demand nodes with spot, within the disruption budget.
-    fn start_drain_backs(
+    /// Removes one scale-down candidate (its pods were moved in the simulation).
+    fn remove_unneeded(
         &mut self,
         r: &Round<'_>,
-        targets: &mut [u32],
-        actions: &mut Vec<Decision>,
-        removed: &[bool],
-        pdb_left: &[u32],
+        w: &mut Work<'_, '_>,
+        c: &Candidate<'_>,
+        since: Timestamp,
     ) {
+        let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
+        let (ni, gi) = (c.node, c.group);
+        let n = &snap.nodes()[ni];
+        let g = &snap.groups()[gi];
+        w.spend_pdbs(snap, &c.pods);
+        w.actions.push(Decision::RemoveNode {
+            node: n.name.clone(),
+            group: g.name.clone(),
+            kind: RemovalKind::ScaleDown,
+            drain: !c.pods.is_empty(),
+            reason: if c.long_unready {
+                format!(
+                    "unready for more than scale-down-unready-time {}; its {} pod(s) fit elsewhere",
+                    human_duration(sd.unready_time),
+                    c.pods.len()
+                )
+            } else {
+                format!(
+                    "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
+                    human_duration(now.since(since)),
+                    c.utilization * 100.0,
+                    n.capacity_type,
+                    n.zone().unwrap_or("?"),
+                    price_per_cpu(snap, ni, g),
+                    c.pods.len()
+                )
+            },
+        });
+        w.removed[ni] = true;
+        w.targets[gi] -= 1;
+        self.last_scale_down.insert(g.name.clone(), now);
+        self.removing
+            .insert(n.name.clone(), (now, RemovalKind::ScaleDown));
+        self.unneeded_since.remove(&n.name);
+    }
+
+    /// Overprovisioning placeholders sized from the schedulable nodes.
+    fn overprovision(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
+        let Some(rule) = &self.overprovisioning else {
+            return;
+        };
+        let schedulable = r
+            .snap
+            .nodes()
+            .iter()
+            .filter(|n| n.ready && !n.unschedulable && !self.removing.contains_key(&n.name));
+        let (mut cores, mut count) = (0u64, 0u64);
+        for n in schedulable {
+            let c = if n.capacity.is_zero() {
+                &n.allocatable
+            } else {
+                &n.capacity
+            };
+            cores += c.cpu_millis / 1000;
+            count += 1;
+        }
+        let (replicas, why) = rule.replicas(cores, count);
+        if self.last_overprovisioning != Some(replicas) {
+            w.actions.push(Decision::SetOverprovisioning {
+                replicas,
+                reason: why,
+            });
+            self.last_overprovisioning = Some(replicas);
+        }
+    }
+
+    /// Old on-demand nodes that drain-back may replace, oldest first.
+    fn drain_back_nodes(&self, r: &Round<'_>, w: &Work<'_, '_>) -> Vec<usize> {
         let snap = r.snap;
-        let groups = snap.groups();
         let mut od_nodes: Vec<usize> = (0..snap.nodes().len())
             .filter(|&ni| {
                 let n = &snap.nodes()[ni];
                 n.capacity_type == CapacityType::OnDemand
                     && n.ready
                     && !n.unschedulable
-                    && !removed[ni]
+                    && !w.removed[ni]
                     && !self.replacements.contains_key(&n.name)
-                    && r.now.since(n.created_at) >= self.config.drain_back.after
+                    && r.now.since(n.created_at) >= r.config.drain_back.after
             })
             .collect();
         od_nodes.sort_by_key(|&ni| (snap.nodes()[ni].created_at, ni));
-        for ni in od_nodes {
+        od_nodes
+    }
+
+    /// Starts replacing old on-demand nodes with spot, within the disruption budget.
+    fn start_drain_backs(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
+        let snap = r.snap;
+        let groups = snap.groups();
+        for ni in self.drain_back_nodes(r, w) {
             let n = &snap.nodes()[ni];
             let Some(od_gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
                 continue;
@@ -729,65 +881,20 @@ impl Autoscaler {
                             == Some(od_group.name.as_str())
                 })
                 .count() as u32;
-            if in_flight >= self.config.drain_back.budget.for_size(r.registered[od_gi])
-                || targets[od_gi] <= od_group.min_size + in_flight
+            if in_flight >= r.config.drain_back.budget.for_size(r.registered[od_gi])
+                || w.targets[od_gi] <= od_group.min_size + in_flight
             {
                 continue;
             }
-            let Ok(pods) = movable_pods(snap, ni, &self.config, pdb_left) else {
+            let Ok(pods) = movable_pods(snap, ni, r.config, &w.pdb_left) else {
                 continue;
             };
             if pods.is_empty() {
                 continue; // an empty node is scale-down's job
             }
-            let od_prio = self.priority(&od_group.name);
-            let classes = classify(snap, &pods);
-            let spreads: Vec<SpreadState> =
-                classes.iter().map(|_| SpreadState::default()).collect();
-            let mut options = Vec::new();
-            for (gi, g) in groups.iter().enumerate() {
-                let Ok(plan) = &r.plans[gi] else { continue };
-                let better = match (self.priorities.is_some(), self.priority(&g.name), od_prio) {
-                    (false, _, _) => true,
-                    (true, Some(p), Some(o)) => p > o,
-                    (true, Some(_), None) => true,
-                    (true, None, _) => false,
-                };
-                if g.capacity_type != CapacityType::Spot || !better {
-                    continue;
-                }
-                let headroom = g.max_size.saturating_sub(targets[gi]);
-                if headroom == 0 {
-                    continue;
-                }
-                let est = estimate(plan, g, &classes, &spreads, headroom, snap);
-                if est.helped.len() == pods.len() {
-                    options.push((gi, est.node_count(), est.requested.clone(), plan.clone()));
-                }
-            }
-            if options.is_empty() {
+            let Some((gi, count, by)) = spot_home(r, w, ni, od_gi, &pods) else {
                 continue;
-            }
-            let scores: Vec<OptionScore<'_>> = options
-                .iter()
-                .map(|(gi, count, req, plan)| OptionScore {
-                    group: &groups[*gi].name,
-                    pods_helped: pods.len(),
-                    requested_cpu_millis: req.cpu_millis,
-                    requested_memory_bytes: req.memory_bytes,
-                    offered_cpu_millis: plan.allocatable.cpu_millis * u64::from(*count),
-                    offered_memory_bytes: plan.allocatable.memory_bytes * u64::from(*count),
-                    cost_per_hour: plan.price_per_hour * f64::from(*count),
-                })
-                .collect();
-            let (pick, by) = expander::choose(
-                &self.config.expander,
-                self.priorities.as_ref(),
-                &scores,
-                self.config.seed ^ r.now.as_millis() ^ ni as u64,
-            );
-            let (gi, count, _, _) = options[pick].clone();
-            drop(scores);
+            };
             let reason = format!(
                 "drain-back: replace on-demand node {} (age {}) with {count} spot node(s) of {} (chosen by {by}); the node is drained once they are ready",
                 n.name,
@@ -801,43 +908,35 @@ impl Autoscaler {
                 started: r.now,
                 existing: node_names(snap, gi),
             };
-            self.begin_replacement(&n.name, gi, replacement, reason, targets, actions);
+            self.begin_replacement(&n.name, gi, replacement, reason, w);
         }
     }
 
     /// Replaces a node of the heaviest zone by one in the lightest, when skew lasts.
-    fn start_rebalances(
-        &mut self,
-        r: &Round<'_>,
-        targets: &mut [u32],
-        actions: &mut Vec<Decision>,
-        removed: &[bool],
-        pdb_left: &[u32],
-        shrinking: &BTreeSet<usize>,
-    ) {
+    fn start_rebalances(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
         let snap = r.snap;
         let groups = snap.groups();
-        let counts = r.sets.zone_counts(snap, targets, &|ni| removed[ni]);
+        let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
         for (set, name) in r.sets.names.iter().enumerate() {
-            if shrinking.contains(&set) {
+            if w.sets_shrinking.contains(&set) {
                 // Scale-down removes from the heaviest zone first: let it heal the skew.
                 continue;
             }
             let on_demand_set = (0..groups.len()).any(|gi| {
                 r.sets.of_group[gi] == set && groups[gi].capacity_type == CapacityType::OnDemand
             });
-            if on_demand_set && !self.config.drain_back.after.is_zero() {
+            if on_demand_set && !r.config.drain_back.after.is_zero() {
                 // A new on-demand node would restart the drain-back clock; drain-back
                 // and scale-down empty on-demand sets instead.
                 continue;
             }
             let c = &counts[set];
-            if skew(c) <= self.config.balance.skew_threshold {
+            if skew(c) <= r.config.balance.skew_threshold {
                 self.skew_since.remove(name);
                 continue;
             }
             let since = *self.skew_since.entry(name.clone()).or_insert(r.now);
-            if r.now.since(since) < self.config.balance.rebalance_after {
+            if r.now.since(since) < r.config.balance.rebalance_after {
                 continue;
             }
             let busy = self.replacements.values().any(|rep| {
@@ -860,35 +959,16 @@ impl Autoscaler {
                 r.sets.of_group[gi] == set
                     && groups[gi].zones == [light.clone()]
                     && r.plans[gi].is_ok()
-                    && targets[gi] < groups[gi].max_size
+                    && w.targets[gi] < groups[gi].max_size
             });
             let Some(lgi) = light_group else { continue };
-            let victim = (0..snap.nodes().len())
-                .filter(|&ni| {
-                    let n = &snap.nodes()[ni];
-                    n.zone() == Some(heavy.as_str())
-                        && n.ready
-                        && !n.unschedulable
-                        && !removed[ni]
-                        && !self.replacements.contains_key(&n.name)
-                        && n.group
-                            .as_deref()
-                            .and_then(|g| snap.group_index(g))
-                            .is_some_and(|gi| {
-                                r.sets.of_group[gi] == set && targets[gi] > groups[gi].min_size
-                            })
-                        && movable_pods(snap, ni, &self.config, pdb_left).is_ok()
-                })
-                .min_by(|&a, &b| {
-                    utilization(snap, a)
-                        .total_cmp(&utilization(snap, b))
-                        .then(a.cmp(&b))
-                });
-            let Some(vi) = victim else { continue };
+            let Some(vi) = self.rebalance_victim(r, w, set, heavy) else {
+                continue;
+            };
             let reason = format!(
                 "zone rebalance: balance set skew {} > {} for {}; launch in {light} first, then drain {} in {heavy}",
                 skew(c),
-                self.config.balance.skew_threshold,
+                r.config.balance.skew_threshold,
                 human_duration(r.now.since(since)),
                 snap.nodes()[vi].name
             );
@@ -900,8 +980,41 @@ impl Autoscaler {
                 existing: node_names(snap, lgi),
             };
             let victim = snap.nodes()[vi].name.clone();
-            self.begin_replacement(&victim, lgi, replacement, reason, targets, actions);
+            self.begin_replacement(&victim, lgi, replacement, reason, w);
         }
+    }
+
+    /// The least utilized movable node of balance set `set` in zone `heavy`.
+    fn rebalance_victim(
+        &self,
+        r: &Round<'_>,
+        w: &Work<'_, '_>,
+        set: usize,
+        heavy: &str,
+    ) -> Option<usize> {
+        let snap = r.snap;
+        let groups = snap.groups();
+        (0..snap.nodes().len())
+            .filter(|&ni| {
+                let n = &snap.nodes()[ni];
+                n.zone() == Some(heavy)
+                    && n.ready
+                    && !n.unschedulable
+                    && !w.removed[ni]
+                    && !self.replacements.contains_key(&n.name)
+                    && n.group
+                        .as_deref()
+                        .and_then(|g| snap.group_index(g))
+                        .is_some_and(|gi| {
+                            r.sets.of_group[gi] == set && w.targets[gi] > groups[gi].min_size
+                        })
+                    && movable_pods(snap, ni, r.config, &w.pdb_left).is_ok()
+            })
+            .min_by(|&a, &b| {
+                utilization(snap, a)
+                    .total_cmp(&utilization(snap, b))
+                    .then(a.cmp(&b))
+            })
     }
 
     /// Launches the replacement of `node` (scale-up first); the node is drained in a
@@ -912,18 +1025,78 @@ impl Autoscaler {
         group: usize,
         replacement: Replacement,
         reason: String,
-        targets: &mut [u32],
-        actions: &mut Vec<Decision>,
+        w: &mut Work<'_, '_>,
     ) {
-        let new_target = targets[group] + replacement.needed;
-        actions.push(Decision::ScaleUp {
+        let new_target = w.targets[group] + replacement.needed;
+        w.actions.push(Decision::ScaleUp {
             group: replacement.group.clone(),
             delta: replacement.needed,
             new_target,
             reason,
         });
-        targets[group] = new_target;
-        self.note_scale_up(&replacement.group, new_target, replacement.started);
+        w.targets[group] = new_target;
+        w.last_scale_up
+            .insert(replacement.group.clone(), replacement.started);
+        w.scale_ups.push((replacement.group.clone(), new_target));
         self.replacements.insert(node.to_string(), replacement);
     }
+}
+
+/// The spot group (of higher priority than the on-demand node's) that can take all of
+/// `pods`: `(group, nodes needed, what decided)`.
+fn spot_home(
+    r: &Round<'_>,
+    w: &Work<'_, '_>,
+    ni: usize,
+    od_gi: usize,
+    pods: &[u32],
+) -> Option<(usize, u32, String)> {
+    let snap = r.snap;
+    let groups = snap.groups();
+    let od_prio = r.priority(&groups[od_gi].name);
+    let classes = classify(snap, pods);
+    let spreads: Vec<SpreadState> = classes.iter().map(|_| SpreadState::default()).collect();
+    let mut options = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        let Ok(plan) = &r.plans[gi] else { continue };
+        let better = match (r.priorities.is_some(), r.priority(&g.name), od_prio) {
+            (false, _, _) => true,
+            (true, Some(p), Some(o)) => p > o,
+            (true, Some(_), None) => true,
+            (true, None, _) => false,
+        };
+        if g.capacity_type != CapacityType::Spot || !better {
+            continue;
+        }
+        let headroom = g.max_size.saturating_sub(w.targets[gi]);
+        if headroom == 0 {
+            continue;
+        }
+        let est = estimate(plan, g, &classes, &spreads, headroom, snap);
+        if est.helped.len() == pods.len() {
+            options.push((gi, est.node_count(), est.requested.clone(), plan.clone()));
+        }
+    }
+    if options.is_empty() {
+        return None;
+    }
+    let scores: Vec<OptionScore<'_>> = options
+        .iter()
+        .map(|(gi, count, req, plan)| OptionScore {
+            group: &groups[*gi].name,
+            pods_helped: pods.len(),
+            requested_cpu_millis: req.cpu_millis,
+            requested_memory_bytes: req.memory_bytes,
+            offered_cpu_millis: plan.allocatable.cpu_millis * u64::from(*count),
+            offered_memory_bytes: plan.allocatable.memory_bytes * u64::from(*count),
+            cost_per_hour: plan.price_per_hour * f64::from(*count),
+        })
+        .collect();
+    let (pick, by) = expander::choose(
+        &r.config.expander,
+        r.priorities,
+        &scores,
+        r.config.seed ^ r.now.as_millis() ^ ni as u64,
+    );
+    Some((options[pick].0, options[pick].1, by))
 }

@@ -5,8 +5,10 @@
 use crate::config::{AutoscalerConfig, ConfigError};
 use crate::cooloff::{CoolOffs, PoolKey};
 use crate::decision::RemovalKind;
-use crate::decision::{Decision, Decisions, GroupStatus, PodOutcome, PodVerdict, Status};
-use crate::disruption::{is_daemon_or_mirror, skew, BalanceSets, Replacement};
+use crate::decision::{
+    Decision, Decisions, GroupStatus, NodeOutcome, PodOutcome, PodVerdict, Status,
+};
+use crate::disruption::{skew, BalanceSets, DisruptionState, Work};
 use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
@@ -14,7 +16,7 @@ use crate::model::CapacityType;
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{SimNode, SpreadState};
 use crate::scaleup::{
-    classify, estimate, explain_misfit, place_class, GroupPlan, PodClass, Unavailable,
+    classify, estimate, explain_misfit, place_class, Estimate, GroupPlan, PodClass, Unavailable,
     DEFAULT_MAX_PODS,
 };
 use crate::snapshot::ClusterSnapshot;
@@ -46,6 +48,128 @@ pub(crate) struct PendingMarketFailure {
     at: Timestamp,
 }
 
+/// What the round has decided and concluded so far; each phase adds to it.
+#[derive(Default)]
+struct Tally {
+    actions: Vec<Decision>,
+    /// Interrupted nodes (snapshot index) and why, drained this round.
+    interrupted: BTreeMap<usize, String>,
+    /// Per group: the target after this round's decisions.
+    targets: Vec<u32>,
+    /// Per group: registered nodes.
+    registered: Vec<u32>,
+    /// Per group: the state in words, for the status.
+    whys: Vec<String>,
+    /// Per pending pod (snapshot index): what the round concluded.
+    outcomes: BTreeMap<u32, PodVerdict>,
+    node_outcomes: Vec<NodeOutcome>,
+    /// Pods considered for scale-up, and those nothing could help.
+    considered: usize,
+    unhelpable: usize,
+}
+
+/// What the round plans with and does not change once the targets are settled.
+struct Groundwork {
+    plans: Vec<Result<GroupPlan, Unavailable>>,
+    sets: BalanceSets,
+}
+
+/// One group's settled target.
+struct SettledGroup {
+    target: u32,
+    registered: u32,
+    why: String,
+    /// Cooled off just now for a provisioning timeout (its plan must be rebuilt).
+    timed_out: bool,
+}
+
+/// The simulated cluster and the pods still without a place in it.
+struct Simulation<'a> {
+    /// Real nodes first (same index as the snapshot), then upcoming and planned ones.
+    nodes: Vec<SimNode<'a>>,
+    /// Pod classes still unplaced, with the spread state of each.
+    remaining: Vec<PodClass>,
+    spreads: Vec<SpreadState>,
+}
+
+impl<'a> Simulation<'a> {
+    /// Takes in a chosen expansion: its nodes join the cluster (keeping their pods for
+    /// later anti-affinity checks) and the pods it helps leave `remaining`.
+    fn absorb(&mut self, est: Estimate<'a>) {
+        let helped: rustc_hash::FxHashSet<u32> = est.helped.iter().copied().collect();
+        if self.spreads.iter().any(|s| !s.is_empty()) {
+            let class_of: rustc_hash::FxHashMap<u32, usize> = self
+                .remaining
+                .iter()
+                .enumerate()
+                .flat_map(|(ri, c)| c.pods.iter().map(move |&p| (p, ri)))
+                .collect();
+            for node in &est.nodes {
+                for p in &node.placed {
+                    if let Some(&ri) = class_of.get(p) {
+                        self.spreads[ri].record(node);
+                    }
+                }
+            }
+        }
+        self.nodes.extend(est.nodes);
+        let remaining = std::mem::take(&mut self.remaining);
+        let spreads = std::mem::take(&mut self.spreads);
+        for (c, spread) in remaining.into_iter().zip(spreads) {
+            let pods: Vec<u32> = c.pods.into_iter().filter(|p| !helped.contains(p)).collect();
+            if !pods.is_empty() {
+                self.remaining.push(PodClass { rep: pods[0], pods });
+                self.spreads.push(spread);
+            }
+        }
+    }
+}
+
+/// The candidates of one expansion.
+struct Expansion<'a> {
+    iteration: u64,
+    candidates: Vec<(usize, Estimate<'a>)>,
+}
+
+/// Free capacity first: pending pods placed on real and upcoming nodes; the rest stay
+/// in `sim.remaining`, by class.
+fn place_on_free_capacity(
+    snap: &ClusterSnapshot,
+    pending: &[u32],
+    tally: &mut Tally,
+    sim: &mut Simulation<'_>,
+) {
+    let groups = snap.groups();
+    for class in &classify(snap, pending) {
+        let rep = &snap.pods()[class.rep as usize];
+        let mut spread = SpreadState::build(rep, &sim.nodes, snap);
+        let mut placed: Vec<(u32, usize)> = Vec::new();
+        let left = place_class(class, &mut sim.nodes, snap, &mut spread, |p, k| {
+            placed.push((p, k))
+        });
+        for (p, k) in placed {
+            let verdict = match sim.nodes[k].existing {
+                Some(ni) => PodVerdict::FitsExistingNode {
+                    node: snap.nodes()[ni as usize].name.clone(),
+                },
+                None => PodVerdict::WaitsForUpcomingNode {
+                    group: groups[sim.nodes[k].group.unwrap_or(0) as usize]
+                        .name
+                        .clone(),
+                },
+            };
+            tally.outcomes.insert(p, verdict);
+        }
+        if !left.is_empty() {
+            sim.remaining.push(PodClass {
+                rep: left[0],
+                pods: left,
+            });
+            sim.spreads.push(spread);
+        }
+    }
+}
+
 /// The decision engine. Feed it events with [`Autoscaler::handle_event`], then call
 /// [`Autoscaler::decide`] with a snapshot once per round.
 #[derive(Clone, Debug)]
@@ -57,26 +181,10 @@ pub struct Autoscaler {
     pub(crate) cool_offs: CoolOffs,
     pub(crate) market_failures: Vec<PendingMarketFailure>,
     pub(crate) interruptions: Vec<(Event, Timestamp)>,
-    /// Node -> since when it has been unneeded.
-    pub(crate) unneeded_since: BTreeMap<String, Timestamp>,
-    /// Nodes we decided to remove, until they leave the snapshot.
-    pub(crate) removing: BTreeMap<String, (Timestamp, RemovalKind)>,
-    /// Replacements in progress, by the node to drain.
-    pub(crate) replacements: BTreeMap<String, Replacement>,
-    /// No new drain-back before then (a replacement just failed).
-    pub(crate) drain_back_paused_until: Option<Timestamp>,
-    /// Last scale-down per group (for `scale-down-delay-after-delete`).
-    pub(crate) last_scale_down: BTreeMap<String, Timestamp>,
     /// Last scale-up per group (for `scale-down-delay-after-add`).
     pub(crate) last_scale_up: BTreeMap<String, Timestamp>,
-    /// Node removals reported failed, resolved to groups in the next round.
-    pub(crate) removal_failures: Vec<(String, Timestamp)>,
-    /// Last removal failure per group.
-    pub(crate) last_removal_failure: BTreeMap<String, Timestamp>,
-    /// Since when each balance set has been skewed above the threshold.
-    pub(crate) skew_since: BTreeMap<String, Timestamp>,
-    pub(crate) overprovisioning: Option<Overprovisioning>,
-    pub(crate) last_overprovisioning: Option<u32>,
+    /// What disruption planning remembers between rounds.
+    pub(crate) disruption: DisruptionState,
 }
 
 impl Autoscaler {
@@ -91,17 +199,8 @@ impl Autoscaler {
             cool_offs: CoolOffs::default(),
             market_failures: Vec::new(),
             interruptions: Vec::new(),
-            unneeded_since: BTreeMap::new(),
-            removing: BTreeMap::new(),
-            replacements: BTreeMap::new(),
             last_scale_up: BTreeMap::new(),
-            last_scale_down: BTreeMap::new(),
-            drain_back_paused_until: None,
-            removal_failures: Vec::new(),
-            last_removal_failure: BTreeMap::new(),
-            skew_since: BTreeMap::new(),
-            overprovisioning: None,
-            last_overprovisioning: None,
+            disruption: DisruptionState::default(),
         })
     }
 
@@ -141,7 +240,7 @@ impl Autoscaler {
 
     /// Sets (or clears, with `None`) the overprovisioning rule.
     pub fn set_overprovisioning(&mut self, rule: Option<Overprovisioning>) {
-        self.overprovisioning = rule;
+        self.disruption.overprovisioning = rule;
     }
 
     /// The cool-offs, active or not.
@@ -191,8 +290,8 @@ impl Autoscaler {
                 self.interruptions.push((interruption, now));
             }
             Event::NodeRemovalFailed { node, .. } => {
-                self.removing.remove(&node);
-                self.removal_failures.push((node, now));
+                self.disruption.removing.remove(&node);
+                self.disruption.removal_failures.push((node, now));
             }
             Event::PoolUnavailable {
                 capacity_type,
@@ -284,36 +383,56 @@ impl Autoscaler {
         }
     }
 
-    /// One decision round over `snap` at `now`.
+    /// One decision round over `snap` at `now`, phase by phase (each phase a method
+    /// below, in this order).
     pub fn decide(&mut self, snap: &ClusterSnapshot, now: Timestamp) -> Decisions {
+        let mut tally = self.begin_round(snap, now);
+        let ground = self.settle_targets(snap, now, &mut tally);
+        let mut sim = Simulation {
+            nodes: self.simulated_cluster(snap, now, &ground, &tally),
+            remaining: Vec::new(),
+            spreads: Vec::new(),
+        };
+        let pending = self.pending_pods(snap, now, &mut tally);
+        tally.considered = pending.len();
+        place_on_free_capacity(snap, &pending, &mut tally, &mut sim);
+        let limits = self.scale_up(snap, now, &ground, &mut tally, &mut sim);
+        self.explain_unhelped(snap, &ground, &mut tally, &sim, &limits);
+        self.disrupt(snap, now, &ground, &mut tally, &mut sim);
+        self.finish_round(snap, now, &ground, tally)
+    }
+
+    /// Housekeeping and interruptions: pending failures resolved, stale removals and
+    /// replacements dropped, interrupted nodes drained now (their pods re-planned).
+    fn begin_round(&mut self, snap: &ClusterSnapshot, now: Timestamp) -> Tally {
         self.resolve_market_failures(snap);
         self.cool_offs.prune(now, &self.config.cool_off);
-        let groups = snap.groups();
-        let mut actions = Vec::new();
-        for (node, at) in std::mem::take(&mut self.removal_failures) {
+        let d = &mut self.disruption;
+        for (node, at) in std::mem::take(&mut d.removal_failures) {
             if let Some(g) = snap
                 .node_index(&node)
                 .and_then(|ni| snap.nodes()[ni].group.clone())
             {
-                self.last_removal_failure.insert(g, at);
+                d.last_removal_failure.insert(g, at);
             }
         }
-        self.removing.retain(|name, (at, _)| {
+        d.removing.retain(|name, (at, _)| {
             snap.node_index(name).is_some() && now.since(*at) < Duration::from_secs(3600)
         });
-        self.replacements
+        d.replacements
             .retain(|name, _| snap.node_index(name).is_some());
-        // Interruptions: cool off the pool, drain the node now, re-plan its pods below.
         let interrupted = self.take_interruptions(snap, now);
+        let mut actions = Vec::new();
+        let d = &mut self.disruption;
         for (&ni, reason) in &interrupted {
             let n = &snap.nodes()[ni];
-            if self.removing.contains_key(&n.name) {
+            if d.removing.contains_key(&n.name) {
                 continue;
             }
             let drain = snap
                 .pods_on_node(ni)
                 .iter()
-                .any(|&p| !is_daemon_or_mirror(&snap.pods()[p as usize]));
+                .any(|&p| !snap.pods()[p as usize].is_daemon_or_mirror());
             actions.push(Decision::RemoveNode {
                 node: n.name.clone(),
                 group: n.group.clone().unwrap_or_default(),
@@ -321,98 +440,41 @@ impl Autoscaler {
                 drain,
                 reason: reason.clone(),
             });
-            self.removing
+            d.removing
                 .insert(n.name.clone(), (now, RemovalKind::Interruption));
-            self.replacements.remove(&n.name);
+            d.replacements.remove(&n.name);
         }
-        let sets = BalanceSets::build(groups, &self.config);
+        Tally {
+            actions,
+            interrupted,
+            ..Tally::default()
+        }
+    }
 
-        // Plans: what a new node of each group looks like given the cool-offs.
+    /// Plans (what a new node of each group looks like given the cool-offs) and
+    /// targets: in-flight nodes, reverts after launch failures, provisioning timeouts.
+    fn settle_targets(
+        &mut self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Groundwork {
+        let groups = snap.groups();
         let plans: Vec<Result<GroupPlan, Unavailable>> = groups
             .iter()
             .enumerate()
             .map(|(gi, g)| GroupPlan::build(gi, g, snap, &self.cool_offs, now))
             .collect();
-
-        // Targets, in-flight nodes, reverts and provisioning timeouts.
-        let mut targets = Vec::with_capacity(groups.len());
-        let mut registered_counts = Vec::with_capacity(groups.len());
-        let mut whys: Vec<String> = Vec::with_capacity(groups.len());
         // Groups cooled off just now for a provisioning timeout need a fresh plan.
         let mut timed_out = vec![false; groups.len()];
-        for (gi, g) in groups.iter().enumerate() {
-            let registered = snap.nodes_of_group(gi).len() as u32;
-            let st = self.groups.entry(g.name.clone()).or_default();
-            if let Some((t, at)) = st.target_override {
-                if g.target_size == t || now.since(at) > TARGET_OVERRIDE_TTL {
-                    st.target_override = None;
-                }
-            }
-            let mut target = st.target_override.map_or(g.target_size, |(t, _)| t);
-            if registered > st.last_registered {
-                st.waiting_since = Some(now);
-            }
-            st.last_registered = registered;
-            let in_flight = target.saturating_sub(registered);
-            if in_flight == 0 {
-                st.waiting_since = None;
-            } else if st.waiting_since.is_none() {
-                st.waiting_since = Some(now);
-            }
-            let mut why = String::from("healthy");
-            let mut revert: Option<(u32, String)> = None;
-            let keep = g.min_size.max(registered);
-            if let Some(reason) = st.revert_requested.take() {
-                let launched = g.current_instances.unwrap_or(registered).max(registered);
-                revert = Some((g.min_size.max(launched), reason));
-            } else if in_flight > 0 {
-                if let Err(u) = &plans[gi] {
-                    revert = Some((
-                        keep,
-                        format!("every pool of the group is blocked: {}", u.why),
-                    ));
-                } else if let Some(since) = st.waiting_since {
-                    if now.since(since) > self.config.max_node_provision_time {
-                        let reason = LaunchFailureReason::Other(format!(
-                            "no node registered within max-node-provision-time {}",
-                            human_duration(self.config.max_node_provision_time)
-                        ));
-                        let until = self.cool_offs.record_failure(
-                            PoolKey {
-                                group: Some(g.name.clone()),
-                                capacity_type: None,
-                                zone: None,
-                                instance_type: None,
-                            },
-                            reason.clone(),
-                            now,
-                            &self.config.cool_off,
-                        );
-                        timed_out[gi] = true;
-                        revert = Some((keep, format!("{reason}; group cooled off until {until}")));
-                    }
-                }
-            }
-            if let Some((new_target, reason)) = revert {
-                if new_target < target {
-                    actions.push(Decision::RevertScaleUp {
-                        group: g.name.clone(),
-                        cancelled: target - new_target,
-                        new_target,
-                        reason: reason.clone(),
-                    });
-                    target = new_target;
-                    st.target_override = Some((new_target, now));
-                    st.waiting_since = None;
-                }
-                why = reason;
-            }
-            targets.push(target);
-            registered_counts.push(registered);
-            whys.push(why);
+        for gi in 0..groups.len() {
+            let settled = self.settle_group(snap, now, gi, &plans[gi], tally);
+            timed_out[gi] = settled.timed_out;
+            tally.targets.push(settled.target);
+            tally.registered.push(settled.registered);
+            tally.whys.push(settled.why);
         }
-
-        let plans: Vec<Result<GroupPlan, Unavailable>> = plans
+        let plans = plans
             .into_iter()
             .enumerate()
             .map(|(gi, p)| {
@@ -423,9 +485,108 @@ impl Autoscaler {
                 }
             })
             .collect();
+        Groundwork {
+            plans,
+            sets: BalanceSets::build(groups, &self.config),
+        }
+    }
 
-        // The simulated cluster: real nodes plus nodes already being launched.
-        let mut nodes: Vec<SimNode<'_>> = Vec::with_capacity(snap.nodes().len() + 16);
+    /// One group's target this round, reverting what a failure or a timeout cancelled.
+    fn settle_group(
+        &mut self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+        gi: usize,
+        plan: &Result<GroupPlan, Unavailable>,
+        tally: &mut Tally,
+    ) -> SettledGroup {
+        let g = &snap.groups()[gi];
+        let registered = snap.nodes_of_group(gi).len() as u32;
+        let st = self.groups.entry(g.name.clone()).or_default();
+        if let Some((t, at)) = st.target_override {
+            if g.target_size == t || now.since(at) > TARGET_OVERRIDE_TTL {
+                st.target_override = None;
+            }
+        }
+        let mut target = st.target_override.map_or(g.target_size, |(t, _)| t);
+        if registered > st.last_registered {
+            st.waiting_since = Some(now);
+        }
+        st.last_registered = registered;
+        let in_flight = target.saturating_sub(registered);
+        if in_flight == 0 {
+            st.waiting_since = None;
+        } else if st.waiting_since.is_none() {
+            st.waiting_since = Some(now);
+        }
+        let mut why = String::from("healthy");
+        let mut revert: Option<(u32, String)> = None;
+        let mut timed_out = false;
+        let keep = g.min_size.max(registered);
+        if let Some(reason) = st.revert_requested.take() {
+            let launched = g.current_instances.unwrap_or(registered).max(registered);
+            revert = Some((g.min_size.max(launched), reason));
+        } else if in_flight > 0 {
+            if let Err(u) = plan {
+                revert = Some((
+                    keep,
+                    format!("every pool of the group is blocked: {}", u.why),
+                ));
+            } else if st
+                .waiting_since
+                .is_some_and(|since| now.since(since) > self.config.max_node_provision_time)
+            {
+                let reason = LaunchFailureReason::Other(format!(
+                    "no node registered within max-node-provision-time {}",
+                    human_duration(self.config.max_node_provision_time)
+                ));
+                let until = self.cool_offs.record_failure(
+                    PoolKey {
+                        group: Some(g.name.clone()),
+                        capacity_type: None,
+                        zone: None,
+                        instance_type: None,
+                    },
+                    reason.clone(),
+                    now,
+                    &self.config.cool_off,
+                );
+                timed_out = true;
+                revert = Some((keep, format!("{reason}; group cooled off until {until}")));
+            }
+        }
+        if let Some((new_target, reason)) = revert {
+            let st = self.groups.entry(g.name.clone()).or_default();
+            if new_target < target {
+                tally.actions.push(Decision::RevertScaleUp {
+                    group: g.name.clone(),
+                    cancelled: target - new_target,
+                    new_target,
+                    reason: reason.clone(),
+                });
+                target = new_target;
+                st.target_override = Some((new_target, now));
+                st.waiting_since = None;
+            }
+            why = reason;
+        }
+        SettledGroup {
+            target,
+            registered,
+            why,
+            timed_out,
+        }
+    }
+
+    /// The simulated cluster: real nodes, then the nodes already being launched.
+    fn simulated_cluster<'a>(
+        &self,
+        snap: &'a ClusterSnapshot,
+        now: Timestamp,
+        ground: &'a Groundwork,
+        tally: &Tally,
+    ) -> Vec<SimNode<'a>> {
+        let mut nodes: Vec<SimNode<'a>> = Vec::with_capacity(snap.nodes().len() + 16);
         for (ni, n) in snap.nodes().iter().enumerate() {
             let mut free = n.allocatable.clone();
             let pod_slots = if n.allocatable.pods == 0 {
@@ -452,34 +613,37 @@ impl Autoscaler {
                 pod_slots,
                 schedulable: !n.unschedulable
                     && fresh_enough
-                    && !self.removing.contains_key(&n.name),
+                    && !self.disruption.removing.contains_key(&n.name),
                 bound: on_node,
                 placed: Vec::new(),
                 hostname: n.name.as_str().into(),
             });
         }
-        for (gi, g) in groups.iter().enumerate() {
-            if let Ok(plan) = &plans[gi] {
-                for i in 0..targets[gi].saturating_sub(registered_counts[gi]) {
+        for (gi, g) in snap.groups().iter().enumerate() {
+            if let Ok(plan) = &ground.plans[gi] {
+                for i in 0..tally.targets[gi].saturating_sub(tally.registered[gi]) {
                     nodes.push(plan.fresh_node(g, format!("upcoming-{}-{i}", g.name)));
                 }
             }
         }
+        nodes
+    }
 
-        // Pending pods: expendable ones never trigger anything.
-        let mut outcomes: BTreeMap<u32, PodVerdict> = BTreeMap::new();
+    /// Pods that may trigger a scale-up (expendable and too-young ones get a verdict
+    /// instead), plus the pods of interrupted nodes, which need a new home now.
+    fn pending_pods(&self, snap: &ClusterSnapshot, now: Timestamp, tally: &mut Tally) -> Vec<u32> {
         let mut pending = Vec::new();
         for p in snap.pending_pods() {
             let pod = &snap.pods()[p];
             if pod.spec.priority < self.config.expendable_pods_priority_cutoff {
-                outcomes.insert(
+                tally.outcomes.insert(
                     p as u32,
                     PodVerdict::Expendable {
                         priority: pod.spec.priority,
                     },
                 );
             } else if now.since(pod.created_at) < self.config.new_pod_scale_up_delay {
-                outcomes.insert(
+                tally.outcomes.insert(
                     p as u32,
                     PodVerdict::NotTriggerScaleUp {
                         reason: format!(
@@ -492,68 +656,54 @@ impl Autoscaler {
                 pending.push(p as u32);
             }
         }
-        // Pods of interrupted nodes need a new home now.
-        for &ni in interrupted.keys() {
+        for &ni in tally.interrupted.keys() {
             for &p in snap.pods_on_node(ni) {
-                if !is_daemon_or_mirror(&snap.pods()[p as usize]) {
+                if !snap.pods()[p as usize].is_daemon_or_mirror() {
                     pending.push(p);
                 }
             }
         }
-        let considered = pending.len();
-        let classes = classify(snap, &pending);
+        pending
+    }
 
-        // Phase 1: free capacity on real and upcoming nodes.
-        let mut remaining: Vec<PodClass> = Vec::new();
-        // Spread state of each remaining class, kept in step with `remaining`.
-        let mut spreads: Vec<SpreadState> = Vec::new();
-        for class in &classes {
-            let rep = &snap.pods()[class.rep as usize];
-            let mut spread = SpreadState::build(rep, &nodes, snap);
-            let mut placed: Vec<(u32, usize)> = Vec::new();
-            let left = place_class(class, &mut nodes, snap, &mut spread, |p, k| {
-                placed.push((p, k))
-            });
-            for (p, k) in placed {
-                let verdict = match nodes[k].existing {
-                    Some(ni) => PodVerdict::FitsExistingNode {
-                        node: snap.nodes()[ni as usize].name.clone(),
-                    },
-                    None => PodVerdict::WaitsForUpcomingNode {
-                        group: groups[nodes[k].group.unwrap_or(0) as usize].name.clone(),
-                    },
-                };
-                outcomes.insert(p, verdict);
-            }
-            if !left.is_empty() {
-                remaining.push(PodClass {
-                    rep: left[0],
-                    pods: left,
-                });
-                spreads.push(spread);
-            }
-        }
-
-        // Phase 2: scale-ups, one group per iteration until no option helps.
-        let mut limits = Limits::new(snap, &self.config, &plans, &targets, &registered_counts);
-        let mut iteration = 0u64;
+    /// Scale-ups, one expansion (a chosen group and its balance-set split) at a time
+    /// until no option helps the pods left or the round's expansions are used up.
+    fn scale_up<'a>(
+        &mut self,
+        snap: &'a ClusterSnapshot,
+        now: Timestamp,
+        ground: &'a Groundwork,
+        tally: &mut Tally,
+        sim: &mut Simulation<'a>,
+    ) -> Limits {
+        let groups = snap.groups();
+        let mut limits = Limits::new(
+            snap,
+            &self.config,
+            &ground.plans,
+            &tally.targets,
+            &tally.registered,
+        );
         let max_iterations = match self.config.max_expansions_per_round {
             0 => groups.len() as u64,
             n => u64::from(n).min(groups.len() as u64),
         };
-        while !remaining.is_empty() && iteration < max_iterations {
+        let mut iteration = 0u64;
+        while !sim.remaining.is_empty() && iteration < max_iterations {
             iteration += 1;
-            let mut candidates: Vec<(usize, crate::scaleup::Estimate)> = Vec::new();
+            let mut candidates: Vec<(usize, Estimate<'a>)> = Vec::new();
             for (gi, g) in groups.iter().enumerate() {
-                let Ok(plan) = &plans[gi] else { continue };
-                let headroom = g.max_size.saturating_sub(targets[gi]);
+                let Ok(plan) = &ground.plans[gi] else {
+                    continue;
+                };
+                let headroom = g.max_size.saturating_sub(tally.targets[gi]);
                 let max_new = headroom
                     .min(self.config.max_nodes_per_scale_up)
                     .min(limits.nodes_allowed(plan));
                 if max_new == 0 {
                     continue;
                 }
-                let est = estimate(plan, g, &remaining, &spreads, max_new, snap);
+                let est = estimate(plan, g, &sim.remaining, &sim.spreads, max_new, snap);
                 if !est.helped.is_empty() {
                     candidates.push((gi, est));
                 }
@@ -561,127 +711,147 @@ impl Autoscaler {
             if candidates.is_empty() {
                 break;
             }
-            let scores: Vec<OptionScore<'_>> = candidates
-                .iter()
-                .map(|(gi, est)| {
-                    let plan = plans[*gi].as_ref().expect("candidates have plans");
-                    OptionScore {
-                        group: &groups[*gi].name,
-                        pods_helped: est.helped.len(),
-                        requested_cpu_millis: est.requested.cpu_millis,
-                        requested_memory_bytes: est.requested.memory_bytes,
-                        offered_cpu_millis: plan.allocatable.cpu_millis
-                            * u64::from(est.node_count()),
-                        offered_memory_bytes: plan.allocatable.memory_bytes
-                            * u64::from(est.node_count()),
-                        cost_per_hour: plan.price_per_hour * f64::from(est.node_count()),
-                    }
-                })
-                .collect();
-            let seed = self.config.seed
-                ^ now.as_millis().rotate_left(17)
-                ^ iteration.wrapping_mul(0x2545_f491_4f6c_dd1d);
-            let (pick, decided_by) = expander::choose(
-                &self.config.expander,
-                self.priorities.as_ref(),
-                &scores,
-                seed,
-            );
-            drop(scores);
-            let (gi, est) = candidates.swap_remove(pick);
-            let g = &groups[gi];
-            let plan = plans[gi].as_ref().expect("candidates have plans");
-            let others: Vec<&str> = candidates
-                .iter()
-                .filter(|(o, _)| *o != gi)
-                .map(|(o, _)| groups[*o].name.as_str())
-                .take(5)
-                .collect();
-            // Zone balance: share the nodes with same-shape, same-priority groups of the
-            // balance set that help the same pods, lightest zone first.
-            let split = self.balance_split(snap, &sets, &targets, gi, &est, &candidates);
-            for (member, delta) in split {
-                let mg = &groups[member];
-                let mplan = plans[member].as_ref().expect("candidates have plans");
-                let new_target = targets[member] + delta;
-                let reason = if member == gi {
-                    format!(
-                        "{} pending pod(s) fit on {} new node(s) of {} ({} zone/type option(s), {:.3} $/h each); chosen by {decided_by}{}",
-                        est.helped.len(),
-                        est.node_count(),
-                        g.name,
-                        plan.variants.len(),
-                        plan.price_per_hour,
-                        if others.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" over {}", others.join(", "))
-                        }
-                    )
-                } else {
-                    format!(
-                        "zone balance: {delta} of the {} node(s) planned for {} go to {} in {}, the lighter zone of the balance set",
-                        est.node_count(),
-                        g.name,
-                        mg.name,
-                        mg.zones.join(",")
-                    )
-                };
-                actions.push(Decision::ScaleUp {
-                    group: mg.name.clone(),
-                    delta,
-                    new_target,
-                    reason,
-                });
-                limits.consume(mplan, delta);
-                self.note_scale_up(&mg.name, new_target, now);
-                targets[member] = new_target;
-            }
-            for &p in &est.helped {
-                outcomes.insert(
-                    p,
-                    PodVerdict::TriggeredScaleUp {
-                        group: g.name.clone(),
-                    },
-                );
-            }
-            let helped: rustc_hash::FxHashSet<u32> = est.helped.iter().copied().collect();
-            if spreads.iter().any(|s| !s.is_empty()) {
-                let class_of: rustc_hash::FxHashMap<u32, usize> = remaining
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(ri, c)| c.pods.iter().map(move |&p| (p, ri)))
-                    .collect();
-                for node in &est.nodes {
-                    for p in &node.placed {
-                        if let Some(&ri) = class_of.get(p) {
-                            spreads[ri].record(node);
-                        }
-                    }
-                }
-            }
-            // Planned nodes keep their simulated pods for later anti-affinity checks.
-            nodes.extend(est.nodes);
-            let mut kept_classes = Vec::with_capacity(remaining.len());
-            let mut kept_spreads = Vec::with_capacity(remaining.len());
-            for (c, spread) in remaining.into_iter().zip(spreads) {
-                let pods: Vec<u32> = c.pods.into_iter().filter(|p| !helped.contains(p)).collect();
-                if !pods.is_empty() {
-                    kept_classes.push(PodClass { rep: pods[0], pods });
-                    kept_spreads.push(spread);
-                }
-            }
-            remaining = kept_classes;
-            spreads = kept_spreads;
+            let expansion = Expansion {
+                iteration,
+                candidates,
+            };
+            self.expand(snap, now, ground, tally, sim, &mut limits, expansion);
         }
+        limits
+    }
 
-        // Pods nothing helps: explain, per group, why.
-        let mut unhelpable = 0;
-        for (class, spread) in remaining.iter().zip(&spreads) {
-            let reason = self.explain(snap, &plans, &targets, &limits, class, spread);
+    /// Carries out one expansion: the expander picks among the candidates, the nodes
+    /// are split across the balance set, and the helped pods leave the remaining ones.
+    #[allow(clippy::too_many_arguments)]
+    fn expand<'a>(
+        &mut self,
+        snap: &'a ClusterSnapshot,
+        now: Timestamp,
+        ground: &'a Groundwork,
+        tally: &mut Tally,
+        sim: &mut Simulation<'a>,
+        limits: &mut Limits,
+        expansion: Expansion<'a>,
+    ) {
+        let groups = snap.groups();
+        let Expansion {
+            iteration,
+            mut candidates,
+        } = expansion;
+        let (pick, decided_by) = self.pick(snap, now, ground, &candidates, iteration);
+        let (gi, est) = candidates.swap_remove(pick);
+        let g = &groups[gi];
+        let plan = ground.plans[gi].as_ref().expect("candidates have plans");
+        let others: Vec<&str> = candidates
+            .iter()
+            .filter(|(o, _)| *o != gi)
+            .map(|(o, _)| groups[*o].name.as_str())
+            .take(5)
+            .collect();
+        // Zone balance: share the nodes with same-shape, same-priority groups of the
+        // balance set that help the same pods, lightest zone first.
+        let split = self.balance_split(snap, &ground.sets, &tally.targets, gi, &est, &candidates);
+        for (member, delta) in split {
+            let mg = &groups[member];
+            let mplan = ground.plans[member]
+                .as_ref()
+                .expect("candidates have plans");
+            let new_target = tally.targets[member] + delta;
+            let reason = if member == gi {
+                format!(
+                    "{} pending pod(s) fit on {} new node(s) of {} ({} zone/type option(s), {:.3} $/h each); chosen by {decided_by}{}",
+                    est.helped.len(),
+                    est.node_count(),
+                    g.name,
+                    plan.variants.len(),
+                    plan.price_per_hour,
+                    if others.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" over {}", others.join(", "))
+                    }
+                )
+            } else {
+                format!(
+                    "zone balance: {delta} of the {} node(s) planned for {} go to {} in {}, the lighter zone of the balance set",
+                    est.node_count(),
+                    g.name,
+                    mg.name,
+                    mg.zones.join(",")
+                )
+            };
+            tally.actions.push(Decision::ScaleUp {
+                group: mg.name.clone(),
+                delta,
+                new_target,
+                reason,
+            });
+            limits.consume(mplan, delta);
+            self.note_scale_up(&mg.name, new_target, now);
+            tally.targets[member] = new_target;
+        }
+        for &p in &est.helped {
+            tally.outcomes.insert(
+                p,
+                PodVerdict::TriggeredScaleUp {
+                    group: g.name.clone(),
+                },
+            );
+        }
+        sim.absorb(est);
+    }
+
+    /// The expander's choice among the candidates: index and what decided.
+    fn pick(
+        &self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+        ground: &Groundwork,
+        candidates: &[(usize, Estimate<'_>)],
+        iteration: u64,
+    ) -> (usize, String) {
+        let groups = snap.groups();
+        let scores: Vec<OptionScore<'_>> = candidates
+            .iter()
+            .map(|(gi, est)| {
+                let plan = ground.plans[*gi].as_ref().expect("candidates have plans");
+                OptionScore {
+                    group: &groups[*gi].name,
+                    pods_helped: est.helped.len(),
+                    requested_cpu_millis: est.requested.cpu_millis,
+                    requested_memory_bytes: est.requested.memory_bytes,
+                    offered_cpu_millis: plan.allocatable.cpu_millis * u64::from(est.node_count()),
+                    offered_memory_bytes: plan.allocatable.memory_bytes
+                        * u64::from(est.node_count()),
+                    cost_per_hour: plan.price_per_hour * f64::from(est.node_count()),
+                }
+            })
+            .collect();
+        let seed = self.config.seed
+            ^ now.as_millis().rotate_left(17)
+            ^ iteration.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        expander::choose(
+            &self.config.expander,
+            self.priorities.as_ref(),
+            &scores,
+            seed,
+        )
+    }
+
+    /// Pods nothing helps: explain, per group, why.
+    fn explain_unhelped(
+        &self,
+        snap: &ClusterSnapshot,
+        ground: &Groundwork,
+        tally: &mut Tally,
+        sim: &Simulation<'_>,
+        limits: &Limits,
+    ) {
+        for (class, spread) in sim.remaining.iter().zip(&sim.spreads) {
+            let reason = self.explain(snap, &ground.plans, &tally.targets, limits, class, spread);
             for &p in &class.pods {
-                unhelpable += 1;
-                outcomes.insert(
+                tally.unhelpable += 1;
+                tally.outcomes.insert(
                     p,
                     PodVerdict::NotTriggerScaleUp {
                         reason: reason.clone(),
@@ -689,39 +859,72 @@ impl Autoscaler {
                 );
             }
         }
+    }
 
-        let scaled_for_pods = actions
+    /// Replacements, drain-back, scale-down, rebalancing and overprovisioning
+    /// ([`crate::disruption::Step::ORDER`]), against what the scale-ups left.
+    fn disrupt(
+        &mut self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+        ground: &Groundwork,
+        tally: &mut Tally,
+        sim: &mut Simulation<'_>,
+    ) {
+        let scaled_for_pods = tally
+            .actions
             .iter()
             .any(|a| matches!(a, Decision::ScaleUp { .. }));
-        let mut node_outcomes = Vec::new();
-        let removed_interrupted: Vec<usize> = interrupted.keys().copied().collect();
-        self.plan_disruptions(
-            crate::disruption::Round {
-                snap,
-                now,
-                plans: &plans,
-                registered: &registered_counts,
-                sets: &sets,
-                unmet_demand: unhelpable > 0 || scaled_for_pods,
-            },
-            &mut nodes,
-            &mut targets,
-            &mut actions,
-            &mut node_outcomes,
-            &removed_interrupted,
+        let round = crate::disruption::Round {
+            snap,
+            now,
+            config: &self.config,
+            priorities: self.priorities.as_ref(),
+            plans: &ground.plans,
+            registered: &tally.registered,
+            sets: &ground.sets,
+            unmet_demand: tally.unhelpable > 0 || scaled_for_pods,
+        };
+        let interrupted: Vec<usize> = tally.interrupted.keys().copied().collect();
+        let mut work = Work::new(
+            &round,
+            &self.disruption,
+            &mut sim.nodes,
+            &mut tally.targets,
+            &mut tally.actions,
+            &mut tally.node_outcomes,
+            &mut self.last_scale_up,
+            &interrupted,
         );
+        self.disruption.plan(&round, &mut work);
+        let started = std::mem::take(&mut work.scale_ups);
+        drop(work);
+        for (group, new_target) in started {
+            self.note_target(&group, new_target, now);
+        }
+    }
+
+    /// The decisions, with the per-pod verdicts and the status.
+    fn finish_round(
+        &self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+        ground: &Groundwork,
+        tally: Tally,
+    ) -> Decisions {
         let mut status = self.status(
             snap,
             now,
-            &targets,
-            &registered_counts,
-            &plans,
-            whys,
-            considered,
-            unhelpable,
+            &tally.targets,
+            &tally.registered,
+            &ground.plans,
+            tally.whys,
+            tally.considered,
+            tally.unhelpable,
         );
-        let counts = sets.zone_counts(snap, &targets, &|_| false);
-        status.zone_skew = sets
+        let counts = ground.sets.zone_counts(snap, &tally.targets, &|_| false);
+        status.zone_skew = ground
+            .sets
             .names
             .iter()
             .zip(&counts)
@@ -729,9 +932,10 @@ impl Autoscaler {
             .map(|(name, c)| (name.clone(), skew(c)))
             .collect();
         Decisions {
-            nodes: node_outcomes,
-            actions,
-            pods: outcomes
+            nodes: tally.node_outcomes,
+            actions: tally.actions,
+            pods: tally
+                .outcomes
                 .into_iter()
                 .map(|(p, verdict)| PodOutcome {
                     pod: snap.pods()[p as usize].key(),
@@ -742,12 +946,17 @@ impl Autoscaler {
         }
     }
 
-    pub(crate) fn note_scale_up(&mut self, group: &str, new_target: u32, now: Timestamp) {
+    /// A target we set that the snapshot may not show yet, and the wait for its nodes.
+    fn note_target(&mut self, group: &str, new_target: u32, now: Timestamp) {
         let st = self.groups.entry(group.to_string()).or_default();
         st.target_override = Some((new_target, now));
         if st.waiting_since.is_none() {
             st.waiting_since = Some(now);
         }
+    }
+
+    pub(crate) fn note_scale_up(&mut self, group: &str, new_target: u32, now: Timestamp) {
+        self.note_target(group, new_target, now);
         self.last_scale_up.insert(group.to_string(), now);
     }
 
@@ -919,6 +1128,7 @@ impl Autoscaler {
             config_errors: self.priority_error.iter().cloned().collect(),
             orphaned_pods: snap.orphaned_pods(),
             replacements: self
+                .disruption
                 .replacements
                 .iter()
                 .map(|(n, r)| (n.clone(), r.group.clone()))

@@ -316,6 +316,13 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// A DaemonSet or mirror (static) pod: it stays with its node, never moves.
+    pub fn is_daemon_or_mirror(&self) -> bool {
+        self.owner
+            .as_ref()
+            .is_some_and(|o| o.kind == "DaemonSet" || o.kind == "Node")
+    }
+
     /// A pending pod with the given requests, in namespace `default`.
     pub fn pending(name: impl Into<String>, requests: Resources) -> Self {
         Pod {
