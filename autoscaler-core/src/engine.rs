@@ -2,13 +2,14 @@
 //! It never reads a clock or a random source: `now` and the seed are inputs, so the
 //! same history gives the same decisions.
 
+use crate::balance::{skew, BalanceSets};
 use crate::config::{AutoscalerConfig, ConfigError};
 use crate::cooloff::{CoolOffs, PoolKey};
 use crate::decision::RemovalKind;
 use crate::decision::{
     Decision, Decisions, GroupStatus, NodeOutcome, PodOutcome, PodVerdict, Status,
 };
-use crate::disruption::{skew, BalanceSets, DisruptionState, Work};
+use crate::disruption::{DisruptionState, Work};
 use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};

@@ -68,6 +68,7 @@
 
 #![deny(clippy::disallowed_methods)]
 
+pub mod balance;
 pub mod config;
 pub mod cooloff;
 pub mod decision;
@@ -86,6 +87,7 @@ mod scaleup;
 pub mod snapshot;
 pub mod time;
 
+pub use balance::BalanceSets;
 pub use config::{
     AutoscalerConfig, BalanceConfig, Budget, ConfigError, DrainBackConfig, Range, ScaleDownConfig,
 };

@@ -37,8 +37,8 @@ use autoscaler_core::model::{
     CAPACITY_TYPE_LABEL, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
 };
 use autoscaler_core::{
-    Autoscaler, AutoscalerConfig, BalanceConfig, CapacityType, ClusterSnapshot, CoolOffPolicy,
-    Decision, DrainBackConfig, Event, InstanceType, InterruptionKind, LabelSelector,
+    Autoscaler, AutoscalerConfig, BalanceConfig, BalanceSets, CapacityType, ClusterSnapshot,
+    CoolOffPolicy, Decision, DrainBackConfig, Event, InstanceType, InterruptionKind, LabelSelector,
     LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef, Pod, PodDisruptionBudget,
     Resources, ScaleDownConfig, SchedulingSpec, SnapshotParts, Timestamp,
 };
@@ -413,7 +413,7 @@ impl<'a> Sim<'a> {
                 }
             })
             .collect();
-        let core_groups = sc
+        let core_groups: Vec<NodeGroup> = sc
             .node_groups
             .iter()
             .map(|g| {
@@ -460,7 +460,7 @@ impl<'a> Sim<'a> {
             .collect();
         let mut report = PolicyReport::new(kind.name());
         report.zones = zones.clone();
-        let balance_sets = balance_sets(sc, &zones);
+        let balance_sets = balance_sets(sc, &core_groups, &zones);
         Sim {
             sc,
             loaded,
@@ -1834,140 +1834,24 @@ pub fn run(
     sim.report
 }
 
-/// Balance sets as the core forms them (`BalanceSets::build`): explicit regexes first,
-/// else same market, instance types, template labels (zone labels aside) and taints.
-/// Each set: its group indexes and the indexes (into `zones`) of its zones.
-fn balance_sets(sc: &Scenario, zones: &[String]) -> Vec<(Vec<usize>, Vec<u16>)> {
-    let explicit: Vec<regex::Regex> = sc
-        .autoscaler
-        .balance
-        .explicit_sets
-        .iter()
-        .filter_map(|p| regex::Regex::new(p).ok())
-        .collect();
-    let mut keys: Vec<String> = Vec::new();
-    let mut sets: Vec<(Vec<usize>, Vec<u16>)> = Vec::new();
-    for (gi, g) in sc.node_groups.iter().enumerate() {
-        let key = match explicit.iter().position(|r| r.is_match(&g.name)) {
-            Some(i) => format!("explicit:{i}"),
-            None => {
-                let mut types: Vec<&str> =
-                    g.instance_types.iter().map(|t| t.name.as_str()).collect();
-                types.sort();
-                let labels: Vec<String> = g
-                    .labels
-                    .iter()
-                    .filter(|(k, _)| !k.contains("zone"))
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                format!(
-                    "{}:{}:{}",
-                    g.capacity_type,
-                    types.join("+"),
-                    labels.join(",")
-                )
-            }
-        };
-        let si = match keys.iter().position(|k| *k == key) {
-            Some(si) => si,
-            None => {
-                keys.push(key);
-                sets.push((Vec::new(), Vec::new()));
-                sets.len() - 1
-            }
-        };
-        sets[si].0.push(gi);
+/// The core's balance sets ([`BalanceSets::build`], with `ours`' configuration): per
+/// set, its group indexes and the indexes (into `zones`) of its zones.
+fn balance_sets(
+    sc: &Scenario,
+    groups: &[NodeGroup],
+    zones: &[String],
+) -> Vec<(Vec<usize>, Vec<u16>)> {
+    let built = BalanceSets::build(groups, &sc.autoscaler);
+    let mut sets: Vec<(Vec<usize>, Vec<u16>)> = vec![(Vec::new(), Vec::new()); built.names.len()];
+    for (gi, g) in groups.iter().enumerate() {
+        let set = &mut sets[built.of_group[gi]];
+        set.0.push(gi);
         for z in &g.zones {
             let zi = zones.iter().position(|x| x == z).unwrap_or(0) as u16;
-            if !sets[si].1.contains(&zi) {
-                sets[si].1.push(zi);
+            if !set.1.contains(&zi) {
+                set.1.push(zi);
             }
         }
     }
     sets
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const PDB_SCENARIO: &str = r#"
-name: pdb
-duration_s: 600
-trace: {points: [[0, 100], [600, 100]]}
-services:
-  - name: web
-    requests_per_pod: 10
-    cpu: "1"
-    memory: 1Gi
-    min_replicas: 4
-    max_replicas: 4
-    target_utilization: 70
-    share: 1
-    pdb_max_unavailable: 1
-    pod_start_s: !fixed 20
-node_groups:
-  - name: g
-    zones: [eu-west-1a]
-    capacity_type: spot
-    instance_types: [{name: m5.2xlarge, vcpu: 8, memory_gib: 32, price_per_hour: 0.1}]
-    max: 4
-    initial: 2
-"#;
-
-    #[test]
-    fn a_drain_evicts_only_what_the_pdb_allows_and_finishes_once_replacements_run() {
-        let sc = Scenario::from_yaml(PDB_SCENARIO, "test").unwrap();
-        let loaded = sc.resolve(None, None).unwrap();
-        let mut sim = Sim::new(&loaded, PolicyKind::Ca133, 1);
-        sim.init();
-        let on_node0 = sim.insts[0].pods.len();
-        assert_eq!(
-            on_node0, 2,
-            "default spread puts two of four pods on each node"
-        );
-        assert!(sim.start_removal(0, 1, true));
-        assert_eq!(
-            sim.report.evictions, 1,
-            "maxUnavailable 1: one eviction now"
-        );
-        assert_eq!(sim.insts[0].pods.len(), 1);
-        let mut emptied_at = None;
-        for t in 1..200 {
-            sim.step(t);
-            let web = &sim.svcs[0];
-            assert!(web.running.len() >= 3, "at {t}: PDB broken");
-            if emptied_at.is_none() && sim.insts[0].pods.is_empty() {
-                emptied_at = Some(t);
-            }
-        }
-        let emptied_at = emptied_at.expect("the drain finished");
-        assert!(
-            emptied_at >= 20,
-            "the second eviction waited for a replacement"
-        );
-        assert_eq!(sim.report.evictions, 2);
-        assert!(!sim.insts[0].alive, "terminated after the drain");
-        assert_eq!(sim.asgs[0].desired, 1, "with decrement");
-        // Each eviction lost the 20 s its replacement took to start (at least).
-        assert!(
-            sim.report.pod_seconds_lost >= 40,
-            "{}",
-            sim.report.pod_seconds_lost
-        );
-    }
-
-    #[test]
-    fn spot_and_on_demand_failures_carry_what_aws_messages_say() {
-        let spot = AwsLaunchFailure::new("g", CapacityType::Spot, "eu-west-1a", "m5.large");
-        assert!(matches!(
-            &spot.event,
-            Event::LaunchFailed { zone: Some(z), instance_type: None, reason: LaunchFailureReason::InsufficientInstanceCapacity, .. } if z == "eu-west-1a"
-        ));
-        let od = AwsLaunchFailure::new("g", CapacityType::OnDemand, "eu-west-1b", "m5.large");
-        assert!(matches!(
-            &od.event,
-            Event::LaunchFailed { instance_type: Some(t), reason: LaunchFailureReason::InsufficientInstanceCapacity, .. } if t == "m5.large"
-        ));
-    }
 }
