@@ -24,6 +24,15 @@
 //!   takes the policy allowing the largest change, `Min` the smallest, `Disabled` none;
 //! - defaults: scale-up `Percent 100 / 15 s` and `Pods 4 / 15 s` with `Max`; scale-down
 //!   `Percent 100 / 15 s`.
+//!
+//! Where it lives, and why: [`crate::Autoscaler::decide`] never calls it, the simulator
+//! does (it drives every replayed Deployment). It stays in the core's public API rather
+//! than beside the simulator because it has the core's properties (sans-IO, `now` as a
+//! parameter, no dependency beyond serde), because embedders use it on its own (a
+//! controller that forecasts the replicas an HPA will ask for, or a recording replayed
+//! with changed HPA settings, the "record and tune" issue), and because node-level
+//! stabilization ("time since the last upscale", the same window rule) is meant to reuse
+//! its windows instead of growing a second copy in the engine.
 
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
