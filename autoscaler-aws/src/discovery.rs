@@ -32,6 +32,109 @@ pub const INSTANCE_IDS_PER_CALL: usize = 200;
 /// Page size of `DescribeInstances` with filters (the API's maximum).
 pub const INSTANCES_PAGE_SIZE: i32 = 1000;
 
+/// A `--nodes` or `--node-group-auto-discovery` value that does not parse. The message
+/// names the flag, what is wrong and how to write it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A `--nodes` value.
+    #[error(
+        "invalid --nodes {input:?}: {problem}; write it as min:max:asg-name, e.g. 1:10:web-spot-a"
+    )]
+    Nodes {
+        /// The value given.
+        input: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A `--node-group-auto-discovery` value.
+    #[error("invalid --node-group-auto-discovery {input:?}: {problem}; only asg:tag=key1,key2 (or asg:tag=key=value) is supported")]
+    AutoDiscovery {
+        /// The value given.
+        input: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// One `--nodes=<min>:<max>:<asg-name>`: this group, with these bounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodesSpec {
+    /// Min size (overrides the ASG's).
+    pub min: u32,
+    /// Max size (overrides the ASG's).
+    pub max: u32,
+    /// ASG name.
+    pub name: String,
+}
+
+impl NodesSpec {
+    /// Parses `min:max:name` (`1:10:my-asg`), the grammar of cluster-autoscaler's `--nodes`.
+    pub fn parse(input: &str) -> Result<Self, SpecError> {
+        let err = |problem: String| SpecError::Nodes {
+            input: input.to_string(),
+            problem,
+        };
+        let mut parts = input.trim().splitn(3, ':');
+        let (Some(min), Some(max), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(err("expected three parts separated by ':'".into()));
+        };
+        let bound = |v: &str, what: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| err(format!("{what} {v:?} is not a whole number")))
+        };
+        let (min, max) = (bound(min, "min")?, bound(max, "max")?);
+        if name.is_empty() {
+            return Err(err("the ASG name is empty".into()));
+        }
+        if min > max {
+            return Err(err(format!("min {min} is above max {max}")));
+        }
+        Ok(NodesSpec {
+            min,
+            max,
+            name: name.to_string(),
+        })
+    }
+}
+
+/// One `--node-group-auto-discovery=asg:tag=<key>[=<value>],...`: every group that has
+/// all the tags (keys ANDed; a value, when given, must match).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AutoDiscovery {
+    /// `(key, Some(value))`, or `(key, None)` for "tag present".
+    pub tags: Vec<(String, Option<String>)>,
+}
+
+impl AutoDiscovery {
+    /// Parses cluster-autoscaler's `asg:tag=k1,k2=v` auto-discovery spec.
+    pub fn parse(input: &str) -> Result<Self, SpecError> {
+        let err = |problem: &str| SpecError::AutoDiscovery {
+            input: input.to_string(),
+            problem: problem.to_string(),
+        };
+        let spec = input
+            .trim()
+            .strip_prefix("asg:tag=")
+            .ok_or_else(|| err("it does not start with asg:tag="))?;
+        let tags: Vec<_> = spec
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(|t| match t.split_once('=') {
+                Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                None => (t.to_string(), None),
+            })
+            .collect();
+        if tags.is_empty() {
+            return Err(err("no tag given"));
+        }
+        if tags.iter().any(|(k, _)| k.is_empty()) {
+            return Err(err("empty tag key"));
+        }
+        Ok(AutoDiscovery { tags })
+    }
+}
+
 /// Which groups to manage, as cluster-autoscaler's flags say it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupSpec {
@@ -49,64 +152,33 @@ pub enum GroupSpec {
     Tags(Vec<(String, Option<String>)>),
 }
 
-impl GroupSpec {
-    /// Parses `--nodes` (`1:10:my-asg`).
-    pub fn parse_nodes(s: &str) -> Result<Self, AwsError> {
-        let bad = || {
-            AwsError::Config(format!(
-                "--nodes={s:?}: expected <min>:<max>:<asg-name>, e.g. 1:10:workers-spot"
-            ))
-        };
-        let mut it = s.splitn(3, ':');
-        let min = it
-            .next()
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(bad)?;
-        let max = it
-            .next()
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(bad)?;
-        let name = it.next().filter(|n| !n.is_empty()).ok_or_else(bad)?;
-        if min > max {
-            return Err(AwsError::Config(format!(
-                "--nodes={s:?}: min {min} is above max {max}"
-            )));
+impl From<NodesSpec> for GroupSpec {
+    fn from(n: NodesSpec) -> Self {
+        GroupSpec::Explicit {
+            min: n.min,
+            max: n.max,
+            name: n.name,
         }
-        Ok(GroupSpec::Explicit {
-            min,
-            max,
-            name: name.to_string(),
-        })
+    }
+}
+
+impl From<AutoDiscovery> for GroupSpec {
+    fn from(d: AutoDiscovery) -> Self {
+        GroupSpec::Tags(d.tags)
+    }
+}
+
+impl GroupSpec {
+    /// Parses `--nodes` (`1:10:my-asg`); see [`NodesSpec::parse`].
+    pub fn parse_nodes(s: &str) -> Result<Self, SpecError> {
+        NodesSpec::parse(s).map(Self::from)
     }
 
-    /// Parses `--node-group-auto-discovery` (`asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/<cluster>`).
-    pub fn parse_auto_discovery(s: &str) -> Result<Self, AwsError> {
-        let rest = s.strip_prefix("asg:").ok_or_else(|| {
-            AwsError::Config(format!(
-                "--node-group-auto-discovery={s:?}: only the \"asg:tag=...\" form is supported"
-            ))
-        })?;
-        let mut tags = Vec::new();
-        for part in rest.split(',') {
-            let part = part.trim();
-            let kv = part.strip_prefix("tag=").unwrap_or(part);
-            let (k, v) = match kv.split_once('=') {
-                Some((k, v)) => (k, Some(v.to_string())),
-                None => (kv, None),
-            };
-            if k.is_empty() {
-                return Err(AwsError::Config(format!(
-                    "--node-group-auto-discovery={s:?}: empty tag key; write asg:tag=key1,key2=value"
-                )));
-            }
-            tags.push((k.to_string(), v));
-        }
-        if tags.is_empty() {
-            return Err(AwsError::Config(format!(
-                "--node-group-auto-discovery={s:?}: no tag given"
-            )));
-        }
-        Ok(GroupSpec::Tags(tags))
+    /// Parses `--node-group-auto-discovery`
+    /// (`asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/<cluster>`);
+    /// see [`AutoDiscovery::parse`].
+    pub fn parse_auto_discovery(s: &str) -> Result<Self, SpecError> {
+        AutoDiscovery::parse(s).map(Self::from)
     }
 
     /// CA's usual auto-discovery for a cluster: the `enabled` tag and the cluster's tag.
@@ -1101,6 +1173,29 @@ mod tests {
             ])
         );
         assert!(GroupSpec::parse_auto_discovery("mig:foo").is_err());
+        assert!(GroupSpec::parse_auto_discovery("asg:tag=").is_err());
+        assert!(GroupSpec::parse_auto_discovery("asg:tag==v").is_err());
+        assert!(NodesSpec::parse("1:2:").is_err());
+        let n = NodesSpec::parse(" 0:10:static-spot ").unwrap();
+        assert_eq!((n.min, n.max, n.name.as_str()), (0, 10, "static-spot"));
+    }
+
+    #[test]
+    fn spec_errors_name_the_flag_and_the_fix() {
+        let e = NodesSpec::parse("10:1:x").unwrap_err().to_string();
+        assert!(
+            e.contains("--nodes")
+                && e.contains("min 10 is above max 1")
+                && e.contains("min:max:asg-name"),
+            "{e}"
+        );
+        let e = AutoDiscovery::parse("mig:namePrefix=x")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--node-group-auto-discovery") && e.contains("asg:tag=key1,key2"),
+            "{e}"
+        );
     }
 
     #[test]

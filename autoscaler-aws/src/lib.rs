@@ -47,7 +47,8 @@ pub use activities::ActivityPoller;
 pub use actuate::{Actuator, Outcome};
 pub use api::{Api, ApiFamily, Bucket, Op, RateLimitConfig, RetrySettings};
 pub use discovery::{
-    parse_provider_id, DiscoveredGroup, GroupSpec, Instance, Scan, ScanConfig, Scanner,
+    parse_provider_id, AutoDiscovery, DiscoveredGroup, GroupSpec, Instance, NodesSpec, Scan,
+    ScanConfig, Scanner, SpecError,
 };
 pub use error::{AwsError, GroupError};
 pub use metrics::{EventStats, Metrics, OpStats};

@@ -27,15 +27,12 @@ use tokio::sync::{mpsc, watch, Notify};
 
 /// The adapter's group specs for the flags (`--nodes`, then `--node-group-auto-discovery`).
 pub fn group_specs(flags: &Flags) -> Vec<GroupSpec> {
-    let explicit = flags.nodes.iter().map(|n| GroupSpec::Explicit {
-        min: n.min,
-        max: n.max,
-        name: n.name.clone(),
-    });
+    let explicit = flags.nodes.iter().cloned().map(GroupSpec::from);
     let tagged = flags
         .node_group_auto_discovery
         .iter()
-        .map(|d| GroupSpec::Tags(d.tags.clone()));
+        .cloned()
+        .map(GroupSpec::from);
     explicit.chain(tagged).collect()
 }
 

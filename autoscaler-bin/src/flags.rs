@@ -5,6 +5,7 @@
 //! `--name=value`. CA flags we do not implement are refused by [`check_unsupported`] with
 //! a message saying what to use instead, rather than clap's generic "unexpected argument".
 
+pub use autoscaler_aws::{AutoDiscovery, NodesSpec, SpecError};
 use autoscaler_core::{AutoscalerConfig, Budget, Range};
 use clap::{ArgAction, Parser, ValueEnum};
 use std::time::Duration;
@@ -27,12 +28,6 @@ pub enum FlagError {
     /// A `min:max` range that does not parse.
     #[error("invalid range {0:?}: write it as min:max, e.g. 0:320000")]
     Range(String),
-    /// A `--nodes` value that does not parse.
-    #[error("invalid --nodes {0:?}: write it as min:max:asg-name, e.g. 1:10:web-spot-a")]
-    Nodes(String),
-    /// A `--node-group-auto-discovery` value that does not parse.
-    #[error("invalid --node-group-auto-discovery {0:?}: only asg:tag=key1,key2 (or asg:tag=key=value) is supported")]
-    AutoDiscovery(String),
     /// No node group is configured.
     #[error("no node group: pass --nodes=min:max:name (repeatable) or --node-group-auto-discovery=asg:tag=...")]
     NoGroups,
@@ -93,64 +88,6 @@ pub fn parse_range(input: &str) -> Result<Range, FlagError> {
     })
 }
 
-/// One `--nodes=min:max:name`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NodesSpec {
-    /// Minimum size.
-    pub min: u32,
-    /// Maximum size.
-    pub max: u32,
-    /// ASG name.
-    pub name: String,
-}
-
-/// Parses `min:max:name`.
-pub fn parse_nodes(input: &str) -> Result<NodesSpec, FlagError> {
-    let err = || FlagError::Nodes(input.to_string());
-    let mut parts = input.trim().splitn(3, ':');
-    let (Some(min), Some(max), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(err());
-    };
-    let (min, max): (u32, u32) = (
-        min.parse().map_err(|_| err())?,
-        max.parse().map_err(|_| err())?,
-    );
-    if name.is_empty() || min > max {
-        return Err(err());
-    }
-    Ok(NodesSpec {
-        min,
-        max,
-        name: name.to_string(),
-    })
-}
-
-/// One `--node-group-auto-discovery=asg:tag=k1,k2=v`: ASGs carrying every tag (key, and
-/// value when given).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AutoDiscovery {
-    /// `(key, Some(value))` or `(key, None)` for "tag present".
-    pub tags: Vec<(String, Option<String>)>,
-}
-
-/// Parses CA's `asg:tag=...` auto-discovery spec.
-pub fn parse_auto_discovery(input: &str) -> Result<AutoDiscovery, FlagError> {
-    let err = || FlagError::AutoDiscovery(input.to_string());
-    let spec = input.trim().strip_prefix("asg:tag=").ok_or_else(err)?;
-    let tags: Vec<_> = spec
-        .split(',')
-        .filter(|t| !t.is_empty())
-        .map(|t| match t.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (t.to_string(), None),
-        })
-        .collect();
-    if tags.is_empty() || tags.iter().any(|(k, _)| k.is_empty()) {
-        return Err(err());
-    }
-    Ok(AutoDiscovery { tags })
-}
-
 /// Where node groups come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum CloudProvider {
@@ -176,11 +113,12 @@ pub struct Flags {
     /// Cloud provider: `aws`, or `static` (groups from --nodes, in memory).
     #[arg(long, default_value = "aws", value_parser = parse_cloud_provider)]
     pub cloud_provider: CloudProvider,
-    /// Node group `min:max:asg-name`; repeatable.
-    #[arg(long = "nodes", value_parser = parse_nodes)]
+    /// Node group `min:max:asg-name`; repeatable. The grammar (and its errors,
+    /// [`SpecError`]) is the AWS adapter's, shared with its discovery.
+    #[arg(long = "nodes", value_parser = NodesSpec::parse)]
     pub nodes: Vec<NodesSpec>,
     /// ASG auto-discovery, `asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/<cluster>`; repeatable.
-    #[arg(long, value_parser = parse_auto_discovery)]
+    #[arg(long, value_parser = AutoDiscovery::parse)]
     pub node_group_auto_discovery: Vec<AutoDiscovery>,
     /// Expander chain: priority, least-waste, most-pods, price, random (comma-separated).
     #[arg(long, default_value = "random")]
@@ -561,11 +499,11 @@ mod tests {
             }
         );
         assert!(parse_range("5").is_err());
-        let n = parse_nodes("0:10:static-spot").unwrap();
+        let n = NodesSpec::parse("0:10:static-spot").unwrap();
         assert_eq!((n.min, n.max, n.name.as_str()), (0, 10, "static-spot"));
-        assert!(parse_nodes("10:1:x").is_err());
-        assert!(parse_nodes("1:2:").is_err());
-        let d = parse_auto_discovery(
+        assert!(NodesSpec::parse("10:1:x").is_err());
+        assert!(NodesSpec::parse("1:2:").is_err());
+        let d = AutoDiscovery::parse(
             "asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/prod=owned",
         )
         .unwrap();
@@ -574,7 +512,7 @@ mod tests {
             ("k8s.io/cluster-autoscaler/enabled".into(), None)
         );
         assert_eq!(d.tags[1].1.as_deref(), Some("owned"));
-        assert!(parse_auto_discovery("mig:namePrefix=x").is_err());
+        assert!(AutoDiscovery::parse("mig:namePrefix=x").is_err());
     }
 
     #[test]
@@ -712,6 +650,15 @@ mod tests {
         assert!(e.contains("cores-total"), "{e}");
         let e = p(&[]).unwrap_err().to_string();
         assert!(e.contains("--nodes"), "{e}");
+        let e = p(&["--nodes=10:1:web"]).unwrap_err().to_string();
+        assert!(
+            e.contains("--nodes") && e.contains("min 10 is above max 1") && e.contains("1:10:"),
+            "{e}"
+        );
+        let e = p(&["--node-group-auto-discovery=mig:x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("asg:tag=key1,key2"), "{e}");
         let e = p(&[
             "--cloud-provider=static",
             "--node-group-auto-discovery=asg:tag=a",
