@@ -217,7 +217,7 @@ impl Default for ScanConfig {
     }
 }
 
-/// One instance of a group.
+/// One instance of a group (also the bin's provider seam's instance, whatever the cloud).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Instance {
     /// `i-...`.
@@ -235,6 +235,23 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// An instance in service, of unknown market (the static provider, tests).
+    pub fn in_service(
+        id: impl Into<String>,
+        group: impl Into<String>,
+        zone: impl Into<String>,
+        instance_type: impl Into<String>,
+    ) -> Self {
+        Instance {
+            id: id.into(),
+            group: group.into(),
+            zone: zone.into(),
+            instance_type: instance_type.into(),
+            lifecycle: None,
+            state: LifecycleState::InService.as_str().to_string(),
+        }
+    }
+
     /// Whether the instance counts toward the group's capacity (pending or in service).
     pub fn is_active(&self) -> bool {
         !(self.state.starts_with("Terminating")

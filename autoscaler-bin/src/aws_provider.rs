@@ -243,13 +243,7 @@ impl NodeGroupProvider for AwsProvider {
         Ok(scan
             .groups
             .iter()
-            .flat_map(|g| g.instances.iter())
-            .map(|i| Instance {
-                id: i.id.clone(),
-                group: i.group.clone(),
-                zone: i.zone.clone(),
-                instance_type: i.instance_type.clone(),
-            })
+            .flat_map(|g| g.instances.iter().cloned())
             .collect())
     }
 

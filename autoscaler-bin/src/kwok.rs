@@ -24,18 +24,18 @@ pub fn instance_of(n: &Node) -> Option<Instance> {
     let group = labels.get(GROUP_LABEL)?.clone();
     let pid = n.spec.as_ref()?.provider_id.as_deref()?;
     let id = crate::translate::instance_id(pid)?.to_string();
-    Some(Instance {
+    Some(Instance::in_service(
         id,
         group,
-        zone: labels
+        labels
             .get("topology.kubernetes.io/zone")
             .cloned()
             .unwrap_or_default(),
-        instance_type: labels
+        labels
             .get("node.kubernetes.io/instance-type")
             .cloned()
             .unwrap_or_default(),
-    })
+    ))
 }
 
 /// The interruption a node's [`INTERRUPTION_ANNOTATION`] asks for.
@@ -150,12 +150,12 @@ mod tests {
 
     #[test]
     fn static_nodes_round_trip_to_instances() {
-        let i = Instance {
-            id: "i-00000000000000002".into(),
-            group: "static-spot".into(),
-            zone: "us-east-1a".into(),
-            instance_type: "m5.large".into(),
-        };
+        let i = Instance::in_service(
+            "i-00000000000000002",
+            "static-spot",
+            "us-east-1a",
+            "m5.large",
+        );
         let mut n = node_for(&i);
         assert_eq!(instance_of(&n), Some(i));
         assert_eq!(interruption_of(&n), None);

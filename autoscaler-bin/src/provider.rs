@@ -33,18 +33,9 @@ pub enum ProviderError {
     Cloud(String),
 }
 
-/// An instance a provider launched for a group (so nodes can be matched to groups).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Instance {
-    /// Instance id (`i-...`), the last segment of the node's providerID.
-    pub id: String,
-    /// Group.
-    pub group: String,
-    /// Zone.
-    pub zone: String,
-    /// Instance type.
-    pub instance_type: String,
-}
+/// An instance a provider launched for a group (so nodes can be matched to groups): the
+/// AWS adapter's, which every provider uses.
+pub use autoscaler_aws::Instance;
 
 /// Node groups in a cloud. Implementations are cheap to share (`Arc` inside) and safe to
 /// call from several tasks.
@@ -274,12 +265,12 @@ fn resize(s: &mut StaticState, name: &str, desired: u32) {
         *next_id += 1;
         let zones = &g.group.zones;
         let zone = zones[g.instances.len() % zones.len().max(1)].clone();
-        let inst = Instance {
-            id: format!("i-{:017x}", *next_id),
-            group: name.to_string(),
+        let inst = Instance::in_service(
+            format!("i-{:017x}", *next_id),
+            name,
             zone,
-            instance_type: g.group.instance_types[0].name.clone(),
-        };
+            g.group.instance_types[0].name.clone(),
+        );
         launched.push(inst.clone());
         g.instances.push(inst);
     }

@@ -333,12 +333,7 @@ async fn instances(asg: &aws_sdk_autoscaling::Client) -> Vec<(String, String)> {
 fn ec2_node(id: &str, group: &str) -> Node {
     autoscaler_bin::kwok::node_named(
         &format!("{id}.ec2.internal"),
-        &autoscaler_bin::provider::Instance {
-            id: id.into(),
-            group: group.into(),
-            zone: "us-east-1a".into(),
-            instance_type: "m5.large".into(),
-        },
+        &autoscaler_bin::provider::Instance::in_service(id, group, "us-east-1a", "m5.large"),
     )
 }
 
