@@ -484,10 +484,7 @@ impl DisruptionState {
             if ready_new < rep.needed {
                 continue;
             }
-            let node_group = snap.nodes()[ni]
-                .group
-                .as_deref()
-                .and_then(|g| snap.group_index(g));
+            let node_group = snap.group_of_node(ni);
             if node_group.is_some_and(|ngi| w.targets[ngi] <= groups[ngi].min_size) {
                 // Its group is at its minimum: removing would be refused by AWS.
                 self.replacements.remove(&name);
@@ -560,7 +557,7 @@ impl DisruptionState {
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
         for (ni, n) in snap.nodes().iter().enumerate() {
-            let Some(gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
+            let Some(gi) = snap.group_of_node(ni) else {
                 continue;
             };
             let unready_for =
@@ -766,7 +763,7 @@ impl DisruptionState {
         let groups = snap.groups();
         for ni in self.drain_back_nodes(r, w) {
             let n = &snap.nodes()[ni];
-            let Some(od_gi) = n.group.as_deref().and_then(|g| snap.group_index(g)) else {
+            let Some(od_gi) = snap.group_of_node(ni) else {
                 continue;
             };
             let od_group = &groups[od_gi];
@@ -775,10 +772,7 @@ impl DisruptionState {
                 .iter()
                 .filter(|(name, rep)| {
                     rep.kind == RemovalKind::DrainBack
-                        && snap
-                            .node_index(name)
-                            .and_then(|i| snap.nodes()[i].group.as_deref())
-                            == Some(od_group.name.as_str())
+                        && snap.node_index(name).and_then(|i| snap.group_of_node(i)) == Some(od_gi)
                 })
                 .count() as u32;
             if in_flight >= r.config.drain_back.budget.for_size(r.registered[od_gi])
@@ -902,12 +896,9 @@ impl DisruptionState {
                     && !n.unschedulable
                     && !w.removed[ni]
                     && !self.replacements.contains_key(&n.name)
-                    && n.group
-                        .as_deref()
-                        .and_then(|g| snap.group_index(g))
-                        .is_some_and(|gi| {
-                            r.sets.of_group[gi] == set && w.targets[gi] > groups[gi].min_size
-                        })
+                    && snap.group_of_node(ni).is_some_and(|gi| {
+                        r.sets.of_group[gi] == set && w.targets[gi] > groups[gi].min_size
+                    })
                     && movable_pods(snap, ni, r.config, &w.pdb_left).is_ok()
             })
             .min_by(|&a, &b| {

@@ -601,11 +601,7 @@ impl Autoscaler {
                 n.ready || now.since(n.created_at) <= self.config.max_node_provision_time;
             nodes.push(SimNode {
                 existing: Some(ni as u32),
-                group: n
-                    .group
-                    .as_ref()
-                    .and_then(|g| snap.group_index(g))
-                    .map(|g| g as u32),
+                group: snap.group_of_node(ni).map(|g| g as u32),
                 labels: &n.labels,
                 variants: &[],
                 taints: &n.taints,

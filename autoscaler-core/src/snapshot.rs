@@ -71,6 +71,8 @@ pub struct ClusterSnapshot {
     pods_on_node: Vec<Vec<u32>>,
     /// Nodes of each group.
     nodes_of_group: Vec<Vec<u32>>,
+    /// Group index of each node (resolved once, not by name at every use).
+    group_of_node: Vec<Option<u32>>,
     /// Pods bound to a node the snapshot does not know (kept, counted, reported).
     orphaned_pods: usize,
     any_anti_affinity: bool,
@@ -112,13 +114,16 @@ impl ClusterSnapshot {
         let mut node_by_name =
             FxHashMap::with_capacity_and_hasher(parts.nodes.len(), Default::default());
         let mut nodes_of_group = vec![Vec::new(); parts.groups.len()];
+        let mut group_of_node = Vec::with_capacity(parts.nodes.len());
         for (i, n) in parts.nodes.iter().enumerate() {
             if node_by_name.insert(n.name.clone(), i as u32).is_some() {
                 return Err(SnapshotError::DuplicateNode(n.name.clone()));
             }
-            if let Some(g) = n.group.as_ref().and_then(|g| group_by_name.get(g)) {
-                nodes_of_group[*g as usize].push(i as u32);
+            let group = n.group.as_ref().and_then(|g| group_by_name.get(g)).copied();
+            if let Some(g) = group {
+                nodes_of_group[g as usize].push(i as u32);
             }
+            group_of_node.push(group);
         }
         let mut pod_node = Vec::with_capacity(parts.pods.len());
         let mut pods_on_node = vec![Vec::new(); parts.nodes.len()];
@@ -195,6 +200,7 @@ impl ClusterSnapshot {
             pod_node,
             pods_on_node,
             nodes_of_group,
+            group_of_node,
             orphaned_pods,
             any_anti_affinity,
             bound_anti_affinity,
@@ -259,6 +265,11 @@ impl ClusterSnapshot {
     /// Pods bound to a node.
     pub fn pods_on_node(&self, node: usize) -> &[u32] {
         &self.pods_on_node[node]
+    }
+
+    /// The group (index) a node belongs to, if it is in a known group.
+    pub fn group_of_node(&self, node: usize) -> Option<usize> {
+        self.group_of_node[node].map(|g| g as usize)
     }
 
     /// Nodes registered for a group.
