@@ -1,8 +1,8 @@
-//! Counters for AWS calls, throttles, latency and events: plain atomics, rendered in the
-//! Prometheus text format by [`Metrics::render`].
+//! Counters for AWS calls, throttles, latency and events: plain atomics, read with
+//! [`Metrics::op`], [`Metrics::events`] and friends. They are exposed on `/metrics` by one
+//! renderer, the autoscaler binary's Prometheus collector (`autoscaler_aws_*` families).
 
 use crate::op::Op;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -187,69 +187,5 @@ impl Metrics {
     /// Per-group problems reported by scans.
     pub fn group_errors(&self) -> u64 {
         self.group_errors.load(Ordering::Relaxed)
-    }
-
-    /// The counters in the Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        type Series = (&'static str, &'static str, fn(&OpStats) -> u64);
-        let series: [Series; 6] = [
-            ("aws_api_calls_total", "Logical AWS API calls.", |s| s.calls),
-            ("aws_api_errors_total", "AWS API calls that failed.", |s| {
-                s.errors
-            }),
-            (
-                "aws_api_attempts_total",
-                "HTTP attempts, retries included.",
-                |s| s.attempts,
-            ),
-            (
-                "aws_api_throttled_total",
-                "Attempts throttled by AWS.",
-                |s| s.throttled_attempts,
-            ),
-            (
-                "aws_api_latency_microseconds_sum",
-                "Sum of call latencies.",
-                |s| s.latency_micros_sum,
-            ),
-            (
-                "aws_api_rate_limit_wait_microseconds_sum",
-                "Time waiting for the client-side token bucket.",
-                |s| s.rate_limit_wait_micros,
-            ),
-        ];
-        for (name, help, get) in series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for &op in Op::ALL {
-                let _ = writeln!(
-                    out,
-                    "{name}{{action=\"{}\"}} {}",
-                    op.action(),
-                    get(&self.op(op))
-                );
-            }
-        }
-        let e = self.events();
-        for (name, v) in [
-            ("aws_events_received_total", e.received),
-            ("aws_events_delivered_total", e.delivered),
-            ("aws_events_malformed_total", e.malformed),
-            ("aws_events_ignored_total", e.ignored),
-            ("aws_event_latency_microseconds_sum", e.latency_micros_sum),
-            (
-                "aws_external_desired_capacity_changes_total",
-                self.external_changes(),
-            ),
-            ("aws_group_errors_total", self.group_errors()),
-        ] {
-            let _ = writeln!(out, "# TYPE {name} counter\n{name} {v}");
-        }
-        let _ = writeln!(
-            out,
-            "# TYPE aws_event_latency_microseconds_max gauge\naws_event_latency_microseconds_max {}",
-            e.latency_micros_max
-        );
-        out
     }
 }
