@@ -9,18 +9,24 @@
 //!   (compare-and-set against a fresh read; conflicts are logged and left to the next
 //!   round); node removal is `TerminateInstanceInAutoScalingGroup` with decrement.
 //! - Events: the SQS queue of `--event-queue-url` is long-polled in a background task
-//!   that feeds the controller's event channel and wakes the loop
-//!   ([`AwsProvider::spawn_event_queue`]); `DescribeScalingActivities` of groups with a
-//!   scale-up in flight is polled each round ([`NodeGroupProvider::poll_events`]).
+//!   ([`NodeGroupProvider::start`]) that feeds the controller's event channel and wakes
+//!   the loop ([`AwsProvider::spawn_event_queue`]); `DescribeScalingActivities` of groups
+//!   with a scale-up in flight is polled each round ([`NodeGroupProvider::poll_events`]).
+//! - Metrics: the adapter's counters as `autoscaler_aws_*` ([`AwsCollector`], through
+//!   [`NodeGroupProvider::collectors`]).
 //!
 //! [`Actuator`]: autoscaler_aws::Actuator
 
 use crate::flags::Flags;
-use crate::provider::{Instance, NodeGroupProvider, ProviderError};
+use crate::provider::{Instance, NodeGroupProvider, ProviderContext, ProviderError};
 use autoscaler_aws::{
     AwsCloud, AwsConfig, EventQueue, GroupSpec, Outcome, QueueConfig, ReceivedEvent, Scan,
 };
 use autoscaler_core::{Decision, Event, NodeGroup};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::MetricType;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
@@ -57,6 +63,8 @@ struct Inner {
     /// The problems the latest scan reported, to log only changes.
     scan_errors: Mutex<Vec<String>>,
     queue: Option<Arc<EventQueue>>,
+    /// `--event-queue-url` (empty: none), for the log.
+    queue_url: String,
 }
 
 /// AutoScalingGroups as node groups. A clone shares the clients, caches and last scan.
@@ -69,10 +77,6 @@ impl std::fmt::Debug for AwsProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AwsProvider").finish_non_exhaustive()
     }
-}
-
-fn cloud_err(e: impl std::fmt::Display) -> ProviderError {
-    ProviderError::Cloud(e.to_string())
 }
 
 impl AwsProvider {
@@ -96,6 +100,7 @@ impl AwsProvider {
                 scan: Mutex::new(None),
                 scan_errors: Mutex::new(Vec::new()),
                 queue,
+                queue_url: queue_url.to_string(),
             }),
         }
     }
@@ -116,7 +121,7 @@ impl AwsProvider {
     /// Scans now and keeps the result for [`NodeGroupProvider::instances`] and the
     /// activity poll.
     pub async fn rescan(&self) -> Result<Arc<Scan>, ProviderError> {
-        let scan = Arc::new(self.inner.cloud.scan().await.map_err(cloud_err)?);
+        let scan = Arc::new(self.inner.cloud.scan().await.map_err(ProviderError::Aws)?);
         let problems: Vec<String> = scan.errors.iter().map(|e| e.to_string()).collect();
         {
             let mut last = self
@@ -216,13 +221,15 @@ impl AwsProvider {
                     "AWS: desired capacity changed by someone else; nothing written, the next round decides again"
                 ),
                 Outcome::Unsupported { decision } => {
-                    return Err(ProviderError::Cloud(format!(
-                        "the AWS adapter does not carry out {decision}"
-                    )))
+                    return Err(ProviderError::Unsupported {
+                        provider: "AWS adapter",
+                        decision,
+                    })
                 }
                 Outcome::Failed { target, error } => {
-                    return Err(ProviderError::Cloud(format!("{target}: {error}")))
+                    return Err(ProviderError::AwsTarget { target, error })
                 }
+                // Not an answer to a capacity change: nothing to log.
                 Outcome::Terminated { .. } | Outcome::AlreadyTerminated { .. } => {}
             }
         }
@@ -247,46 +254,19 @@ impl NodeGroupProvider for AwsProvider {
             .collect())
     }
 
-    async fn set_desired_capacity(&self, group: &str, desired: u32) -> Result<(), ProviderError> {
-        // As a decision against the last scan's desired capacity, so the adapter's
-        // compare-and-set applies.
-        let scan = match self.last_scan() {
-            Some(s) => s,
-            None => self.rescan().await?,
-        };
-        let current = scan
-            .group(group)
-            .ok_or_else(|| ProviderError::UnknownGroup(group.to_string()))?
-            .group
-            .target_size;
-        let reason = "set_desired_capacity".to_string();
-        let decision = if desired >= current {
-            Decision::ScaleUp {
-                group: group.to_string(),
-                delta: desired - current,
-                new_target: desired,
-                reason,
-            }
-        } else {
-            Decision::RevertScaleUp {
-                group: group.to_string(),
-                cancelled: current - desired,
-                new_target: desired,
-                reason,
-            }
-        };
-        self.actuate(&decision).await
-    }
-
-    async fn apply_decision(&self, decision: &Decision) -> Result<(), ProviderError> {
+    async fn apply(&self, decision: &Decision) -> Result<(), ProviderError> {
         self.actuate(decision).await
     }
 
     async fn terminate_instance(&self, instance_id: &str) -> Result<(), ProviderError> {
         match self.inner.cloud.terminate_instance(instance_id, true).await {
             Outcome::Terminated { .. } | Outcome::AlreadyTerminated { .. } => Ok(()),
-            Outcome::Failed { error, .. } => Err(cloud_err(error)),
-            other => Err(ProviderError::Cloud(format!("{other:?}"))),
+            Outcome::Failed { error, .. } => Err(ProviderError::Aws(error)),
+            other @ (Outcome::Applied { .. }
+            | Outcome::Clamped { .. }
+            | Outcome::AlreadyApplied { .. }
+            | Outcome::Conflict { .. }
+            | Outcome::Unsupported { .. }) => Err(ProviderError::UnexpectedOutcome(other)),
         }
     }
 
@@ -314,11 +294,128 @@ impl NodeGroupProvider for AwsProvider {
     fn deletes_node_objects(&self) -> bool {
         true
     }
+
+    /// The SQS consumer, when `--event-queue-url` is set ([`AwsProvider::spawn_event_queue`]).
+    fn start(&self, context: &ProviderContext) {
+        if self.spawn_event_queue(
+            context.events.clone(),
+            context.wake.clone(),
+            context.leader.clone(),
+        ) {
+            tracing::info!(queue = %self.inner.queue_url, "AWS: consuming the event queue");
+        } else {
+            tracing::info!("AWS: no --event-queue-url; launch failures come from DescribeScalingActivities only");
+        }
+    }
+
+    /// The adapter's counters as `autoscaler_aws_*` families ([`AwsCollector`]).
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![Box::new(AwsCollector(self.inner.cloud.metrics().clone()))]
+    }
+}
+
+/// The AWS adapter's counters (API calls per action, errors, throttling, rate limiter
+/// waits, SQS events), exposed as `autoscaler_aws_*` families, read at each scrape. The
+/// one renderer of [`autoscaler_aws::Metrics`].
+#[derive(Debug)]
+pub struct AwsCollector(pub Arc<autoscaler_aws::Metrics>);
+
+impl Collector for AwsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use autoscaler_aws::{Op, OpStats};
+        let m = &self.0;
+        type Series = (&'static str, &'static str, fn(&OpStats) -> f64);
+        let per_action: [Series; 5] = [
+            (
+                "autoscaler_aws_api_calls",
+                "AWS API calls (each may take several attempts), by action.",
+                |s| s.calls as f64,
+            ),
+            (
+                "autoscaler_aws_api_errors",
+                "AWS API calls that ended in an error, by action.",
+                |s| s.errors as f64,
+            ),
+            (
+                "autoscaler_aws_api_throttled",
+                "HTTP attempts AWS answered with a throttling error, by action.",
+                |s| s.throttled_attempts as f64,
+            ),
+            (
+                "autoscaler_aws_api_call_seconds",
+                "Time spent in AWS API calls, retries included, by action.",
+                |s| s.latency_micros_sum as f64 / 1e6,
+            ),
+            (
+                "autoscaler_aws_rate_limit_wait_seconds",
+                "Time calls waited for the client-side token bucket, by action.",
+                |s| s.rate_limit_wait_micros as f64 / 1e6,
+            ),
+        ];
+        for (name, help, value) in per_action {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for &op in Op::ALL {
+                let labels = [("action", op.action())];
+                ConstCounter::new(value(&m.op(op))).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let e = m.events();
+        for (name, help, v) in [
+            (
+                "autoscaler_aws_events_received",
+                "SQS messages received from the event queue.",
+                e.received,
+            ),
+            (
+                "autoscaler_aws_events_delivered",
+                "Events handed to the engine.",
+                e.delivered,
+            ),
+            (
+                "autoscaler_aws_events_malformed",
+                "Messages that could not be read (deleted, logged).",
+                e.malformed,
+            ),
+            (
+                "autoscaler_aws_events_ignored",
+                "Well-formed messages with nothing for the engine.",
+                e.ignored,
+            ),
+            (
+                "autoscaler_aws_external_desired_capacity_changes",
+                "Times a group's desired capacity was changed by someone else.",
+                m.external_changes(),
+            ),
+        ] {
+            let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(family)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exports_the_aws_adapter_counters() {
+        let aws = Arc::new(autoscaler_aws::Metrics::default());
+        let mut m = crate::metrics::Metrics::new();
+        m.register_collector(Box::new(AwsCollector(aws)));
+        let text = m.encode();
+        for name in [
+            "autoscaler_aws_api_calls_total{action=\"autoscaling:SetDesiredCapacity\"} 0",
+            "autoscaler_aws_api_throttled_total{action=\"autoscaling:DescribeAutoScalingGroups\"} 0",
+            "autoscaler_aws_events_received_total 0",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+        assert!(
+            text.trim_end().ends_with("# EOF"),
+            "one OpenMetrics document"
+        );
+    }
 
     #[test]
     fn specs_from_flags() {

@@ -9,7 +9,8 @@ use crate::drain::{DrainConfig, Drainer, Removal, DELETION_CANDIDATE_TAINT};
 use crate::flags::{CloudProvider, Flags};
 use crate::metrics::Metrics;
 use crate::pod_cache::PodCache;
-use crate::provider::{NodeGroupProvider, StaticProvider};
+use crate::provider::{NodeGroupProvider, ProviderContext};
+use crate::static_provider::StaticProvider;
 use crate::status;
 use crate::translate;
 use anyhow::{Context, Result};
@@ -249,7 +250,8 @@ pub fn static_provider(flags: &Flags) -> Result<StaticProvider> {
                 StaticProvider::group_from_flag(&n.name, n.min, n.max, it.clone(), zones.clone())
             })
             .collect(),
-    ))
+    )
+    .with_kwok_nodes(flags.static_create_kwok_nodes))
 }
 
 /// Runs the controller until SIGTERM/SIGINT.
@@ -269,21 +271,11 @@ pub async fn run(flags: Flags) -> Result<()> {
     match flags.cloud_provider {
         CloudProvider::Static => {
             let provider = static_provider(&flags)?;
-            let kwok = provider.clone();
-            serve(
-                flags,
-                client,
-                engine,
-                provider,
-                Some(kwok),
-                None,
-                |_, _, _, _| {},
-            )
-            .await
+            serve(flags, client, engine, provider).await
         }
         CloudProvider::Aws => {
             let provider = AwsProvider::from_flags(&flags).await;
-            let queue = flags.event_queue_url.clone();
+            let queue = &flags.event_queue_url;
             if flags.dry_run && !queue.is_empty() {
                 // SQS hands each message to one consumer and the consumer deletes it.
                 tracing::warn!(
@@ -291,35 +283,23 @@ pub async fn run(flags: Flags) -> Result<()> {
                     "--dry-run still consumes --event-queue-url: a shadow sharing the live autoscaler's queue takes events from it; give the shadow its own queue (a second target of the same EventBridge rules, docs/event-queue.md)"
                 );
             }
-            let aws_metrics = provider.cloud().metrics().clone();
-            serve(flags, client, engine, provider, None, Some(aws_metrics), move |p, sink, wake, leader| {
-                if p.spawn_event_queue(sink, wake, leader) {
-                    tracing::info!(queue = %queue, "AWS: consuming the event queue");
-                } else {
-                    tracing::info!("AWS: no --event-queue-url; launch failures come from DescribeScalingActivities only");
-                }
-            })
-            .await
+            serve(flags, client, engine, provider).await
         }
     }
 }
 
-/// Runs the controller over `provider` until SIGTERM/SIGINT. `kwok` is the static
-/// provider (KWOK launcher, re-sync on leadership); `start_events` gets the controller's
-/// event channel, wake-up and leadership, for a provider's background event source;
-/// `aws_metrics` the AWS adapter's counters for `/metrics`.
+/// Runs the controller over `provider` until SIGTERM/SIGINT. The provider adds its
+/// collectors to `/metrics`, starts its background tasks with the controller's event
+/// channel, wake-up, leadership and Node cache, and takes over on each leadership.
 async fn serve<P: NodeGroupProvider + Clone>(
     flags: Flags,
     client: Client,
     engine: Autoscaler,
     provider: P,
-    kwok: Option<StaticProvider>,
-    aws_metrics: Option<Arc<autoscaler_aws::Metrics>>,
-    start_events: impl FnOnce(&P, mpsc::UnboundedSender<Event>, Arc<Notify>, watch::Receiver<bool>),
 ) -> Result<()> {
     let mut metrics = Metrics::new();
-    if let Some(aws) = aws_metrics {
-        metrics.register_aws(aws);
+    for collector in provider.collectors() {
+        metrics.register_collector(collector);
     }
     let metrics = Arc::new(metrics);
     metrics.dry_run.set(i64::from(flags.dry_run));
@@ -330,21 +310,14 @@ async fn serve<P: NodeGroupProvider + Clone>(
     let leader = crate::leader::start(&client, &flags).await?;
     let notify = Arc::new(Notify::new());
     let caches = start_caches(&client, &flags, notify.clone());
-    let kwok = kwok.filter(|_| flags.static_create_kwok_nodes);
-    if let Some(p) = &kwok {
-        tokio::spawn(crate::kwok::launch_loop(
-            client.clone(),
-            p.clone(),
-            caches.nodes.clone(),
-        ));
-    }
     let (failures_tx, removal_failures) = mpsc::unbounded_channel();
-    start_events(
-        &provider,
-        failures_tx.clone(),
-        notify.clone(),
-        leader.clone(),
-    );
+    provider.start(&ProviderContext {
+        client: client.clone(),
+        nodes: caches.nodes.clone(),
+        events: failures_tx.clone(),
+        wake: notify.clone(),
+        leader: leader.clone(),
+    });
     let drainer = Drainer::new(
         client.clone(),
         provider.clone(),
@@ -353,7 +326,6 @@ async fn serve<P: NodeGroupProvider + Clone>(
         failures_tx,
         notify.clone(),
     );
-    let static_sync = kwok;
     tracing::info!(dry_run = flags.dry_run, metrics = %addr, "autoscaler started");
     let mut ctl = Controller {
         flags,
@@ -368,7 +340,6 @@ async fn serve<P: NodeGroupProvider + Clone>(
         last_node_verdict: HashMap::new(),
         drainer,
         removal_failures,
-        static_sync,
         priorities_text: None,
         overprovisioning_text: None,
     };
@@ -420,8 +391,6 @@ struct Controller<P: NodeGroupProvider + Clone> {
     last_node_verdict: HashMap<String, String>,
     drainer: Drainer<P>,
     removal_failures: mpsc::UnboundedReceiver<Event>,
-    /// The static provider, re-synced from the KWOK nodes on becoming leader.
-    static_sync: Option<StaticProvider>,
     priorities_text: Option<String>,
     overprovisioning_text: Option<String>,
 }
@@ -479,17 +448,11 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         }
     }
 
-    /// Takes over: the static provider's instances from the Nodes, then every removal a
-    /// previous leader (or this process before a restart) left half done.
+    /// Takes over: the provider's own state first (the static provider's instances from
+    /// the Nodes), then every removal a previous leader (or this process before a
+    /// restart) left half done.
     async fn became_leader(&mut self) {
-        if let Some(p) = &self.static_sync {
-            match crate::kwok::sync_provider(&self.client, p).await {
-                Ok(n) => tracing::info!(instances = n, "static: groups synced from the Nodes"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "static: syncing groups from the Nodes failed")
-                }
-            }
-        }
+        self.provider.became_leader(&self.client).await;
         if self.flags.dry_run {
             return;
         }
@@ -617,7 +580,7 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             let result = match action {
                 Decision::ScaleUp { .. } | Decision::RevertScaleUp { .. } => self
                     .provider
-                    .apply_decision(action)
+                    .apply(action)
                     .await
                     .map_err(anyhow::Error::from),
                 Decision::RemoveNode {

@@ -1,15 +1,12 @@
-//! For `--cloud-provider=static --static-create-kwok-nodes`: turns the instances the
-//! static provider "launches" into Node objects that KWOK makes Ready, and deletes the
-//! Nodes of terminated instances. Test and demo plumbing, never used with AWS.
+//! For `--cloud-provider=static --static-create-kwok-nodes`: the Node object that KWOK
+//! makes Ready for an instance the static provider "launches", and back (the loop that
+//! creates and deletes them is the static provider's, [`crate::static_provider`]). Test
+//! and demo plumbing, never used with AWS.
 
-use crate::provider::{Instance, StaticProvider};
-use autoscaler_core::{Event, InterruptionKind};
+use crate::provider::Instance;
+use autoscaler_core::InterruptionKind;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::reflector::Store;
-use kube::{Client, ResourceExt};
-use std::collections::HashSet;
-use std::time::Duration;
+use kube::ResourceExt;
 
 /// Label naming a static node's group.
 pub const GROUP_LABEL: &str = "autoscaler.static/group";
@@ -49,24 +46,6 @@ pub fn interruption_of(n: &Node) -> Option<InterruptionKind> {
     }
 }
 
-/// Makes the static provider's groups match the static Nodes that exist (see
-/// [`StaticProvider::sync_instances`]).
-pub async fn sync_provider(client: &Client, provider: &StaticProvider) -> kube::Result<usize> {
-    let api: Api<Node> = Api::all(client.clone());
-    let lp = kube::api::ListParams::default().labels(GROUP_LABEL);
-    let instances: Vec<Instance> = api
-        .list(&lp)
-        .await?
-        .items
-        .iter()
-        .filter(|n| n.metadata.deletion_timestamp.is_none())
-        .filter_map(instance_of)
-        .collect();
-    let n = instances.len();
-    provider.sync_instances(instances);
-    Ok(n)
-}
-
 /// The Node a launched instance registers as.
 pub fn node_for(i: &Instance) -> Node {
     node_named(&format!("{}.static.internal", i.id), i)
@@ -97,51 +76,6 @@ pub fn node_named(name: &str, i: &Instance) -> Node {
         }
     }))
     .unwrap_or_default()
-}
-
-/// Polls the provider every 200 ms and mirrors launches/terminations as Nodes; turns
-/// [`INTERRUPTION_ANNOTATION`]s on static nodes into provider events (once per node).
-pub async fn launch_loop(client: Client, provider: StaticProvider, nodes: Store<Node>) {
-    let api: Api<Node> = Api::all(client);
-    let mut interrupted: HashSet<String> = HashSet::new();
-    loop {
-        for n in nodes.state() {
-            let (Some(kind), Some(i)) = (interruption_of(&n), instance_of(&n)) else {
-                continue;
-            };
-            if interrupted.insert(i.id.clone()) {
-                tracing::info!(node = %n.name_any(), ?kind, "static: interruption notice");
-                provider.push_event(Event::InstanceInterruption {
-                    instance_id: i.id,
-                    kind,
-                    zone: None,
-                    instance_type: None,
-                    deadline: None,
-                });
-            }
-        }
-        for i in provider.take_launched() {
-            let node = node_for(&i);
-            match api.create(&PostParams::default(), &node).await {
-                Ok(_) => {
-                    tracing::info!(instance = %i.id, group = %i.group, "static: node launched")
-                }
-                Err(e) => {
-                    tracing::warn!(instance = %i.id, error = %e, "static: creating node failed")
-                }
-            }
-        }
-        for i in provider.take_terminated() {
-            let name = format!("{}.static.internal", i.id);
-            // The drain usually deleted it already.
-            match api.delete(&name, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => tracing::warn!(node = %name, error = %e, "static: deleting node failed"),
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[cfg(test)]

@@ -3,12 +3,11 @@
 
 use autoscaler_core::{CapacityType, Decision, Decisions, RemovalKind};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -219,11 +218,10 @@ impl Metrics {
         m
     }
 
-    /// Adds the AWS adapter's counters (API calls per action, errors, throttling, rate
-    /// limiter waits, SQS events) to `/metrics`, read at each scrape.
-    pub fn register_aws(&mut self, aws: Arc<autoscaler_aws::Metrics>) {
-        self.registry
-            .register_collector(Box::new(AwsCollector(aws)));
+    /// Adds a collector (a provider's own families, see
+    /// [`crate::provider::NodeGroupProvider::collectors`]) to `/metrics`, read at each scrape.
+    pub fn register_collector(&mut self, collector: Box<dyn Collector>) {
+        self.registry.register_collector(collector);
     }
 
     /// The OpenMetrics text.
@@ -352,84 +350,6 @@ impl Metrics {
     }
 }
 
-/// The adapter's own counters, exposed as `autoscaler_aws_*` families.
-#[derive(Debug)]
-struct AwsCollector(Arc<autoscaler_aws::Metrics>);
-
-impl Collector for AwsCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        use autoscaler_aws::{Op, OpStats};
-        let m = &self.0;
-        type Series = (&'static str, &'static str, fn(&OpStats) -> f64);
-        let per_action: [Series; 5] = [
-            (
-                "autoscaler_aws_api_calls",
-                "AWS API calls (each may take several attempts), by action.",
-                |s| s.calls as f64,
-            ),
-            (
-                "autoscaler_aws_api_errors",
-                "AWS API calls that ended in an error, by action.",
-                |s| s.errors as f64,
-            ),
-            (
-                "autoscaler_aws_api_throttled",
-                "HTTP attempts AWS answered with a throttling error, by action.",
-                |s| s.throttled_attempts as f64,
-            ),
-            (
-                "autoscaler_aws_api_call_seconds",
-                "Time spent in AWS API calls, retries included, by action.",
-                |s| s.latency_micros_sum as f64 / 1e6,
-            ),
-            (
-                "autoscaler_aws_rate_limit_wait_seconds",
-                "Time calls waited for the client-side token bucket, by action.",
-                |s| s.rate_limit_wait_micros as f64 / 1e6,
-            ),
-        ];
-        for (name, help, value) in per_action {
-            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            for &op in Op::ALL {
-                let labels = [("action", op.action())];
-                ConstCounter::new(value(&m.op(op))).encode(family.encode_family(&labels)?)?;
-            }
-        }
-        let e = m.events();
-        for (name, help, v) in [
-            (
-                "autoscaler_aws_events_received",
-                "SQS messages received from the event queue.",
-                e.received,
-            ),
-            (
-                "autoscaler_aws_events_delivered",
-                "Events handed to the engine.",
-                e.delivered,
-            ),
-            (
-                "autoscaler_aws_events_malformed",
-                "Messages that could not be read (deleted, logged).",
-                e.malformed,
-            ),
-            (
-                "autoscaler_aws_events_ignored",
-                "Well-formed messages with nothing for the engine.",
-                e.ignored,
-            ),
-            (
-                "autoscaler_aws_external_desired_capacity_changes",
-                "Times a group's desired capacity was changed by someone else.",
-                m.external_changes(),
-            ),
-        ] {
-            let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            ConstCounter::new(v).encode(family)?;
-        }
-        Ok(())
-    }
-}
-
 /// Serves `/metrics` and `/healthz` until the task is dropped. `/healthz` fails once the
 /// main loop has not gone round for `stall` (the pod is then restarted by its probe).
 pub async fn serve(
@@ -507,25 +427,6 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
-    }
-
-    #[test]
-    fn exports_the_aws_adapter_counters() {
-        let aws = Arc::new(autoscaler_aws::Metrics::default());
-        let mut m = Metrics::new();
-        m.register_aws(aws);
-        let text = m.encode();
-        for name in [
-            "autoscaler_aws_api_calls_total{action=\"autoscaling:SetDesiredCapacity\"} 0",
-            "autoscaler_aws_api_throttled_total{action=\"autoscaling:DescribeAutoScalingGroups\"} 0",
-            "autoscaler_aws_events_received_total 0",
-        ] {
-            assert!(text.contains(name), "{name} missing in\n{text}");
-        }
-        assert!(
-            text.trim_end().ends_with("# EOF"),
-            "one OpenMetrics document"
-        );
     }
 
     #[test]
