@@ -170,7 +170,6 @@ impl Actuator {
                 });
                 continue;
             };
-            #[allow(unreachable_patterns)] // more decision variants are coming
             let (base, requested, up) = match d {
                 Decision::ScaleUp {
                     delta, new_target, ..
@@ -180,9 +179,18 @@ impl Actuator {
                     new_target,
                     ..
                 } => (new_target + cancelled, *new_target, false),
-                other => {
+                // Node removals are `terminate`'s; the placeholder is Kubernetes's.
+                Decision::RemoveNode { .. } | Decision::SetOverprovisioning { .. } => {
                     outcomes.push(Outcome::Unsupported {
-                        decision: format!("{other:?}"),
+                        decision: format!("{d:?}"),
+                    });
+                    continue;
+                }
+                // `Decision` is `#[non_exhaustive]` (autoscaler-core), so a wildcard is
+                // required: a kind added there is reported, not dropped.
+                _ => {
+                    outcomes.push(Outcome::Unsupported {
+                        decision: format!("{d:?}"),
                     });
                     continue;
                 }

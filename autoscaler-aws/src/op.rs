@@ -50,6 +50,13 @@ macro_rules! ops {
             pub fn family(self) -> ApiFamily {
                 match self { $(Op::$variant => ApiFamily::$family,)* }
             }
+
+            /// The operation name as the SDK reports it (`DescribeAutoScalingGroups`):
+            /// the variant's name, which is the IAM action's operation except for
+            /// `DeleteMessageBatch` (IAM action `sqs:DeleteMessage`).
+            pub fn operation(self) -> &'static str {
+                match self { $(Op::$variant => stringify!($variant),)* }
+            }
         }
     };
 }
@@ -78,14 +85,6 @@ ops! {
 }
 
 impl Op {
-    /// The operation name as the SDK reports it (`DescribeAutoScalingGroups`).
-    pub fn operation(self) -> &'static str {
-        match self {
-            Op::DeleteMessageBatch => "DeleteMessageBatch",
-            other => other.action().split_once(':').map_or("", |(_, op)| op),
-        }
-    }
-
     /// Whether the action reads or changes node groups (not the event path).
     pub fn is_control_plane(self) -> bool {
         matches!(
@@ -96,5 +95,23 @@ impl Op {
 
     pub(crate) fn from_operation(name: &str) -> Option<Op> {
         Op::ALL.iter().copied().find(|op| op.operation() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_names_are_the_sdks() {
+        for &op in Op::ALL {
+            let from_action = op.action().split_once(':').map_or("", |(_, o)| o);
+            if op == Op::DeleteMessageBatch {
+                assert_eq!(op.operation(), "DeleteMessageBatch");
+            } else {
+                assert_eq!(op.operation(), from_action, "{op:?}");
+            }
+            assert_eq!(Op::from_operation(op.operation()), Some(op));
+        }
     }
 }

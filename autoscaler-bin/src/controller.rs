@@ -605,7 +605,11 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 Decision::SetOverprovisioning { replicas, .. } => {
                     self.scale_placeholder(*replicas).await
                 }
-                _ => Ok(()),
+                // `Decision` is `#[non_exhaustive]` (autoscaler-core), so a wildcard is
+                // required: a kind added there is logged as not carried out, not dropped.
+                _ => Err(anyhow::anyhow!(
+                    "this controller does not carry out this kind of decision"
+                )),
             };
             if let Err(e) = result {
                 tracing::warn!(decision = ?action, error = format!("{e:#}"), "carrying out a decision failed");
@@ -726,7 +730,10 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                     "NotTriggerScaleUp",
                     format!("{prefix}pod didn't trigger scale-up: {reason}"),
                 ),
-                _ => continue,
+                // No Event: the scheduler places it, a launch is under way, or it is expendable.
+                PodVerdict::FitsExistingNode { .. }
+                | PodVerdict::WaitsForUpcomingNode { .. }
+                | PodVerdict::Expendable { .. } => continue,
             };
             let key = format!("{reason}/{note}");
             if self.last_pod_verdict.get(&o.pod) != Some(&key) {

@@ -339,6 +339,8 @@ impl Metrics {
                     "remove_node"
                 }
                 Decision::SetOverprovisioning { .. } => "set_overprovisioning",
+                // `Decision` is `#[non_exhaustive]` (autoscaler-core), so a wildcard is
+                // required; a kind added there is counted, under "other".
                 _ => "other",
             };
             self.decisions
