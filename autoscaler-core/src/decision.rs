@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 /// One action for the adapters to carry out.
 #[must_use = "a decision does nothing until an adapter carries it out"]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum Decision {
     /// Raise the group's desired capacity.
     ScaleUp {
@@ -17,7 +16,9 @@ pub enum Decision {
         delta: u32,
         /// The new desired capacity.
         new_target: u32,
-        /// Why (pods helped, expander that chose, alternatives).
+        /// What caused it, as data (metrics count scale-ups by it).
+        cause: ScaleUpCause,
+        /// Why, in words (pods helped, expander that chose, alternatives).
         reason: String,
     },
     /// Lower the desired capacity back, cancelling the part of an earlier scale-up that
@@ -57,7 +58,7 @@ pub enum Decision {
 }
 
 /// Why a node is removed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum RemovalKind {
     /// Unneeded: low utilization for `scale-down-unneeded-time`, pods fit elsewhere.
     ScaleDown,
@@ -70,14 +71,137 @@ pub enum RemovalKind {
     Interruption,
 }
 
+/// What caused a scale-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ScaleUpCause {
+    /// Pending pods fit on the new nodes.
+    PendingPods,
+    /// Nodes of a pending-pod scale-up sent to a lighter zone of the balance set.
+    ZoneBalance,
+    /// A replacement launched before its node is drained (drain-back, rebalance).
+    Replacement(RemovalKind),
+}
+
+impl ScaleUpCause {
+    /// A metric label: `pending_pods`, `zone_balance`, `replacement_drain_back`, ...
+    pub fn label(self) -> &'static str {
+        match self {
+            ScaleUpCause::PendingPods => "pending_pods",
+            ScaleUpCause::ZoneBalance => "zone_balance",
+            ScaleUpCause::Replacement(RemovalKind::DrainBack) => "replacement_drain_back",
+            ScaleUpCause::Replacement(RemovalKind::Rebalance) => "replacement_rebalance",
+            ScaleUpCause::Replacement(RemovalKind::ScaleDown) => "replacement_scale_down",
+            ScaleUpCause::Replacement(RemovalKind::Interruption) => "replacement_interruption",
+        }
+    }
+}
+
+impl std::fmt::Display for ScaleUpCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScaleUpCause::PendingPods => f.write_str("pending pods"),
+            ScaleUpCause::ZoneBalance => f.write_str("zone balance"),
+            ScaleUpCause::Replacement(kind) => write!(f, "replacement ({kind:?})"),
+        }
+    }
+}
+
+/// Why an underutilized node cannot be removed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScaleDownBlocker {
+    /// The node has `cluster-autoscaler.kubernetes.io/scale-down-disabled=true`.
+    ScaleDownDisabled,
+    /// A pod has `cluster-autoscaler.kubernetes.io/safe-to-evict=false`.
+    NotSafeToEvict {
+        /// `namespace/name`.
+        pod: String,
+    },
+    /// A PodDisruptionBudget covering a pod allows no (more) disruption.
+    PdbExhausted {
+        /// `namespace/name` of the pod.
+        pod: String,
+        /// `namespace/name` of the PDB.
+        pdb: String,
+    },
+    /// A pod has no controller to recreate it.
+    NoController {
+        /// `namespace/name`.
+        pod: String,
+    },
+    /// A pod is owned by a custom controller (`--skip-nodes-with-custom-controller-pods`).
+    CustomController {
+        /// `namespace/name`.
+        pod: String,
+        /// Owner kind.
+        kind: String,
+        /// Owner name.
+        name: String,
+    },
+    /// A pod uses local storage (`--skip-nodes-with-local-storage`).
+    LocalStorage {
+        /// `namespace/name`.
+        pod: String,
+    },
+    /// A kube-system pod without a PDB (`--skip-nodes-with-system-pods`).
+    SystemPodWithoutPdb {
+        /// `namespace/name`.
+        pod: String,
+    },
+    /// A pod fits no other node.
+    NoRoom {
+        /// `namespace/name`.
+        pod: String,
+        /// The last predicate that refused it, in words.
+        unfit: String,
+    },
+    /// A replacement's new nodes are ready but the old node cannot be drained yet.
+    ReplacementNotDrained(Box<ScaleDownBlocker>),
+}
+
+impl std::fmt::Display for ScaleDownBlocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::model::{SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
+        match self {
+            ScaleDownBlocker::ScaleDownDisabled => {
+                write!(f, "node has annotation {SCALE_DOWN_DISABLED}=true")
+            }
+            ScaleDownBlocker::NotSafeToEvict { pod } => {
+                write!(f, "pod {pod} has {SAFE_TO_EVICT}=false")
+            }
+            ScaleDownBlocker::PdbExhausted { pod, pdb } => write!(
+                f,
+                "pod {pod} is covered by PDB {pdb} with no disruption allowed"
+            ),
+            ScaleDownBlocker::NoController { pod } => write!(
+                f,
+                "pod {pod} has no controller (set {SAFE_TO_EVICT}=true to allow)"
+            ),
+            ScaleDownBlocker::CustomController { pod, kind, name } => write!(
+                f,
+                "pod {pod} is owned by a custom controller ({kind} {name})"
+            ),
+            ScaleDownBlocker::LocalStorage { pod } => write!(f, "pod {pod} uses local storage"),
+            ScaleDownBlocker::SystemPodWithoutPdb { pod } => {
+                write!(f, "kube-system pod {pod} has no PDB")
+            }
+            ScaleDownBlocker::NoRoom { pod, unfit } => {
+                write!(f, "pod {pod} fits no other node ({unfit})")
+            }
+            ScaleDownBlocker::ReplacementNotDrained(why) => {
+                write!(f, "replacement ready but not drained yet: {why}")
+            }
+        }
+    }
+}
+
 impl Decision {
-    /// The group the decision is about.
-    pub fn group(&self) -> &str {
+    /// The group the decision is about (none for the overprovisioning Deployment).
+    pub fn group(&self) -> Option<&str> {
         match self {
             Decision::ScaleUp { group, .. }
             | Decision::RevertScaleUp { group, .. }
-            | Decision::RemoveNode { group, .. } => group,
-            Decision::SetOverprovisioning { .. } => "",
+            | Decision::RemoveNode { group, .. } => Some(group),
+            Decision::SetOverprovisioning { .. } => None,
         }
     }
 
@@ -142,8 +266,8 @@ pub enum NodeVerdict {
     },
     /// Underutilized but cannot be removed.
     ScaleDownBlocked {
-        /// Why.
-        reason: String,
+        /// Why (its `Display` is the Event message).
+        blocker: ScaleDownBlocker,
     },
 }
 

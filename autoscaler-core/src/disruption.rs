@@ -3,20 +3,17 @@
 
 use crate::balance::{skew, BalanceSets};
 use crate::config::AutoscalerConfig;
-use crate::decision::{Decision, NodeOutcome, NodeVerdict, RemovalKind};
+use crate::decision::{
+    Decision, NodeOutcome, NodeVerdict, RemovalKind, ScaleDownBlocker, ScaleUpCause,
+};
 use crate::expander::{self, OptionScore, PriorityConfig};
-use crate::model::{CapacityType, NodeGroup, Pod};
+use crate::model::{CapacityType, NodeGroup, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
 use crate::scaleup::{classify, estimate, GroupPlan, Unavailable};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Pod annotation: `"false"` blocks scale-down, `"true"` overrides the soft blockers.
-pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
-/// Node annotation that excludes a node from scale-down.
-pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
 
 /// A replacement in progress: launch first, drain `node` once the new nodes are ready.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,10 +42,10 @@ pub(crate) fn movable_pods(
     node: usize,
     config: &AutoscalerConfig,
     pdb_left: &[u32],
-) -> Result<Vec<u32>, String> {
+) -> Result<Vec<u32>, ScaleDownBlocker> {
     let n = &snap.nodes()[node];
     if n.annotations.get(SCALE_DOWN_DISABLED).map(String::as_str) == Some("true") {
-        return Err(format!("node has annotation {SCALE_DOWN_DISABLED}=true"));
+        return Err(ScaleDownBlocker::ScaleDownDisabled);
     }
     let mut movable = Vec::new();
     // Disruptions this node would take from each PDB: all its pods must fit the budget.
@@ -60,7 +57,7 @@ pub(crate) fn movable_pods(
         }
         let safe = pod.annotations.get(SAFE_TO_EVICT).map(String::as_str);
         if safe == Some("false") {
-            return Err(format!("pod {} has {SAFE_TO_EVICT}=false", pod.key()));
+            return Err(ScaleDownBlocker::NotSafeToEvict { pod: pod.key() });
         }
         let pdbs = matching_pdbs(snap, pod);
         for &b in &pdbs {
@@ -68,21 +65,14 @@ pub(crate) fn movable_pods(
         }
         if let Some(&b) = pdbs.iter().find(|&&b| wanted[&b] > pdb_left[b]) {
             let pdb = &snap.pdbs()[b];
-            return Err(format!(
-                "pod {} is covered by PDB {}/{} with no disruption allowed",
-                pod.key(),
-                pdb.namespace,
-                pdb.name
-            ));
+            return Err(ScaleDownBlocker::PdbExhausted {
+                pod: pod.key(),
+                pdb: format!("{}/{}", pdb.namespace, pdb.name),
+            });
         }
         if safe != Some("true") {
             match &pod.owner {
-                None => {
-                    return Err(format!(
-                        "pod {} has no controller (set {SAFE_TO_EVICT}=true to allow)",
-                        pod.key()
-                    ))
-                }
+                None => return Err(ScaleDownBlocker::NoController { pod: pod.key() }),
                 Some(o)
                     if config.scale_down.skip_nodes_with_custom_controller_pods
                         && !matches!(
@@ -90,23 +80,22 @@ pub(crate) fn movable_pods(
                             "ReplicaSet" | "ReplicationController" | "StatefulSet" | "Job"
                         ) =>
                 {
-                    return Err(format!(
-                        "pod {} is owned by a custom controller ({} {})",
-                        pod.key(),
-                        o.kind,
-                        o.name
-                    ))
+                    return Err(ScaleDownBlocker::CustomController {
+                        pod: pod.key(),
+                        kind: o.kind.clone(),
+                        name: o.name.clone(),
+                    })
                 }
                 Some(_) => {}
             }
             if pod.has_local_storage && config.scale_down.skip_nodes_with_local_storage {
-                return Err(format!("pod {} uses local storage", pod.key()));
+                return Err(ScaleDownBlocker::LocalStorage { pod: pod.key() });
             }
             if pod.namespace == "kube-system"
                 && pdbs.is_empty()
                 && config.scale_down.skip_nodes_with_system_pods
             {
-                return Err(format!("kube-system pod {} has no PDB", pod.key()));
+                return Err(ScaleDownBlocker::SystemPodWithoutPdb { pod: pod.key() });
             }
         }
         movable.push(p);
@@ -134,7 +123,7 @@ pub(crate) fn try_move(
     removed: &[bool],
     snap: &ClusterSnapshot,
     cursor: &mut usize,
-) -> Result<Vec<(u32, usize)>, String> {
+) -> Result<Vec<(u32, usize)>, ScaleDownBlocker> {
     let mut done: Vec<(u32, usize)> = Vec::with_capacity(pods.len());
     let len = nodes.len();
     for &p in pods {
@@ -171,12 +160,12 @@ pub(crate) fn try_move(
             }
             None => {
                 undo(nodes, &done, snap);
-                return Err(format!(
-                    "pod {} fits no other node ({})",
-                    pod.key(),
-                    last.map(|u| u.to_string())
-                        .unwrap_or_else(|| "no other node".into())
-                ));
+                return Err(ScaleDownBlocker::NoRoom {
+                    pod: pod.key(),
+                    unfit: last
+                        .map(|u| u.to_string())
+                        .unwrap_or_else(|| "no other node".into()),
+                });
             }
         }
     }
@@ -317,10 +306,10 @@ impl<'w, 'n> Work<'w, 'n> {
         }
     }
 
-    fn blocked(&mut self, node: &str, reason: String) {
+    fn blocked(&mut self, node: &str, blocker: ScaleDownBlocker) {
         self.outcomes.push(NodeOutcome {
             node: node.to_string(),
-            verdict: NodeVerdict::ScaleDownBlocked { reason },
+            verdict: NodeVerdict::ScaleDownBlocked { blocker },
         });
     }
 }
@@ -519,7 +508,7 @@ impl DisruptionState {
                 }
                 Err(why) => w.blocked(
                     &name,
-                    format!("replacement ready but not drained yet: {why}"),
+                    ScaleDownBlocker::ReplacementNotDrained(Box::new(why)),
                 ),
             }
         }
@@ -923,6 +912,7 @@ impl DisruptionState {
             group: replacement.group.clone(),
             delta: replacement.needed,
             new_target,
+            cause: ScaleUpCause::Replacement(replacement.kind),
             reason,
         });
         w.targets[group] = new_target;

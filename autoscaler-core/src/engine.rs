@@ -7,7 +7,7 @@ use crate::config::{AutoscalerConfig, ConfigError};
 use crate::cooloff::{CoolOffs, PoolKey};
 use crate::decision::RemovalKind;
 use crate::decision::{
-    Decision, Decisions, GroupStatus, NodeOutcome, PodOutcome, PodVerdict, Status,
+    Decision, Decisions, GroupStatus, NodeOutcome, PodOutcome, PodVerdict, ScaleUpCause, Status,
 };
 use crate::disruption::{DisruptionState, Work};
 use crate::events::InterruptionKind;
@@ -781,6 +781,11 @@ impl Autoscaler {
                 group: mg.name.clone(),
                 delta,
                 new_target,
+                cause: if member == gi {
+                    ScaleUpCause::PendingPods
+                } else {
+                    ScaleUpCause::ZoneBalance
+                },
                 reason,
             });
             limits.consume(mplan, delta);

@@ -94,7 +94,7 @@ pub use config::{
 pub use cooloff::{CoolOff, CoolOffPolicy, CoolOffs, PoolKey};
 pub use decision::{
     Decision, Decisions, GroupStatus, NodeOutcome, NodeVerdict, PodOutcome, PodVerdict,
-    RemovalKind, Status,
+    RemovalKind, ScaleDownBlocker, ScaleUpCause, Status,
 };
 pub use engine::Autoscaler;
 pub use events::{Event, InterruptionKind, LaunchFailureReason};

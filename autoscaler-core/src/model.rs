@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Pod annotation: `"false"` blocks scale-down, `"true"` overrides the soft blockers.
+pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// Node annotation that excludes a node from scale-down.
+pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+
 /// Label with a node's zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 /// Label with a node's instance type.

@@ -32,11 +32,11 @@ fn with_target(mut g: NodeGroup, nodes: &[Node]) -> NodeGroup {
     g
 }
 
-fn blocked_reason(d: &Decisions, node: &str) -> String {
+fn blocker(d: &Decisions, node: &str) -> ScaleDownBlocker {
     d.nodes
         .iter()
         .find_map(|o| match &o.verdict {
-            NodeVerdict::ScaleDownBlocked { reason } if o.node == node => Some(reason.clone()),
+            NodeVerdict::ScaleDownBlocked { blocker } if o.node == node => Some(blocker.clone()),
             _ => None,
         })
         .unwrap_or_else(|| panic!("{node} not blocked: {:?}", d.nodes))
@@ -136,21 +136,42 @@ fn each_blocker_keeps_the_node_and_says_why() {
     local.has_local_storage = true;
     let mut system = base();
     system.namespace = "kube-system".into();
+    let victim = |ns: &str| format!("{ns}/victim");
     let cases = [
-        (no_evict, "safe-to-evict=false"),
-        (bare, "no controller"),
-        (local, "local storage"),
-        (system, "kube-system pod"),
+        (
+            no_evict,
+            ScaleDownBlocker::NotSafeToEvict {
+                pod: victim("default"),
+            },
+        ),
+        (
+            bare,
+            ScaleDownBlocker::NoController {
+                pod: victim("default"),
+            },
+        ),
+        (
+            local,
+            ScaleDownBlocker::LocalStorage {
+                pod: victim("default"),
+            },
+        ),
+        (
+            system,
+            ScaleDownBlocker::SystemPodWithoutPdb {
+                pod: victim("kube-system"),
+            },
+        ),
     ];
     for (p, expected) in cases {
         let (d, n) = single_light_node_with(p);
         assert!(removals(&d).is_empty(), "{expected}: {:?}", d.actions);
-        let reason = blocked_reason(&d, &n);
-        assert!(
-            reason.contains(expected),
-            "{reason} should mention {expected}"
-        );
+        assert_eq!(blocker(&d, &n), expected);
     }
+    // The Event text names the annotation to change.
+    assert!(ScaleDownBlocker::NotSafeToEvict { pod: "a/b".into() }
+        .to_string()
+        .contains("safe-to-evict=false"));
 }
 
 #[test]
@@ -178,7 +199,7 @@ fn the_scale_down_disabled_annotation_and_an_exhausted_pdb_block() {
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
     assert!(removals(&d).is_empty());
-    assert!(blocked_reason(&d, "light").contains("scale-down-disabled"));
+    assert_eq!(blocker(&d, "light"), ScaleDownBlocker::ScaleDownDisabled);
 
     let (g, nodes, pods) = busy_and_light();
     let pdb = PodDisruptionBudget {
@@ -192,7 +213,10 @@ fn the_scale_down_disabled_annotation_and_an_exhausted_pdb_block() {
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
     assert!(removals(&d).is_empty());
-    assert!(blocked_reason(&d, "light").contains("PDB default/small"));
+    assert!(matches!(
+        blocker(&d, "light"),
+        ScaleDownBlocker::PdbExhausted { pdb, .. } if pdb == "default/small"
+    ));
 }
 
 #[test]
@@ -211,7 +235,10 @@ fn a_node_whose_pods_fit_nowhere_else_stays() {
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
     assert!(removals(&d).is_empty());
-    assert!(blocked_reason(&d, "light").contains("fits no other node"));
+    assert!(matches!(
+        blocker(&d, "light"),
+        ScaleDownBlocker::NoRoom { pod, .. } if pod == "default/mid"
+    ));
 }
 
 #[test]
@@ -377,7 +404,13 @@ fn drain_back_launches_spot_first_then_drains_the_on_demand_node() {
         removals(&d).is_empty(),
         "never drain before the replacement is ready"
     );
-    assert!(d.actions[0].reason().contains("drain-back"));
+    assert!(matches!(
+        &d.actions[0],
+        Decision::ScaleUp {
+            cause: ScaleUpCause::Replacement(RemovalKind::DrainBack),
+            ..
+        }
+    ));
     assert_eq!(
         d.status.replacements,
         vec![("od-1".to_string(), "web-spot".to_string())]
@@ -570,6 +603,23 @@ fn scale_ups_are_split_toward_the_lightest_zones() {
     assert_eq!(ups.get("spot-c"), Some(&2), "{ups:?}");
     assert_eq!(ups.get("spot-b"), Some(&1), "{ups:?}");
     assert_eq!(ups.get("spot-a"), None, "{ups:?}");
+    // The expander chose one group; its nodes went to the lighter zones' groups, so
+    // each scale-up is a zone-balance share of the chosen one.
+    let causes: Vec<(String, ScaleUpCause)> = d
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Decision::ScaleUp { group, cause, .. } => Some((group.clone(), *cause)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(causes.len(), 2, "{causes:?}");
+    assert!(
+        causes
+            .iter()
+            .all(|(g, c)| g != "spot-a" && *c == ScaleUpCause::ZoneBalance),
+        "{causes:?}"
+    );
 }
 
 #[test]
@@ -695,7 +745,14 @@ fn custom_controller_pods_block_unless_allowed() {
         name: "etl".into(),
     });
     let (d, n) = single_light_node_with(p.clone());
-    assert!(blocked_reason(&d, &n).contains("custom controller (SparkApplication etl)"));
+    assert_eq!(
+        blocker(&d, &n),
+        ScaleDownBlocker::CustomController {
+            pod: "default/victim".into(),
+            kind: "SparkApplication".into(),
+            name: "etl".into()
+        }
+    );
 
     let (g, nodes, mut pods) = busy_and_light();
     pods.retain(|p| p.name != "small-0");

@@ -215,7 +215,7 @@ proptest! {
 
         let mut delta_by_group: BTreeMap<String, u32> = BTreeMap::new();
         for a in &d.actions {
-            let g = snap.group(a.group()).expect("decisions name known groups");
+            let g = a.group().and_then(|name| snap.group(name)).expect("decisions name known groups");
             match a {
                 Decision::ScaleUp { group, delta, new_target, .. } => {
                     prop_assert!(*delta > 0);

@@ -22,7 +22,8 @@ pub struct Episode {
 pub struct LogEntry {
     /// Simulated second.
     pub t_s: u64,
-    /// `ScaleUp`, `RevertScaleUp`, `ScaleDown`, or `Unhandled:<variant>`.
+    /// `ScaleUp`, `RevertScaleUp`, `RemoveNode:<kind>`, `SetOverprovisioning`, and the CA
+    /// models' `ScaleDown`, `CaFailedScaleUp`, `CaSkipIteration`, `NthDrain`.
     pub kind: String,
     /// ASG.
     pub group: String,

@@ -1247,7 +1247,6 @@ impl<'a> Sim<'a> {
         });
     }
 
-    #[allow(unreachable_patterns)]
     /// One decision round; `reverts_only` shows the engine no pods, so that it only
     /// reverts failed scale-ups (CA 1.30's loop that removed failed nodes and skipped
     /// the rest of the iteration). Returns whether a scale-up was reverted
@@ -1274,6 +1273,7 @@ impl<'a> Sim<'a> {
                     delta,
                     new_target,
                     reason,
+                    ..
                 } => {
                     if let Some(gi) = self.group_index(&group) {
                         let target = new_target.min(self.sc.node_groups[gi].max);
@@ -1349,15 +1349,6 @@ impl<'a> Sim<'a> {
                 Decision::SetOverprovisioning { replicas, reason } => {
                     // No placeholder pods are modelled; logged only.
                     self.log(t, "SetOverprovisioning", "", 0, replicas, reason);
-                }
-                other => {
-                    let text = format!("{other:?}");
-                    let kind = text
-                        .split([' ', '{', '('])
-                        .next()
-                        .unwrap_or("Unknown")
-                        .to_string();
-                    self.log(t, &format!("Unhandled:{kind}"), "", 0, 0, text);
                 }
             }
         }
