@@ -142,7 +142,10 @@ impl Actuator {
     /// - a revert never goes below the instances AWS has pending or in service, nor
     ///   below the min size.
     pub async fn apply(&self, decisions: &[Decision]) -> Vec<Outcome> {
-        let mut names: Vec<String> = decisions.iter().map(|d| d.group().to_string()).collect();
+        let mut names: Vec<String> = decisions
+            .iter()
+            .filter_map(|d| d.group().map(str::to_string))
+            .collect();
         names.sort();
         names.dedup();
         if names.is_empty() {
@@ -154,7 +157,7 @@ impl Actuator {
                 return decisions
                     .iter()
                     .map(|d| Outcome::Failed {
-                        target: d.group().to_string(),
+                        target: d.group().unwrap_or_default().to_string(),
                         error: error.clone(),
                     })
                     .collect()
@@ -162,7 +165,12 @@ impl Actuator {
         };
         let mut outcomes = Vec::new();
         for d in decisions {
-            let group = d.group().to_string();
+            let Some(group) = d.group().map(str::to_string) else {
+                outcomes.push(Outcome::Unsupported {
+                    decision: format!("{d:?}"),
+                });
+                continue;
+            };
             let Some(state) = fresh.get(&group).copied() else {
                 outcomes.push(Outcome::Failed {
                     target: group.clone(),
@@ -181,14 +189,6 @@ impl Actuator {
                 } => (new_target + cancelled, *new_target, false),
                 // Node removals are `terminate`'s; the placeholder is Kubernetes's.
                 Decision::RemoveNode { .. } | Decision::SetOverprovisioning { .. } => {
-                    outcomes.push(Outcome::Unsupported {
-                        decision: format!("{d:?}"),
-                    });
-                    continue;
-                }
-                // `Decision` is `#[non_exhaustive]` (autoscaler-core), so a wildcard is
-                // required: a kind added there is reported, not dropped.
-                _ => {
                     outcomes.push(Outcome::Unsupported {
                         decision: format!("{d:?}"),
                     });

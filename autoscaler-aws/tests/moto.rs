@@ -19,7 +19,7 @@ use autoscaler_aws::{
 };
 use autoscaler_core::{
     Autoscaler, AutoscalerConfig, CapacityType, ClusterSnapshot, Decision, Event, InterruptionKind,
-    LaunchFailureReason, Node, Pod, Resources, SnapshotParts, TaintEffect, Timestamp,
+    LaunchFailureReason, Node, Pod, Resources, ScaleUpCause, SnapshotParts, TaintEffect, Timestamp,
 };
 use aws_sdk_autoscaling::types::{
     InstancesDistribution, LaunchTemplate, LaunchTemplateOverrides, LaunchTemplateSpecification,
@@ -373,6 +373,7 @@ async fn scale_up_clamp_conflict_and_terminate_with_decrement() {
         group: "g".into(),
         delta,
         new_target,
+        cause: ScaleUpCause::PendingPods,
         reason: "test".into(),
     };
     assert_eq!(
@@ -459,6 +460,7 @@ async fn scale_up_clamp_conflict_and_terminate_with_decrement() {
             group: "nope".into(),
             delta: 1,
             new_target: 1,
+            cause: ScaleUpCause::PendingPods,
             reason: "t".into(),
         }])
         .await;
@@ -794,6 +796,7 @@ async fn throttles_and_5xx_are_retried_and_access_denied_names_the_action() {
             group: "g".into(),
             delta: 1,
             new_target: 2,
+            cause: ScaleUpCause::PendingPods,
             reason: "t".into(),
         }])
         .await;

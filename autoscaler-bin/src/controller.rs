@@ -605,11 +605,6 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 Decision::SetOverprovisioning { replicas, .. } => {
                     self.scale_placeholder(*replicas).await
                 }
-                // `Decision` is `#[non_exhaustive]` (autoscaler-core), so a wildcard is
-                // required: a kind added there is logged as not carried out, not dropped.
-                _ => Err(anyhow::anyhow!(
-                    "this controller does not carry out this kind of decision"
-                )),
             };
             if let Err(e) = result {
                 tracing::warn!(decision = ?action, error = format!("{e:#}"), "carrying out a decision failed");
@@ -625,11 +620,12 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         let mut unneeded = BTreeSet::new();
         for o in &d.nodes {
             match &o.verdict {
-                NodeVerdict::ScaleDownBlocked { reason } => {
-                    if self.last_node_verdict.get(&o.node) != Some(reason) {
+                NodeVerdict::ScaleDownBlocked { blocker } => {
+                    let reason = blocker.to_string();
+                    if self.last_node_verdict.get(&o.node) != Some(&reason) {
                         to_send.push((o.node.clone(), reason.clone()));
                     }
-                    seen.insert(o.node.clone(), reason.clone());
+                    seen.insert(o.node.clone(), reason);
                 }
                 NodeVerdict::Unneeded { .. } => {
                     unneeded.insert(o.node.clone());

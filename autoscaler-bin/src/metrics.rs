@@ -41,6 +41,13 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+/// A `cause` label ([`autoscaler_core::ScaleUpCause::label`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// Cause.
+    pub cause: String,
+}
+
 /// Every metric the binary exports.
 pub struct Metrics {
     registry: Registry,
@@ -78,6 +85,9 @@ pub struct Metrics {
     pub drain_back: Counter,
     /// `autoscaler_decisions_total{reason}` by decision kind (dry-run included).
     pub decisions: Family<ReasonLabel, Counter>,
+    /// `autoscaler_scale_ups_total{cause}`: scale-up decisions by cause (pending pods,
+    /// zone balance, replacement for drain-back or rebalance).
+    pub scale_ups: Family<CauseLabel, Counter>,
     /// `autoscaler_watch_objects{state}`: objects in the reflector caches, by kind.
     pub cache_objects: Family<StateLabel, Gauge>,
     /// Last time (ms since process start) the main loop went round; for /healthz.
@@ -120,6 +130,7 @@ impl Metrics {
             zone_skew: Family::default(),
             drain_back: Counter::default(),
             decisions: Family::default(),
+            scale_ups: Family::default(),
             cache_objects: Family::default(),
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -209,6 +220,11 @@ impl Metrics {
             "autoscaler_decisions",
             "Decisions taken (or, in dry-run, that would be), by kind.",
             m.decisions.clone(),
+        );
+        r.register(
+            "autoscaler_scale_ups",
+            "Scale-up decisions by cause (pending_pods, zone_balance, replacement_*).",
+            m.scale_ups.clone(),
         );
         r.register(
             "autoscaler_watch_objects",
@@ -311,8 +327,13 @@ impl Metrics {
         set(&self.last_activity, "main", now);
         for a in &d.actions {
             let kind = match a {
-                Decision::ScaleUp { delta, .. } => {
+                Decision::ScaleUp { delta, cause, .. } => {
                     self.scaled_up_nodes.inc_by(u64::from(*delta));
+                    self.scale_ups
+                        .get_or_create(&CauseLabel {
+                            cause: cause.label().into(),
+                        })
+                        .inc();
                     set(&self.last_activity, "scaleUp", now);
                     "scale_up"
                 }
@@ -339,9 +360,6 @@ impl Metrics {
                     "remove_node"
                 }
                 Decision::SetOverprovisioning { .. } => "set_overprovisioning",
-                // `Decision` is `#[non_exhaustive]` (autoscaler-core), so a wildcard is
-                // required; a kind added there is counted, under "other".
-                _ => "other",
             };
             self.decisions
                 .get_or_create(&ReasonLabel {
@@ -404,6 +422,7 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use autoscaler_core::ScaleUpCause;
 
     #[test]
     fn exports_ca_names() {
@@ -413,6 +432,7 @@ mod tests {
                 group: "g".into(),
                 delta: 3,
                 new_target: 3,
+                cause: ScaleUpCause::PendingPods,
                 reason: "r".into(),
             }],
             ..Decisions::default()

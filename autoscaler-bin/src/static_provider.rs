@@ -262,9 +262,6 @@ impl NodeGroupProvider for StaticProvider {
             Decision::RemoveNode { .. } | Decision::SetOverprovisioning { .. } => {
                 Err(unsupported(decision))
             }
-            // `Decision` is `#[non_exhaustive]` (autoscaler-core): a new kind is not a
-            // capacity change this provider knows.
-            _ => Err(unsupported(decision)),
         }
     }
 
@@ -384,6 +381,7 @@ pub async fn launch_loop(client: Client, provider: StaticProvider, nodes: Store<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use autoscaler_core::ScaleUpCause;
 
     fn provider() -> StaticProvider {
         StaticProvider::new(vec![StaticProvider::group_from_flag(
@@ -461,6 +459,7 @@ mod tests {
             group: "web-spot".into(),
             delta: 2,
             new_target: 3,
+            cause: ScaleUpCause::PendingPods,
             reason: "r".into(),
         })
         .await
