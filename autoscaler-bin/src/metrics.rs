@@ -445,6 +445,7 @@ mod tests {
             "cluster_autoscaler_nodes_count{state=\"ready\"} 0",
             "autoscaler_decision_round_seconds_bucket",
             "autoscaler_decisions_total{reason=\"scale_up\"} 1",
+            "autoscaler_scale_ups_total{cause=\"pending_pods\"} 1",
             "autoscaler_on_demand_node_share",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
