@@ -214,27 +214,23 @@ pub async fn update_node(
     }
 }
 
-/// Whether the pod is a DaemonSet pod (left for the node's termination, as CA does).
-pub fn is_daemonset_pod(pod: &Pod) -> bool {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.kind == "DaemonSet" && o.controller == Some(true))
-}
-
-/// Whether the pod is a mirror pod (the kubelet's copy of a static pod: not evictable).
-pub fn is_mirror_pod(pod: &Pod) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
+/// Whether the pod stays with its node (left for the node's termination, as CA does):
+/// the engine's rule on its owner ([`autoscaler_core::OwnerRef::stays_with_node`]:
+/// DaemonSet, or the Node of a mirror pod), or the kubelet's mirror annotation, which a
+/// static pod carries even where no owner reference was set.
+pub fn stays_with_node(pod: &Pod) -> bool {
+    translate::owner(&pod.metadata).is_some_and(|o| o.stays_with_node())
+        || pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(MIRROR_ANNOTATION))
 }
 
 /// Whether the pod must be gone before the node's instance is terminated: anything live
 /// except DaemonSet and mirror pods.
 pub fn blocks_removal(pod: &Pod) -> bool {
-    !translate::is_terminal(pod) && !is_daemonset_pod(pod) && !is_mirror_pod(pod)
+    !translate::is_terminal(pod) && !stays_with_node(pod)
 }
 
 /// The pods to evict: those that block the removal and are not already terminating.
@@ -710,6 +706,12 @@ mod tests {
             pod(
                 "mirror",
                 serde_json::json!({"metadata": {"annotations": {MIRROR_ANNOTATION: "x"}}}),
+            ),
+            // The kubelet makes the Node the owner of a mirror pod: the engine's rule.
+            pod(
+                "mirror-owned",
+                serde_json::json!({"metadata": {"ownerReferences": [
+                {"apiVersion": "v1", "kind": "Node", "name": "n1", "uid": "u", "controller": true}]}}),
             ),
             pod(
                 "done",

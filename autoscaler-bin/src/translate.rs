@@ -280,6 +280,18 @@ pub fn is_unschedulable(pod: &core::Pod) -> bool {
 /// The prefix of the pod annotations the engine reads.
 pub const CA_ANNOTATION_PREFIX: &str = "cluster-autoscaler.kubernetes.io/";
 
+/// The pod's owner as the engine sees it: the controller reference, else the first one.
+pub fn owner(m: &meta::ObjectMeta) -> Option<OwnerRef> {
+    let refs = m.owner_references.as_deref().unwrap_or_default();
+    refs.iter()
+        .find(|o| o.controller == Some(true))
+        .or(refs.first())
+        .map(|o| OwnerRef {
+            kind: o.kind.clone(),
+            name: o.name.clone(),
+        })
+}
+
 /// Converts a live pod; `Ok(None)` for terminal pods. Keeps only what the engine reads
 /// (the pod cache holds 100k of these).
 pub fn pod(p: &core::Pod) -> Result<Option<Pod>, TranslateError> {
@@ -292,15 +304,7 @@ pub fn pod(p: &core::Pod) -> Result<Option<Pod>, TranslateError> {
     let object = format!("Pod/{namespace}/{name}");
     let default_spec = core::PodSpec::default();
     let spec = p.spec.as_ref().unwrap_or(&default_spec);
-    let refs = m.owner_references.as_deref().unwrap_or_default();
-    let owner = refs
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .or(refs.first())
-        .map(|o| OwnerRef {
-            kind: o.kind.clone(),
-            name: o.name.clone(),
-        });
+    let owner = owner(m);
     let mut scheduling = scheduling_spec(spec, &object)?;
     // Tolerations of the Ready-condition taints, which [`node`] drops: they can match
     // nothing the engine sees, and every pod carries two (admission adds them).

@@ -261,6 +261,14 @@ pub struct OwnerRef {
     pub name: String,
 }
 
+impl OwnerRef {
+    /// Pods of this owner stay with their node and are never moved or evicted for a
+    /// removal: DaemonSet pods, and mirror pods (the kubelet makes their Node the owner).
+    pub fn stays_with_node(&self) -> bool {
+        self.kind == "DaemonSet" || self.kind == "Node"
+    }
+}
+
 /// Everything about a pod that decides where it can run. Pods with equal
 /// `SchedulingSpec`, namespace and labels are interchangeable for the simulation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -323,9 +331,7 @@ pub struct Pod {
 impl Pod {
     /// A DaemonSet or mirror (static) pod: it stays with its node, never moves.
     pub fn is_daemon_or_mirror(&self) -> bool {
-        self.owner
-            .as_ref()
-            .is_some_and(|o| o.kind == "DaemonSet" || o.kind == "Node")
+        self.owner.as_ref().is_some_and(OwnerRef::stays_with_node)
     }
 
     /// A pending pod with the given requests, in namespace `default`.
