@@ -4,6 +4,7 @@
 //! rebalancing heals lasting skew; the simulator measures skew with the same sets.
 
 use crate::config::AutoscalerConfig;
+use crate::index::NodeIdx;
 use crate::model::{NodeGroup, ZONE_LABEL};
 use crate::snapshot::ClusterSnapshot;
 use regex::Regex;
@@ -72,10 +73,10 @@ impl BalanceSets {
         &self,
         snap: &ClusterSnapshot,
         targets: &[u32],
-        exclude: &dyn Fn(usize) -> bool,
+        exclude: &dyn Fn(NodeIdx) -> bool,
     ) -> Vec<BTreeMap<String, i64>> {
         let mut counts = vec![BTreeMap::new(); self.names.len()];
-        for (gi, g) in snap.groups().iter().enumerate() {
+        for (gi, g) in snap.group_indexes().zip(snap.groups()) {
             let set = &mut counts[self.of_group[gi]];
             for z in &g.zones {
                 set.entry(z.clone()).or_insert(0);
@@ -83,10 +84,10 @@ impl BalanceSets {
             let mut registered = 0u32;
             for &ni in snap.nodes_of_group(gi) {
                 registered += 1;
-                if exclude(ni as usize) {
+                if exclude(ni) {
                     continue;
                 }
-                if let Some(z) = snap.nodes()[ni as usize].zone() {
+                if let Some(z) = snap.nodes()[ni].zone() {
                     *set.entry(z.to_string()).or_insert(0) += 1;
                 }
             }

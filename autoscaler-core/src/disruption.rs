@@ -7,6 +7,7 @@ use crate::decision::{
     Decision, NodeOutcome, NodeVerdict, RemovalKind, ScaleDownBlocker, ScaleUpCause,
 };
 use crate::expander::{self, OptionScore, PriorityConfig};
+use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::{CapacityType, NodeGroup, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
@@ -29,20 +30,20 @@ pub(crate) struct Replacement {
 }
 
 /// Names of a group's nodes (see [`Replacement::existing`]).
-fn node_names(snap: &ClusterSnapshot, group: usize) -> BTreeSet<String> {
+fn node_names(snap: &ClusterSnapshot, group: GroupIdx) -> BTreeSet<String> {
     snap.nodes_of_group(group)
         .iter()
-        .map(|&n| snap.nodes()[n as usize].name.clone())
+        .map(|&n| snap.nodes()[n].name.clone())
         .collect()
 }
 
 /// The pods that must move for a node to go, or why the node cannot go.
 pub(crate) fn movable_pods(
     snap: &ClusterSnapshot,
-    node: usize,
+    node: NodeIdx,
     config: &AutoscalerConfig,
     pdb_left: &[u32],
-) -> Result<Vec<u32>, ScaleDownBlocker> {
+) -> Result<Vec<PodIdx>, ScaleDownBlocker> {
     let n = &snap.nodes()[node];
     if n.annotations.get(SCALE_DOWN_DISABLED).map(String::as_str) == Some("true") {
         return Err(ScaleDownBlocker::ScaleDownDisabled);
@@ -51,7 +52,7 @@ pub(crate) fn movable_pods(
     // Disruptions this node would take from each PDB: all its pods must fit the budget.
     let mut wanted: BTreeMap<usize, u32> = BTreeMap::new();
     for &p in snap.pods_on_node(node) {
-        let pod = &snap.pods()[p as usize];
+        let pod = &snap.pods()[p];
         if pod.is_daemon_or_mirror() {
             continue;
         }
@@ -117,17 +118,17 @@ pub(crate) fn matching_pdbs(snap: &ClusterSnapshot, pod: &Pod) -> Vec<usize> {
 /// placements stay in `nodes` and are returned; on failure everything is undone and the
 /// pod that found no room is named.
 pub(crate) fn try_move(
-    pods: &[u32],
-    from: usize,
+    pods: &[PodIdx],
+    from: NodeIdx,
     nodes: &mut [SimNode<'_>],
     removed: &[bool],
     snap: &ClusterSnapshot,
     cursor: &mut usize,
-) -> Result<Vec<(u32, usize)>, ScaleDownBlocker> {
-    let mut done: Vec<(u32, usize)> = Vec::with_capacity(pods.len());
+) -> Result<Vec<(PodIdx, usize)>, ScaleDownBlocker> {
+    let mut done: Vec<(PodIdx, usize)> = Vec::with_capacity(pods.len());
     let len = nodes.len();
     for &p in pods {
-        let pod = &snap.pods()[p as usize];
+        let pod = &snap.pods()[p];
         let spread = SpreadState::build(pod, nodes, snap);
         let affinity =
             if pod.spec.anti_affinity.is_empty() && snap.bound_anti_affinity_pods().is_empty() {
@@ -140,7 +141,9 @@ pub(crate) fn try_move(
         for step in 0..len {
             let k = (*cursor + step) % len;
             // Only real nodes receive moved pods: upcoming ones may never come.
-            if k == from || removed.get(k).copied().unwrap_or(false) || nodes[k].existing.is_none()
+            if k == from.get()
+                || removed.get(k).copied().unwrap_or(false)
+                || nodes[k].existing.is_none()
             {
                 continue;
             }
@@ -173,19 +176,19 @@ pub(crate) fn try_move(
 }
 
 /// Reverses placements made by [`try_move`].
-pub(crate) fn undo(nodes: &mut [SimNode<'_>], done: &[(u32, usize)], snap: &ClusterSnapshot) {
+pub(crate) fn undo(nodes: &mut [SimNode<'_>], done: &[(PodIdx, usize)], snap: &ClusterSnapshot) {
     for &(p, k) in done.iter().rev() {
         let node = &mut nodes[k];
         if node.placed.last() == Some(&p) {
             node.placed.pop();
-            node.free.add(&snap.pods()[p as usize].spec.requests);
+            node.free.add(&snap.pods()[p].spec.requests);
             node.free_pods += 1;
         }
     }
 }
 
 /// Requested share of the node: `max(cpu, memory)`.
-pub(crate) fn utilization(snap: &ClusterSnapshot, node: usize) -> f64 {
+pub(crate) fn utilization(snap: &ClusterSnapshot, node: NodeIdx) -> f64 {
     let n = &snap.nodes()[node];
     let req = snap.requested_on_node(node);
     let share = |r: u64, a: u64| if a == 0 { 1.0 } else { r as f64 / a as f64 };
@@ -194,7 +197,7 @@ pub(crate) fn utilization(snap: &ClusterSnapshot, node: usize) -> f64 {
 }
 
 /// Price per vCPU-hour of a node, from its group's instance type (for removal order).
-pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: usize, group: &NodeGroup) -> f64 {
+pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeGroup) -> f64 {
     let n = &snap.nodes()[node];
     let t = n
         .instance_type()
@@ -207,8 +210,8 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: usize, group: &NodeGro
 /// Removal order: on-demand first, then the heaviest zone of the balance set, then the
 /// most expensive per vCPU, then the least utilized, then by name.
 pub(crate) fn removal_order(
-    a: &(usize, f64, f64, i64, CapacityType, &str),
-    b: &(usize, f64, f64, i64, CapacityType, &str),
+    a: &(NodeIdx, f64, f64, i64, CapacityType, &str),
+    b: &(NodeIdx, f64, f64, i64, CapacityType, &str),
 ) -> std::cmp::Ordering {
     let od = |c: CapacityType| if c == CapacityType::OnDemand { 0 } else { 1 };
     od(a.4)
@@ -269,10 +272,10 @@ impl<'w, 'n> Work<'w, 'n> {
         actions: &'w mut Vec<Decision>,
         outcomes: &'w mut Vec<NodeOutcome>,
         last_scale_up: &'w mut BTreeMap<String, Timestamp>,
-        interrupted: &[usize],
+        interrupted: &[NodeIdx],
     ) -> Self {
         let mut removed = vec![false; nodes.len()];
-        for (ni, n) in r.snap.nodes().iter().enumerate() {
+        for (ni, n) in r.snap.node_indexes().zip(r.snap.nodes()) {
             removed[ni] = state.removing.contains_key(&n.name);
         }
         for &ni in interrupted {
@@ -298,9 +301,9 @@ impl<'w, 'n> Work<'w, 'n> {
     }
 
     /// Counts the evictions of `pods` against their PDBs.
-    fn spend_pdbs(&mut self, snap: &ClusterSnapshot, pods: &[u32]) {
+    fn spend_pdbs(&mut self, snap: &ClusterSnapshot, pods: &[PodIdx]) {
         for &p in pods {
-            for b in matching_pdbs(snap, &snap.pods()[p as usize]) {
+            for b in matching_pdbs(snap, &snap.pods()[p]) {
                 self.pdb_left[b] = self.pdb_left[b].saturating_sub(1);
             }
         }
@@ -342,15 +345,15 @@ impl Step {
 
 /// A scale-down candidate: a node under the threshold whose pods could move.
 struct Candidate<'a> {
-    node: usize,
-    group: usize,
+    node: NodeIdx,
+    group: GroupIdx,
     utilization: f64,
     price_per_cpu: f64,
     /// Nodes in its zone of its balance set.
     zone_count: i64,
     capacity_type: CapacityType,
     name: &'a str,
-    pods: Vec<u32>,
+    pods: Vec<PodIdx>,
     /// Unready for longer than `scale-down-unready-time`.
     long_unready: bool,
 }
@@ -366,7 +369,7 @@ impl Candidate<'_> {
             .then_with(|| removal_order(&self.key(), &other.key()))
     }
 
-    fn key(&self) -> (usize, f64, f64, i64, CapacityType, &str) {
+    fn key(&self) -> (NodeIdx, f64, f64, i64, CapacityType, &str) {
         (
             self.node,
             self.utilization,
@@ -466,7 +469,7 @@ impl DisruptionState {
                 .nodes_of_group(gi)
                 .iter()
                 .filter(|&&n| {
-                    let n = &snap.nodes()[n as usize];
+                    let n = &snap.nodes()[n];
                     n.ready && !rep.existing.contains(&n.name)
                 })
                 .count() as u32;
@@ -521,14 +524,16 @@ impl DisruptionState {
             map.get(name).is_some_and(|t| r.now.since(*t) < delay)
         };
         let groups = r.snap.groups();
-        let after_add = groups
-            .iter()
-            .enumerate()
+        let after_add = r
+            .snap
+            .group_indexes()
+            .zip(groups)
             .filter(|(_, g)| recent(w.last_scale_up, &g.name, sd.delay_after_add))
             .map(|(gi, _)| r.sets.of_group[gi]);
-        let after_delete = groups
-            .iter()
-            .enumerate()
+        let after_delete = r
+            .snap
+            .group_indexes()
+            .zip(groups)
             .filter(|(_, g)| recent(&self.last_scale_down, &g.name, sd.delay_after_delete))
             .map(|(gi, _)| r.sets.of_group[gi]);
         after_add.chain(after_delete).collect()
@@ -545,7 +550,7 @@ impl DisruptionState {
         let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
-        for (ni, n) in snap.nodes().iter().enumerate() {
+        for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
             let Some(gi) = snap.group_of_node(ni) else {
                 continue;
             };
@@ -729,9 +734,10 @@ impl DisruptionState {
     }
 
     /// Old on-demand nodes that drain-back may replace, oldest first.
-    fn drain_back_nodes(&self, r: &Round<'_>, w: &Work<'_, '_>) -> Vec<usize> {
+    fn drain_back_nodes(&self, r: &Round<'_>, w: &Work<'_, '_>) -> Vec<NodeIdx> {
         let snap = r.snap;
-        let mut od_nodes: Vec<usize> = (0..snap.nodes().len())
+        let mut od_nodes: Vec<NodeIdx> = snap
+            .node_indexes()
             .filter(|&ni| {
                 let n = &snap.nodes()[ni];
                 n.capacity_type == CapacityType::OnDemand
@@ -805,7 +811,7 @@ impl DisruptionState {
                 // Scale-down removes from the heaviest zone first: let it heal the skew.
                 continue;
             }
-            let on_demand_set = (0..groups.len()).any(|gi| {
+            let on_demand_set = snap.group_indexes().any(|gi| {
                 r.sets.of_group[gi] == set && groups[gi].capacity_type == CapacityType::OnDemand
             });
             if on_demand_set && !r.config.drain_back.after.is_zero() {
@@ -838,7 +844,7 @@ impl DisruptionState {
             let Some((light, _)) = c.iter().min_by_key(|(z, n)| (**n, *z)) else {
                 continue;
             };
-            let light_group = (0..groups.len()).find(|&gi| {
+            let light_group = snap.group_indexes().find(|&gi| {
                 r.sets.of_group[gi] == set
                     && groups[gi].zones == [light.clone()]
                     && r.plans[gi].is_ok()
@@ -874,10 +880,10 @@ impl DisruptionState {
         w: &Work<'_, '_>,
         set: usize,
         heavy: &str,
-    ) -> Option<usize> {
+    ) -> Option<NodeIdx> {
         let snap = r.snap;
         let groups = snap.groups();
-        (0..snap.nodes().len())
+        snap.node_indexes()
             .filter(|&ni| {
                 let n = &snap.nodes()[ni];
                 n.zone() == Some(heavy)
@@ -902,7 +908,7 @@ impl DisruptionState {
     fn begin_replacement(
         &mut self,
         node: &str,
-        group: usize,
+        group: GroupIdx,
         replacement: Replacement,
         reason: String,
         w: &mut Work<'_, '_>,
@@ -928,17 +934,17 @@ impl DisruptionState {
 fn spot_home(
     r: &Round<'_>,
     w: &Work<'_, '_>,
-    ni: usize,
-    od_gi: usize,
-    pods: &[u32],
-) -> Option<(usize, u32, String)> {
+    ni: NodeIdx,
+    od_gi: GroupIdx,
+    pods: &[PodIdx],
+) -> Option<(GroupIdx, u32, String)> {
     let snap = r.snap;
     let groups = snap.groups();
     let od_prio = r.priority(&groups[od_gi].name);
     let classes = classify(snap, pods);
     let spreads: Vec<SpreadState> = classes.iter().map(|_| SpreadState::default()).collect();
     let mut options = Vec::new();
-    for (gi, g) in groups.iter().enumerate() {
+    for (gi, g) in snap.group_indexes().zip(groups) {
         let Ok(plan) = &r.plans[gi] else { continue };
         let better = match (r.priorities.is_some(), r.priority(&g.name), od_prio) {
             (false, _, _) => true,
@@ -977,7 +983,7 @@ fn spot_home(
         &r.config.expander,
         r.priorities,
         &scores,
-        r.config.seed ^ r.now.as_millis() ^ ni as u64,
+        r.config.seed ^ r.now.as_millis() ^ u64::from(ni.0),
     );
     Some((options[pick].0, options[pick].1, by))
 }

@@ -13,6 +13,7 @@ use crate::disruption::{DisruptionState, Work};
 use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
+use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::CapacityType;
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{SimNode, SpreadState};
@@ -54,7 +55,7 @@ pub(crate) struct PendingMarketFailure {
 struct Tally {
     actions: Vec<Decision>,
     /// Interrupted nodes (snapshot index) and why, drained this round.
-    interrupted: BTreeMap<usize, String>,
+    interrupted: BTreeMap<NodeIdx, String>,
     /// Per group: the target after this round's decisions.
     targets: Vec<u32>,
     /// Per group: registered nodes.
@@ -62,7 +63,7 @@ struct Tally {
     /// Per group: the state in words, for the status.
     whys: Vec<String>,
     /// Per pending pod (snapshot index): what the round concluded.
-    outcomes: BTreeMap<u32, PodVerdict>,
+    outcomes: BTreeMap<PodIdx, PodVerdict>,
     node_outcomes: Vec<NodeOutcome>,
     /// Pods considered for scale-up, and those nothing could help.
     considered: usize,
@@ -97,9 +98,9 @@ impl<'a> Simulation<'a> {
     /// Takes in a chosen expansion: its nodes join the cluster (keeping their pods for
     /// later anti-affinity checks) and the pods it helps leave `remaining`.
     fn absorb(&mut self, est: Estimate<'a>) {
-        let helped: rustc_hash::FxHashSet<u32> = est.helped.iter().copied().collect();
+        let helped: rustc_hash::FxHashSet<PodIdx> = est.helped.iter().copied().collect();
         if self.spreads.iter().any(|s| !s.is_empty()) {
-            let class_of: rustc_hash::FxHashMap<u32, usize> = self
+            let class_of: rustc_hash::FxHashMap<PodIdx, usize> = self
                 .remaining
                 .iter()
                 .enumerate()
@@ -117,7 +118,7 @@ impl<'a> Simulation<'a> {
         let remaining = std::mem::take(&mut self.remaining);
         let spreads = std::mem::take(&mut self.spreads);
         for (c, spread) in remaining.into_iter().zip(spreads) {
-            let pods: Vec<u32> = c.pods.into_iter().filter(|p| !helped.contains(p)).collect();
+            let pods: Vec<PodIdx> = c.pods.into_iter().filter(|p| !helped.contains(p)).collect();
             if !pods.is_empty() {
                 self.remaining.push(PodClass { rep: pods[0], pods });
                 self.spreads.push(spread);
@@ -129,34 +130,32 @@ impl<'a> Simulation<'a> {
 /// The candidates of one expansion.
 struct Expansion<'a> {
     iteration: u64,
-    candidates: Vec<(usize, Estimate<'a>)>,
+    candidates: Vec<(GroupIdx, Estimate<'a>)>,
 }
 
 /// Free capacity first: pending pods placed on real and upcoming nodes; the rest stay
 /// in `sim.remaining`, by class.
 fn place_on_free_capacity(
     snap: &ClusterSnapshot,
-    pending: &[u32],
+    pending: &[PodIdx],
     tally: &mut Tally,
     sim: &mut Simulation<'_>,
 ) {
     let groups = snap.groups();
     for class in &classify(snap, pending) {
-        let rep = &snap.pods()[class.rep as usize];
+        let rep = &snap.pods()[class.rep];
         let mut spread = SpreadState::build(rep, &sim.nodes, snap);
-        let mut placed: Vec<(u32, usize)> = Vec::new();
+        let mut placed: Vec<(PodIdx, usize)> = Vec::new();
         let left = place_class(class, &mut sim.nodes, snap, &mut spread, |p, k| {
             placed.push((p, k))
         });
         for (p, k) in placed {
             let verdict = match sim.nodes[k].existing {
                 Some(ni) => PodVerdict::FitsExistingNode {
-                    node: snap.nodes()[ni as usize].name.clone(),
+                    node: snap.nodes()[ni].name.clone(),
                 },
                 None => PodVerdict::WaitsForUpcomingNode {
-                    group: groups[sim.nodes[k].group.unwrap_or(0) as usize]
-                        .name
-                        .clone(),
+                    group: groups[sim.nodes[k].group.unwrap_or_default()].name.clone(),
                 },
             };
             tally.outcomes.insert(p, verdict);
@@ -433,7 +432,7 @@ impl Autoscaler {
             let drain = snap
                 .pods_on_node(ni)
                 .iter()
-                .any(|&p| !snap.pods()[p as usize].is_daemon_or_mirror());
+                .any(|&p| !snap.pods()[p].is_daemon_or_mirror());
             actions.push(Decision::RemoveNode {
                 node: n.name.clone(),
                 group: n.group.clone().unwrap_or_default(),
@@ -461,14 +460,14 @@ impl Autoscaler {
         tally: &mut Tally,
     ) -> Groundwork {
         let groups = snap.groups();
-        let plans: Vec<Result<GroupPlan, Unavailable>> = groups
-            .iter()
-            .enumerate()
+        let plans: Vec<Result<GroupPlan, Unavailable>> = snap
+            .group_indexes()
+            .zip(groups)
             .map(|(gi, g)| GroupPlan::build(gi, g, snap, &self.cool_offs, now))
             .collect();
         // Groups cooled off just now for a provisioning timeout need a fresh plan.
         let mut timed_out = vec![false; groups.len()];
-        for gi in 0..groups.len() {
+        for gi in snap.group_indexes() {
             let settled = self.settle_group(snap, now, gi, &plans[gi], tally);
             timed_out[gi] = settled.timed_out;
             tally.targets.push(settled.target);
@@ -477,8 +476,8 @@ impl Autoscaler {
         }
         let plans = plans
             .into_iter()
-            .enumerate()
-            .map(|(gi, p)| {
+            .zip(snap.group_indexes())
+            .map(|(p, gi)| {
                 if timed_out[gi] {
                     GroupPlan::build(gi, &groups[gi], snap, &self.cool_offs, now)
                 } else {
@@ -497,7 +496,7 @@ impl Autoscaler {
         &mut self,
         snap: &ClusterSnapshot,
         now: Timestamp,
-        gi: usize,
+        gi: GroupIdx,
         plan: &Result<GroupPlan, Unavailable>,
         tally: &mut Tally,
     ) -> SettledGroup {
@@ -588,7 +587,7 @@ impl Autoscaler {
         tally: &Tally,
     ) -> Vec<SimNode<'a>> {
         let mut nodes: Vec<SimNode<'a>> = Vec::with_capacity(snap.nodes().len() + 16);
-        for (ni, n) in snap.nodes().iter().enumerate() {
+        for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
             let mut free = n.allocatable.clone();
             let pod_slots = if n.allocatable.pods == 0 {
                 DEFAULT_MAX_PODS
@@ -600,8 +599,8 @@ impl Autoscaler {
             let fresh_enough =
                 n.ready || now.since(n.created_at) <= self.config.max_node_provision_time;
             nodes.push(SimNode {
-                existing: Some(ni as u32),
-                group: snap.group_of_node(ni).map(|g| g as u32),
+                existing: Some(ni),
+                group: snap.group_of_node(ni),
                 labels: &n.labels,
                 variants: &[],
                 taints: &n.taints,
@@ -616,7 +615,7 @@ impl Autoscaler {
                 hostname: n.name.as_str().into(),
             });
         }
-        for (gi, g) in snap.groups().iter().enumerate() {
+        for (gi, g) in snap.group_indexes().zip(snap.groups()) {
             if let Ok(plan) = &ground.plans[gi] {
                 for i in 0..tally.targets[gi].saturating_sub(tally.registered[gi]) {
                     nodes.push(plan.fresh_node(g, format!("upcoming-{}-{i}", g.name)));
@@ -628,20 +627,25 @@ impl Autoscaler {
 
     /// Pods that may trigger a scale-up (expendable and too-young ones get a verdict
     /// instead), plus the pods of interrupted nodes, which need a new home now.
-    fn pending_pods(&self, snap: &ClusterSnapshot, now: Timestamp, tally: &mut Tally) -> Vec<u32> {
+    fn pending_pods(
+        &self,
+        snap: &ClusterSnapshot,
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Vec<PodIdx> {
         let mut pending = Vec::new();
         for p in snap.pending_pods() {
             let pod = &snap.pods()[p];
             if pod.spec.priority < self.config.expendable_pods_priority_cutoff {
                 tally.outcomes.insert(
-                    p as u32,
+                    p,
                     PodVerdict::Expendable {
                         priority: pod.spec.priority,
                     },
                 );
             } else if now.since(pod.created_at) < self.config.new_pod_scale_up_delay {
                 tally.outcomes.insert(
-                    p as u32,
+                    p,
                     PodVerdict::NotTriggerScaleUp {
                         reason: format!(
                             "pod is younger than new-pod-scale-up-delay {}",
@@ -650,12 +654,12 @@ impl Autoscaler {
                     },
                 );
             } else {
-                pending.push(p as u32);
+                pending.push(p);
             }
         }
         for &ni in tally.interrupted.keys() {
             for &p in snap.pods_on_node(ni) {
-                if !snap.pods()[p as usize].is_daemon_or_mirror() {
+                if !snap.pods()[p].is_daemon_or_mirror() {
                     pending.push(p);
                 }
             }
@@ -688,8 +692,8 @@ impl Autoscaler {
         let mut iteration = 0u64;
         while !sim.remaining.is_empty() && iteration < max_iterations {
             iteration += 1;
-            let mut candidates: Vec<(usize, Estimate<'a>)> = Vec::new();
-            for (gi, g) in groups.iter().enumerate() {
+            let mut candidates: Vec<(GroupIdx, Estimate<'a>)> = Vec::new();
+            for (gi, g) in snap.group_indexes().zip(groups) {
                 let Ok(plan) = &ground.plans[gi] else {
                     continue;
                 };
@@ -809,7 +813,7 @@ impl Autoscaler {
         snap: &ClusterSnapshot,
         now: Timestamp,
         ground: &Groundwork,
-        candidates: &[(usize, Estimate<'_>)],
+        candidates: &[(GroupIdx, Estimate<'_>)],
         iteration: u64,
     ) -> (usize, String) {
         let groups = snap.groups();
@@ -887,7 +891,7 @@ impl Autoscaler {
             sets: &ground.sets,
             unmet_demand: tally.unhelpable > 0 || scaled_for_pods,
         };
-        let interrupted: Vec<usize> = tally.interrupted.keys().copied().collect();
+        let interrupted: Vec<NodeIdx> = tally.interrupted.keys().copied().collect();
         let mut work = Work::new(
             &round,
             &self.disruption,
@@ -940,7 +944,7 @@ impl Autoscaler {
                 .outcomes
                 .into_iter()
                 .map(|(p, verdict)| PodOutcome {
-                    pod: snap.pods()[p as usize].key(),
+                    pod: snap.pods()[p].key(),
                     verdict,
                 })
                 .collect(),
@@ -968,10 +972,10 @@ impl Autoscaler {
         snap: &ClusterSnapshot,
         sets: &BalanceSets,
         targets: &[u32],
-        chosen: usize,
+        chosen: GroupIdx,
         est: &crate::scaleup::Estimate<'_>,
-        others: &[(usize, crate::scaleup::Estimate<'_>)],
-    ) -> Vec<(usize, u32)> {
+        others: &[(GroupIdx, crate::scaleup::Estimate<'_>)],
+    ) -> Vec<(GroupIdx, u32)> {
         let groups = snap.groups();
         let n = est.node_count();
         let g = &groups[chosen];
@@ -979,7 +983,7 @@ impl Autoscaler {
             return vec![(chosen, n)];
         }
         let set = sets.of_group[chosen];
-        let prio = |gi: usize| {
+        let prio = |gi: GroupIdx| {
             self.priorities
                 .as_ref()
                 .and_then(|p| p.priority_of(&groups[gi].name))
@@ -1025,7 +1029,7 @@ impl Autoscaler {
         &mut self,
         snap: &ClusterSnapshot,
         now: Timestamp,
-    ) -> BTreeMap<usize, String> {
+    ) -> BTreeMap<NodeIdx, String> {
         let mut out = BTreeMap::new();
         for (event, at) in std::mem::take(&mut self.interruptions) {
             let Event::InstanceInterruption {
@@ -1039,8 +1043,9 @@ impl Autoscaler {
                 continue;
             };
             let suffix = format!("/{instance_id}");
-            let Some(ni) = snap.nodes().iter().position(|n| {
-                n.provider_id
+            let Some(ni) = snap.node_indexes().find(|&ni| {
+                snap.nodes()[ni]
+                    .provider_id
                     .as_deref()
                     .is_some_and(|p| p.ends_with(&suffix))
             }) else {
@@ -1095,9 +1100,8 @@ impl Autoscaler {
         unhelpable: usize,
     ) -> Status {
         let mut groups: Vec<GroupStatus> = snap
-            .groups()
-            .iter()
-            .enumerate()
+            .group_indexes()
+            .zip(snap.groups())
             .zip(whys)
             .map(|((gi, g), why)| {
                 let (cool_off_until, why) = match &plans[gi] {
@@ -1148,13 +1152,13 @@ impl Autoscaler {
         class: &PodClass,
         spread: &SpreadState,
     ) -> String {
-        let pod = &snap.pods()[class.rep as usize];
+        let pod = &snap.pods()[class.rep];
         if snap.groups().is_empty() {
             return "no node groups are configured".into();
         }
         // Same reason text -> one line listing the groups.
         let mut by_reason: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for (gi, g) in snap.groups().iter().enumerate() {
+        for (gi, g) in snap.group_indexes().zip(snap.groups()) {
             let reason = match &plans[gi] {
                 Err(u) => format!("in cool-off until {} ({})", u.until, u.why),
                 Ok(plan) => {
@@ -1219,7 +1223,7 @@ impl Limits {
             memory += c.memory_bytes;
         }
         let mut nodes = snap.nodes().len() as u64;
-        for (gi, plan) in plans.iter().enumerate() {
+        for (gi, plan) in snap.group_indexes().zip(plans) {
             let upcoming = u64::from(targets[gi].saturating_sub(registered[gi]));
             nodes += upcoming;
             if let Ok(plan) = plan {

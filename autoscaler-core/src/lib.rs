@@ -78,6 +78,7 @@ pub mod events;
 pub mod expander;
 pub mod fixtures;
 pub mod hpa;
+pub mod index;
 pub mod model;
 pub mod overprovisioning;
 pub mod predicates;
@@ -99,6 +100,7 @@ pub use decision::{
 pub use engine::Autoscaler;
 pub use events::{Event, InterruptionKind, LaunchFailureReason};
 pub use expander::{Expander, ExpanderChain, ExpanderError, PriorityConfig};
+pub use index::{GroupIdx, NodeIdx, PodIdx};
 pub use model::{
     CapacityType, DaemonSet, InstanceType, LabelSelector, Labels, Node, NodeGroup,
     NodeSelectorTerm, NodeTemplate, OwnerRef, Pod, PodAntiAffinityTerm, PodDisruptionBudget,

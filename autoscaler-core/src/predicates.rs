@@ -3,6 +3,7 @@
 //! types is a set of *variants*: a pod counts as fitting only if it fits every variant,
 //! because AWS, not us, picks the zone and the type.
 
+use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::{
     Labels, Pod, Taint, TaintEffect, WhenUnsatisfiable, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL,
     ZONE_LABEL,
@@ -105,9 +106,9 @@ impl fmt::Display for Unfit {
 #[derive(Clone, Debug)]
 pub(crate) struct SimNode<'a> {
     /// Snapshot index of a real node.
-    pub existing: Option<u32>,
+    pub existing: Option<NodeIdx>,
     /// Group index, when managed.
-    pub group: Option<u32>,
+    pub group: Option<GroupIdx>,
     pub labels: &'a Labels,
     /// Empty for real nodes; the possible (zone, type) outcomes for hypothetical ones.
     pub variants: &'a [Variant],
@@ -117,9 +118,9 @@ pub(crate) struct SimNode<'a> {
     pub pod_slots: u64,
     pub schedulable: bool,
     /// Pods bound to the node in the snapshot.
-    pub bound: &'a [u32],
+    pub bound: &'a [PodIdx],
     /// Pods the simulation placed on the node.
-    pub placed: Vec<u32>,
+    pub placed: Vec<PodIdx>,
     /// Hostname (the node name; synthetic for hypothetical nodes).
     pub hostname: std::borrow::Cow<'a, str>,
 }
@@ -158,7 +159,7 @@ impl<'a> SimNode<'a> {
     }
 
     /// Places a pod (already checked) on the node.
-    pub fn place(&mut self, pod_index: u32, requests: &Resources) {
+    pub fn place(&mut self, pod_index: PodIdx, requests: &Resources) {
         self.free.saturating_sub(requests);
         self.free_pods = self.free_pods.saturating_sub(1);
         self.placed.push(pod_index);
@@ -246,7 +247,7 @@ fn namespaces_match(term_namespaces: &[String], owner_ns: &str, candidate_ns: &s
 #[derive(Clone, Debug, Default)]
 pub(crate) struct AffinityState {
     /// Real node index -> a conflicting bound pod on it.
-    blocked: rustc_hash::FxHashMap<u32, u32>,
+    blocked: rustc_hash::FxHashMap<NodeIdx, PodIdx>,
 }
 
 impl AffinityState {
@@ -259,21 +260,21 @@ impl AffinityState {
                     && term.label_selector.matches(labels)
                 {
                     for &q in pods {
-                        if let Some(n) = snap.node_of_pod(q as usize) {
-                            blocked.entry(n as u32).or_insert(q);
+                        if let Some(n) = snap.node_of_pod(q) {
+                            blocked.entry(n).or_insert(q);
                         }
                     }
                 }
             }
         }
         for &q in snap.bound_anti_affinity_pods() {
-            let other = &snap.pods()[q as usize];
+            let other = &snap.pods()[q];
             let rejects = other.spec.anti_affinity.iter().any(|term| {
                 namespaces_match(&term.namespaces, &other.namespace, &pod.namespace)
                     && term.label_selector.matches(&pod.labels)
             });
-            if let (true, Some(n)) = (rejects, snap.node_of_pod(q as usize)) {
-                blocked.entry(n as u32).or_insert(q);
+            if let (true, Some(n)) = (rejects, snap.node_of_pod(q)) {
+                blocked.entry(n).or_insert(q);
             }
         }
         AffinityState { blocked }
@@ -291,14 +292,14 @@ pub(crate) fn anti_affinity_fit(
     let pods = snap.pods();
     if let Some(q) = node.existing.and_then(|n| affinity.blocked.get(&n)) {
         return Err(Unfit::AntiAffinity {
-            conflicts_with: pods[*q as usize].key(),
+            conflicts_with: pods[*q].key(),
         });
     }
     if !snap.any_anti_affinity() {
         return Ok(());
     }
     for &q in &node.placed {
-        let other = &pods[q as usize];
+        let other = &pods[q];
         let conflict = pod.spec.anti_affinity.iter().any(|term| {
             namespaces_match(&term.namespaces, &pod.namespace, &other.namespace)
                 && term.label_selector.matches(&other.labels)
@@ -352,7 +353,8 @@ impl SpreadState {
                 .map(|n| label_fit(pod, n, None).is_ok())
                 .collect()
         };
-        let is_eligible = |ni: usize| unconstrained || eligible.get(ni).copied().unwrap_or(false);
+        let is_eligible =
+            |ni: NodeIdx| unconstrained || eligible.get(ni.get()).copied().unwrap_or(false);
         let mut constraints = Vec::new();
         for (index, c) in pod.spec.topology_spread.iter().enumerate() {
             if c.when_unsatisfiable != WhenUnsatisfiable::DoNotSchedule {
@@ -369,7 +371,7 @@ impl SpreadState {
                         counts.insert(z.clone(), 0);
                     }
                 } else {
-                    for (ni, n) in snap.nodes().iter().enumerate() {
+                    for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
                         if let (true, Some(z)) = (is_eligible(ni), n.zone()) {
                             counts.entry(z.to_string()).or_insert(0);
                         }
@@ -380,7 +382,7 @@ impl SpreadState {
                         continue;
                     }
                     for &q in pods {
-                        let Some(ni) = snap.node_of_pod(q as usize) else {
+                        let Some(ni) = snap.node_of_pod(q) else {
                             continue;
                         };
                         if !is_eligible(ni) {
@@ -440,7 +442,7 @@ impl SpreadState {
                     .iter()
                     .chain(&node.placed)
                     .filter(|&&q| {
-                        let other = &snap.pods()[q as usize];
+                        let other = &snap.pods()[q];
                         other.namespace == pod.namespace && c.label_selector.matches(&other.labels)
                     })
                     .count() as u32;

@@ -2,6 +2,7 @@
 //! for each available group, how many new nodes would help which pods.
 
 use crate::cooloff::CoolOffs;
+use crate::index::{GroupIdx, PodIdx};
 use crate::model::{Labels, NodeGroup, Pod, CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
 use crate::predicates::{
     full_fit, resource_fit, static_fit, AffinityState, SimNode, SpreadState, Unfit, Variant,
@@ -18,7 +19,7 @@ pub(crate) const DEFAULT_MAX_PODS: u64 = 110;
 /// What a new node of a group looks like this round, given its cool-offs.
 #[derive(Clone, Debug)]
 pub(crate) struct GroupPlan {
-    pub group: u32,
+    pub group: GroupIdx,
     pub variants: Vec<Variant>,
     pub labels: Labels,
     /// Guaranteed allocatable whichever variant launches, after DaemonSets.
@@ -39,7 +40,7 @@ pub(crate) struct Unavailable {
 impl GroupPlan {
     /// Builds the plan of group `gi`, or says why every pool is blocked.
     pub fn build(
-        gi: usize,
+        gi: GroupIdx,
         group: &NodeGroup,
         snap: &ClusterSnapshot,
         cool_offs: &CoolOffs,
@@ -117,7 +118,7 @@ impl GroupPlan {
             let lands = variants.iter().any(|v| {
                 let probe = SimNode {
                     existing: None,
-                    group: Some(gi as u32),
+                    group: Some(gi),
                     labels: &labels,
                     variants: std::slice::from_ref(v),
                     taints: &group.template.taints,
@@ -138,7 +139,7 @@ impl GroupPlan {
         }
         allocatable.pods = pod_slots;
         Ok(GroupPlan {
-            group: gi as u32,
+            group: gi,
             variants,
             labels,
             allocatable,
@@ -174,18 +175,18 @@ impl GroupPlan {
 /// Pending pods that are interchangeable for scheduling.
 #[derive(Clone, Debug)]
 pub(crate) struct PodClass {
-    pub rep: u32,
-    pub pods: Vec<u32>,
+    pub rep: PodIdx,
+    pub pods: Vec<PodIdx>,
 }
 
 /// Groups pods by namespace, labels and scheduling spec, largest requests first.
-pub(crate) fn classify(snap: &ClusterSnapshot, pending: &[u32]) -> Vec<PodClass> {
+pub(crate) fn classify(snap: &ClusterSnapshot, pending: &[PodIdx]) -> Vec<PodClass> {
     let pods = snap.pods();
     let mut index: FxHashMap<(&str, &Labels, &crate::model::SchedulingSpec), usize> =
         FxHashMap::default();
     let mut classes: Vec<PodClass> = Vec::new();
     for &p in pending {
-        let pod = &pods[p as usize];
+        let pod = &pods[p];
         let key = (pod.namespace.as_str(), &pod.labels, &pod.spec);
         match index.get(&key) {
             Some(&c) => classes[c].pods.push(p),
@@ -199,8 +200,8 @@ pub(crate) fn classify(snap: &ClusterSnapshot, pending: &[u32]) -> Vec<PodClass>
         }
     }
     classes.sort_by(|a, b| {
-        let ra = &pods[a.rep as usize].spec;
-        let rb = &pods[b.rep as usize].spec;
+        let ra = &pods[a.rep].spec;
+        let rb = &pods[b.rep].spec;
         rb.priority
             .cmp(&ra.priority)
             .then(rb.requests.cpu_millis.cmp(&ra.requests.cpu_millis))
@@ -219,14 +220,14 @@ pub(crate) fn place_class(
     nodes: &mut [SimNode<'_>],
     snap: &ClusterSnapshot,
     spread: &mut SpreadState,
-    mut on_placed: impl FnMut(u32, usize),
-) -> Vec<u32> {
+    mut on_placed: impl FnMut(PodIdx, usize),
+) -> Vec<PodIdx> {
     let pods = snap.pods();
-    let affinity = AffinityState::build(&pods[class.rep as usize], snap);
+    let affinity = AffinityState::build(&pods[class.rep], snap);
     let mut candidates: Vec<usize> = Vec::new();
     let mut cursor = 0usize;
     for (i, &p) in class.pods.iter().enumerate() {
-        let pod = &pods[p as usize];
+        let pod = &pods[p];
         let found = if spread.is_empty() {
             let found = (cursor..nodes.len())
                 .find(|&k| full_fit(pod, &nodes[k], snap, spread, &affinity).is_ok());
@@ -275,7 +276,7 @@ pub(crate) fn place_class(
 pub(crate) struct Estimate<'a> {
     /// The new nodes, with the pods placed on them.
     pub nodes: Vec<SimNode<'a>>,
-    pub helped: Vec<u32>,
+    pub helped: Vec<PodIdx>,
     pub requested: Resources,
 }
 
@@ -301,7 +302,7 @@ pub(crate) fn estimate<'a>(
     // New nodes hold only simulated pods: no bound pod can conflict.
     let affinity = AffinityState::default();
     for (ci, class) in classes.iter().enumerate() {
-        let rep = &pods[class.rep as usize];
+        let rep = &pods[class.rep];
         let fresh = plan.fresh_node(group, "");
         if resource_fit(rep, &fresh)
             .and(static_fit(rep, &fresh))
@@ -312,7 +313,7 @@ pub(crate) fn estimate<'a>(
         let mut spread = spreads[ci].clone();
         let mut cursor = 0usize;
         for &p in &class.pods {
-            let pod = &pods[p as usize];
+            let pod = &pods[p];
             let start = if spread.is_empty() { cursor } else { 0 };
             let mut found = (start..nodes.len())
                 .find(|&k| full_fit(pod, &nodes[k], snap, &spread, &affinity).is_ok());

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use thiserror::Error;
 
+pub use crate::index::{GroupIdx, NodeIdx, PodIdx};
+
 /// The raw parts of a snapshot, as an adapter or a fixture provides them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,30 +65,30 @@ pub enum SnapshotError {
 #[derive(Clone, Debug)]
 pub struct ClusterSnapshot {
     parts: SnapshotParts,
-    node_by_name: FxHashMap<String, u32>,
-    group_by_name: BTreeMap<String, u32>,
+    node_by_name: FxHashMap<String, NodeIdx>,
+    group_by_name: BTreeMap<String, GroupIdx>,
     /// Node index of each pod (`None`: pending, or bound to a node not in the snapshot).
-    pod_node: Vec<Option<u32>>,
+    pod_node: Vec<Option<NodeIdx>>,
     /// Pods bound to each node.
-    pods_on_node: Vec<Vec<u32>>,
+    pods_on_node: Vec<Vec<PodIdx>>,
     /// Nodes of each group.
-    nodes_of_group: Vec<Vec<u32>>,
+    nodes_of_group: Vec<Vec<NodeIdx>>,
     /// Group index of each node (resolved once, not by name at every use).
-    group_of_node: Vec<Option<u32>>,
+    group_of_node: Vec<Option<GroupIdx>>,
     /// Pods bound to a node the snapshot does not know (kept, counted, reported).
     orphaned_pods: usize,
     any_anti_affinity: bool,
     /// Bound pods that declare required anti-affinity.
-    bound_anti_affinity: Vec<u32>,
+    bound_anti_affinity: Vec<PodIdx>,
     /// Bound pods grouped by (namespace, labels), so a selector is evaluated once per
     /// distinct label set rather than once per pod.
-    label_sets: Vec<(u32, Vec<u32>)>,
+    label_sets: Vec<(PodIdx, Vec<PodIdx>)>,
     /// Distinct zones of the nodes.
     node_zones: Vec<String>,
     /// Sum of the requests of the pods bound to each node.
     node_requested: Vec<Resources>,
     /// Pods not bound to any node.
-    pending: Vec<u32>,
+    pending: Vec<PodIdx>,
 }
 
 impl ClusterSnapshot {
@@ -94,7 +96,10 @@ impl ClusterSnapshot {
     pub fn new(parts: SnapshotParts) -> Result<Self, SnapshotError> {
         let mut group_by_name = BTreeMap::new();
         for (i, g) in parts.groups.iter().enumerate() {
-            if group_by_name.insert(g.name.clone(), i as u32).is_some() {
+            if group_by_name
+                .insert(g.name.clone(), GroupIdx::new(i))
+                .is_some()
+            {
                 return Err(SnapshotError::DuplicateGroup(g.name.clone()));
             }
             if g.min_size > g.max_size {
@@ -116,12 +121,15 @@ impl ClusterSnapshot {
         let mut nodes_of_group = vec![Vec::new(); parts.groups.len()];
         let mut group_of_node = Vec::with_capacity(parts.nodes.len());
         for (i, n) in parts.nodes.iter().enumerate() {
-            if node_by_name.insert(n.name.clone(), i as u32).is_some() {
+            if node_by_name
+                .insert(n.name.clone(), NodeIdx::new(i))
+                .is_some()
+            {
                 return Err(SnapshotError::DuplicateNode(n.name.clone()));
             }
             let group = n.group.as_ref().and_then(|g| group_by_name.get(g)).copied();
             if let Some(g) = group {
-                nodes_of_group[g as usize].push(i as u32);
+                nodes_of_group[g].push(NodeIdx::new(i));
             }
             group_of_node.push(group);
         }
@@ -136,15 +144,15 @@ impl ClusterSnapshot {
             any_anti_affinity |= !p.spec.anti_affinity.is_empty();
             let idx = match &p.node_name {
                 None => {
-                    pending.push(i as u32);
+                    pending.push(PodIdx::new(i));
                     None
                 }
                 Some(name) => match node_by_name.get(name.as_str()) {
                     Some(&n) => {
-                        pods_on_node[n as usize].push(i as u32);
-                        node_requested[n as usize].add(&p.spec.requests);
+                        pods_on_node[n].push(PodIdx::new(i));
+                        node_requested[n].add(&p.spec.requests);
                         if !p.spec.anti_affinity.is_empty() {
-                            bound_anti_affinity.push(i as u32);
+                            bound_anti_affinity.push(PodIdx::new(i));
                         }
                         Some(n)
                     }
@@ -156,36 +164,7 @@ impl ClusterSnapshot {
             };
             pod_node.push(idx);
         }
-        let mut set_index: FxHashMap<(&str, &crate::model::Labels), usize> = FxHashMap::default();
-        let mut label_sets: Vec<(u32, Vec<u32>)> = Vec::new();
-        // Replicas of one workload usually sit next to each other: compare with the
-        // previous pod's set before hashing.
-        let mut previous: Option<usize> = None;
-        for (i, p) in parts.pods.iter().enumerate() {
-            if pod_node[i].is_none() {
-                continue;
-            }
-            if let Some(k) = previous {
-                let rep = &parts.pods[label_sets[k].0 as usize];
-                if rep.namespace == p.namespace && rep.labels == p.labels {
-                    label_sets[k].1.push(i as u32);
-                    continue;
-                }
-            }
-            let k = match set_index.get(&(p.namespace.as_str(), &p.labels)) {
-                Some(&k) => {
-                    label_sets[k].1.push(i as u32);
-                    k
-                }
-                None => {
-                    set_index.insert((p.namespace.as_str(), &p.labels), label_sets.len());
-                    label_sets.push((i as u32, vec![i as u32]));
-                    label_sets.len() - 1
-                }
-            };
-            previous = Some(k);
-        }
-        drop(set_index);
+        let label_sets = label_sets(&parts, &pod_node);
         let node_zones: std::collections::BTreeSet<&str> =
             parts.nodes.iter().filter_map(|n| n.zone()).collect();
         let node_zones: Vec<String> = node_zones.into_iter().map(str::to_string).collect();
@@ -243,8 +222,8 @@ impl ClusterSnapshot {
     }
 
     /// Index of a group by name.
-    pub fn group_index(&self, name: &str) -> Option<usize> {
-        self.group_by_name.get(name).map(|&i| i as usize)
+    pub fn group_index(&self, name: &str) -> Option<GroupIdx> {
+        self.group_by_name.get(name).copied()
     }
 
     /// A group by name.
@@ -253,37 +232,47 @@ impl ClusterSnapshot {
     }
 
     /// Index of a node by name.
-    pub fn node_index(&self, name: &str) -> Option<usize> {
-        self.node_by_name.get(name).map(|&i| i as usize)
+    pub fn node_index(&self, name: &str) -> Option<NodeIdx> {
+        self.node_by_name.get(name).copied()
+    }
+
+    /// Every node index, in input order.
+    pub fn node_indexes(&self) -> impl Iterator<Item = NodeIdx> {
+        (0..self.parts.nodes.len()).map(NodeIdx::new)
+    }
+
+    /// Every group index, in input order.
+    pub fn group_indexes(&self) -> impl Iterator<Item = GroupIdx> {
+        (0..self.parts.groups.len()).map(GroupIdx::new)
     }
 
     /// The node a pod is bound to, if it is in the snapshot.
-    pub fn node_of_pod(&self, pod: usize) -> Option<usize> {
-        self.pod_node[pod].map(|n| n as usize)
+    pub fn node_of_pod(&self, pod: PodIdx) -> Option<NodeIdx> {
+        self.pod_node[pod]
     }
 
     /// Pods bound to a node.
-    pub fn pods_on_node(&self, node: usize) -> &[u32] {
+    pub fn pods_on_node(&self, node: NodeIdx) -> &[PodIdx] {
         &self.pods_on_node[node]
     }
 
-    /// The group (index) a node belongs to, if it is in a known group.
-    pub fn group_of_node(&self, node: usize) -> Option<usize> {
-        self.group_of_node[node].map(|g| g as usize)
+    /// The group a node belongs to, if it is in a known group.
+    pub fn group_of_node(&self, node: NodeIdx) -> Option<GroupIdx> {
+        self.group_of_node[node]
     }
 
     /// Nodes registered for a group.
-    pub fn nodes_of_group(&self, group: usize) -> &[u32] {
+    pub fn nodes_of_group(&self, group: GroupIdx) -> &[NodeIdx] {
         &self.nodes_of_group[group]
     }
 
     /// Indexes of pending pods (not bound to any node).
-    pub fn pending_pods(&self) -> impl Iterator<Item = usize> + '_ {
-        self.pending.iter().map(|&i| i as usize)
+    pub fn pending_pods(&self) -> impl Iterator<Item = PodIdx> + '_ {
+        self.pending.iter().copied()
     }
 
     /// Sum of the requests of the pods bound to a node.
-    pub fn requested_on_node(&self, node: usize) -> &Resources {
+    pub fn requested_on_node(&self, node: NodeIdx) -> &Resources {
         &self.node_requested[node]
     }
 
@@ -293,9 +282,9 @@ impl ClusterSnapshot {
     }
 
     /// Bound pods grouped by namespace and labels: `(namespace, labels, pod indexes)`.
-    pub fn label_sets(&self) -> impl Iterator<Item = (&str, &crate::model::Labels, &[u32])> {
+    pub fn label_sets(&self) -> impl Iterator<Item = (&str, &crate::model::Labels, &[PodIdx])> {
         self.label_sets.iter().map(|(rep, pods)| {
-            let p = &self.parts.pods[*rep as usize];
+            let p = &self.parts.pods[*rep];
             (p.namespace.as_str(), &p.labels, pods.as_slice())
         })
     }
@@ -312,9 +301,43 @@ impl ClusterSnapshot {
     }
 
     /// Bound pods that declare required anti-affinity.
-    pub fn bound_anti_affinity_pods(&self) -> &[u32] {
+    pub fn bound_anti_affinity_pods(&self) -> &[PodIdx] {
         &self.bound_anti_affinity
     }
+}
+
+/// Bound pods grouped by (namespace, labels): `(representative, members)`.
+fn label_sets(parts: &SnapshotParts, pod_node: &[Option<NodeIdx>]) -> Vec<(PodIdx, Vec<PodIdx>)> {
+    let mut set_index: FxHashMap<(&str, &crate::model::Labels), usize> = FxHashMap::default();
+    let mut label_sets: Vec<(PodIdx, Vec<PodIdx>)> = Vec::new();
+    // Replicas of one workload usually sit next to each other: compare with the
+    // previous pod's set before hashing.
+    let mut previous: Option<usize> = None;
+    for (i, p) in parts.pods.iter().enumerate() {
+        if pod_node[i].is_none() {
+            continue;
+        }
+        if let Some(k) = previous {
+            let rep = &parts.pods[label_sets[k].0];
+            if rep.namespace == p.namespace && rep.labels == p.labels {
+                label_sets[k].1.push(PodIdx::new(i));
+                continue;
+            }
+        }
+        let k = match set_index.get(&(p.namespace.as_str(), &p.labels)) {
+            Some(&k) => {
+                label_sets[k].1.push(PodIdx::new(i));
+                k
+            }
+            None => {
+                set_index.insert((p.namespace.as_str(), &p.labels), label_sets.len());
+                label_sets.push((PodIdx::new(i), vec![PodIdx::new(i)]));
+                label_sets.len() - 1
+            }
+        };
+        previous = Some(k);
+    }
+    label_sets
 }
 
 #[cfg(test)]
@@ -384,9 +407,12 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(snap.pods_on_node(0), &[0]);
+        assert_eq!(snap.pods_on_node(NodeIdx(0)), &[PodIdx(0)]);
         assert_eq!(snap.orphaned_pods(), 1);
-        assert_eq!(snap.pending_pods().collect::<Vec<_>>(), vec![2]);
-        assert_eq!(snap.nodes_of_group(0), &[0]);
+        assert_eq!(snap.pending_pods().collect::<Vec<_>>(), vec![PodIdx(2)]);
+        assert_eq!(snap.nodes_of_group(GroupIdx(0)), &[NodeIdx(0)]);
+        assert_eq!(snap.group_of_node(NodeIdx(0)), Some(GroupIdx(0)));
+        assert_eq!(snap.node_of_pod(PodIdx(0)), Some(NodeIdx(0)));
+        assert_eq!(snap.node_of_pod(PodIdx(1)), None, "orphaned");
     }
 }

@@ -164,7 +164,7 @@ proptest! {
             let mut pdb_used = 0u32;
             // Free room on the nodes that stay.
             let mut free: Vec<(i64, i64)> = Vec::new();
-            for (ni, n) in snap.nodes().iter().enumerate() {
+            for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
                 if removed.contains(n.name.as_str()) {
                     continue;
                 }
@@ -183,7 +183,7 @@ proptest! {
                     prop_assert!(!recent, "{} removed within the delay after a scale-up of its group", name);
                 }
                 for &p in snap.pods_on_node(ni) {
-                    let pod = &snap.pods()[p as usize];
+                    let pod = &snap.pods()[p];
                     prop_assert!(pod.annotations.get("cluster-autoscaler.kubernetes.io/safe-to-evict").map(String::as_str) != Some("false"),
                         "{} removed with a safe-to-evict=false pod", name);
                     if pod.owner.is_none() {
