@@ -30,6 +30,12 @@ use std::time::Duration;
 /// adapter's ASG cache may lag one refresh behind).
 const TARGET_OVERRIDE_TTL: Duration = Duration::from_secs(300);
 
+/// How long an interruption notice without a deadline waits for its instance's Node.
+const PENDING_INTERRUPTION_TTL: Duration = Duration::from_secs(600);
+
+/// Notices kept for instances whose Node has not registered yet, at most.
+const MAX_PENDING_INTERRUPTIONS: usize = 10_000;
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct GroupState {
     /// A target we decided that the snapshot may not show yet.
@@ -1031,6 +1037,7 @@ impl Autoscaler {
         now: Timestamp,
     ) -> BTreeMap<NodeIdx, String> {
         let mut out = BTreeMap::new();
+        let mut unmatched = Vec::new();
         for (event, at) in std::mem::take(&mut self.interruptions) {
             let Event::InstanceInterruption {
                 instance_id,
@@ -1049,6 +1056,21 @@ impl Autoscaler {
                     .as_deref()
                     .is_some_and(|p| p.ends_with(&suffix))
             }) else {
+                // The instance has no Node yet (the notice came before registration):
+                // keep the notice until its deadline (or for PENDING_INTERRUPTION_TTL).
+                let expires = deadline.unwrap_or(at + PENDING_INTERRUPTION_TTL);
+                if now < expires {
+                    unmatched.push((
+                        Event::InstanceInterruption {
+                            instance_id,
+                            kind,
+                            zone,
+                            instance_type,
+                            deadline,
+                        },
+                        at,
+                    ));
+                }
                 continue;
             };
             let n = &snap.nodes()[ni];
@@ -1084,6 +1106,9 @@ impl Autoscaler {
                 ),
             );
         }
+        // Bounded: the oldest notices go first.
+        let excess = unmatched.len().saturating_sub(MAX_PENDING_INTERRUPTIONS);
+        self.interruptions = unmatched.split_off(excess);
         out
     }
 

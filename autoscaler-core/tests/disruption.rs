@@ -561,6 +561,52 @@ fn a_spot_interruption_drains_now_and_replaces_in_the_same_round_outside_the_poo
     assert!(d.actions.iter().any(|a| a.reason().contains("2m left")));
 }
 
+#[test]
+fn a_notice_before_the_node_registers_is_applied_when_it_appears_until_its_deadline() {
+    let spot = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let registered = vec![node("spot-1", &spot, A, "m5.xlarge", at(0))];
+    let instance_id = registered[0]
+        .provider_id
+        .clone()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let notice = |deadline| Event::InstanceInterruption {
+        instance_id: instance_id.clone(),
+        kind: InterruptionKind::SpotInterruption,
+        zone: None,
+        instance_type: None,
+        deadline: Some(deadline),
+    };
+    let mut g = spot.clone();
+    g.target_size = 1;
+    let before = snapshot(vec![g.clone()], vec![], vec![], vec![]);
+    let after = snapshot(vec![g], registered, vec![], vec![]);
+
+    let mut e = engine();
+    e.handle_event(notice(at(62)), at(60));
+    let d = e.decide(&before, at(60));
+    assert!(removals(&d).is_empty(), "no Node yet: {:?}", d.actions);
+    let d = e.decide(&after, at(61));
+    assert_eq!(
+        removals(&d),
+        vec![("spot-1".into(), RemovalKind::Interruption)],
+        "applied once the Node registers"
+    );
+    let d = e.decide(&after, at(61) + Duration::from_secs(10));
+    assert!(removals(&d).is_empty(), "applied once: {:?}", d.actions);
+
+    // Still no Node at the deadline: the instance is gone, the notice is dropped.
+    let mut late = engine();
+    late.handle_event(notice(at(62)), at(60));
+    let _ = late.decide(&before, at(60));
+    let _ = late.decide(&before, at(62));
+    let d = late.decide(&after, at(63));
+    assert!(removals(&d).is_empty(), "{:?}", d.actions);
+}
+
 // ---------------------------------------------------------------- zone balance
 
 fn zonal_set() -> Vec<NodeGroup> {
