@@ -427,10 +427,11 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                     tracing::info!(leader = *leader.borrow(), "leadership changed");
                 }
             }
-            self.metrics.beat();
             self.metrics.is_leader.set(i64::from(self.is_leader()));
             self.record_cache_sizes();
             if !self.is_leader() {
+                // A standby's loop is alive when it goes round.
+                self.metrics.beat();
                 was_leader = false;
                 continue;
             }
@@ -439,8 +440,15 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 self.became_leader().await;
             }
             let started = Instant::now();
-            if let Err(e) = self.round().await {
-                tracing::warn!(error = format!("{e:#}"), "decision round failed");
+            // The leader is alive only when its rounds succeed (the heartbeat follows
+            // a successful round), so /healthz turns unhealthy when rounds keep failing.
+            match self.round().await {
+                Ok(()) => self.metrics.beat(),
+                Err(e) => {
+                    let reason = failure_reason(&e);
+                    tracing::warn!(error = format!("{e:#}"), reason, "decision round failed");
+                    self.metrics.round_failed(reason);
+                }
             }
             self.metrics
                 .round_seconds
@@ -807,5 +815,43 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// The `reason` label of a failed round: the side that failed.
+fn failure_reason(e: &anyhow::Error) -> &'static str {
+    for cause in e.chain() {
+        if cause
+            .downcast_ref::<crate::provider::ProviderError>()
+            .is_some()
+        {
+            return "cloud_provider";
+        }
+        if cause
+            .downcast_ref::<autoscaler_core::SnapshotError>()
+            .is_some()
+        {
+            return "snapshot";
+        }
+        if cause.downcast_ref::<kube::Error>().is_some() {
+            return "kubernetes_api";
+        }
+    }
+    "other"
+}
+
+#[cfg(test)]
+mod failure_reason_tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_round_is_labelled_by_the_side_that_failed() {
+        let provider = anyhow::Error::new(crate::provider::ProviderError::UnknownGroup("g".into()))
+            .context("listing node groups");
+        assert_eq!(failure_reason(&provider), "cloud_provider");
+        let snapshot =
+            anyhow::Error::new(autoscaler_core::SnapshotError::DuplicateNode("n".into()));
+        assert_eq!(failure_reason(&snapshot), "snapshot");
+        assert_eq!(failure_reason(&anyhow::anyhow!("something else")), "other");
     }
 }

@@ -85,6 +85,9 @@ pub struct Metrics {
     pub drain_back: Counter,
     /// `autoscaler_decisions_total{reason}` by decision kind (dry-run included).
     pub decisions: Family<ReasonLabel, Counter>,
+    /// `autoscaler_round_failures_total{reason}`: decision rounds that failed, by the side
+    /// that failed (`cloud_provider`, `kubernetes_api`, `snapshot`, `other`).
+    pub round_failures: Family<ReasonLabel, Counter>,
     /// `autoscaler_scale_ups_total{cause}`: scale-up decisions by cause (pending pods,
     /// zone balance, replacement for drain-back or rebalance).
     pub scale_ups: Family<CauseLabel, Counter>,
@@ -131,6 +134,7 @@ impl Metrics {
             drain_back: Counter::default(),
             decisions: Family::default(),
             scale_ups: Family::default(),
+            round_failures: Family::default(),
             cache_objects: Family::default(),
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -222,6 +226,11 @@ impl Metrics {
             m.decisions.clone(),
         );
         r.register(
+            "autoscaler_round_failures",
+            "Decision rounds that failed, by the side that failed.",
+            m.round_failures.clone(),
+        );
+        r.register(
             "autoscaler_scale_ups",
             "Scale-up decisions by cause (pending_pods, zone_balance, replacement_*).",
             m.scale_ups.clone(),
@@ -252,6 +261,16 @@ impl Metrics {
     pub fn beat(&self) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Counts a failed round. The heartbeat is not renewed: rounds that keep failing
+    /// turn `/healthz` unhealthy once the stall window has passed.
+    pub fn round_failed(&self, reason: &str) {
+        self.round_failures
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Whether the main loop went round within `max_age`.
@@ -457,5 +476,22 @@ mod tests {
         let m = Metrics::new();
         m.beat();
         assert!(m.healthy(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn failed_rounds_are_counted_and_do_not_renew_the_heartbeat() {
+        let m = Metrics::new();
+        m.beat();
+        let before = m.heartbeat_ms.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(5));
+        m.round_failed("cloud_provider");
+        m.round_failed("cloud_provider");
+        assert_eq!(m.heartbeat_ms.load(Ordering::Relaxed), before);
+        assert!(!m.healthy(Duration::ZERO), "a failing loop is not alive");
+        let text = m.encode();
+        assert!(
+            text.contains("autoscaler_round_failures_total{reason=\"cloud_provider\"} 2"),
+            "{text}"
+        );
     }
 }
