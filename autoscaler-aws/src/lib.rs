@@ -53,7 +53,7 @@ pub use discovery::{
 pub use error::{AwsError, GroupError};
 pub use metrics::{EventStats, Metrics, OpStats};
 pub use prices::OnDemandPrices;
-pub use queue::{Batch, EventQueue, QueueConfig, ReceivedEvent};
+pub use queue::{Batch, EventQueue, QueueConfig, Receipt, ReceivedEvent};
 pub use setup::{EventInfra, EventInfraState};
 
 use autoscaler_core::{Decision, Event};

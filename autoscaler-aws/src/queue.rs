@@ -229,19 +229,17 @@ impl EventQueue {
         Ok(())
     }
 
-    /// Polls until `events` is closed: each event is sent, then its message deleted.
-    /// Errors are logged and retried after a pause, so a bad moment does not end it.
-    pub async fn run(self: Arc<Self>, events: mpsc::Sender<ReceivedEvent>) {
+    /// Polls until `batches` is closed, sending each non-empty batch. Nothing is deleted
+    /// here: the receiver calls [`EventQueue::ack`] once the batch's events are handled
+    /// (at-least-once: a message whose events were not handled comes back after the
+    /// visibility timeout). Errors are logged and retried after a pause, so a bad moment
+    /// does not end it.
+    pub async fn run(self: Arc<Self>, batches: mpsc::Sender<Batch>) {
         loop {
             match self.poll().await {
                 Ok(batch) => {
-                    for e in batch.events {
-                        if events.send(e).await.is_err() {
-                            return;
-                        }
-                    }
-                    if let Err(e) = self.ack(&batch.receipts).await {
-                        tracing::warn!(%e, "could not delete handled messages");
+                    if !batch.receipts.is_empty() && batches.send(batch).await.is_err() {
+                        return;
                     }
                 }
                 Err(e) => {
@@ -249,7 +247,7 @@ impl EventQueue {
                     tokio::time::sleep(Duration::from_secs(5)).await;
                 }
             }
-            if events.is_closed() {
+            if batches.is_closed() {
                 return;
             }
         }

@@ -846,3 +846,55 @@ async fn client_side_token_bucket_paces_calls() {
     assert_eq!(s.calls, 5);
     assert!(s.rate_limit_wait_micros >= 1_500_000, "{s:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_redelivers_what_was_not_acknowledged_and_forgets_what_was() {
+    let moto = Moto::start();
+    let sdk = sdk_config(&moto.endpoint());
+    let raw = Raw::new(&sdk);
+    let cloud = cloud(&moto.endpoint(), vec![GroupSpec::for_cluster("prod")]);
+    let state = EventInfra::for_cluster("prod")
+        .ensure(cloud.api())
+        .await
+        .expect("ensure rules and queue");
+    let body = serde_json::json!({
+        "version": "0", "id": "e-1", "source": "aws.ec2",
+        "detail-type": "EC2 Spot Instance Interruption Warning",
+        "account": "123456789012", "time": "2024-05-01T12:00:00Z", "region": "us-east-1",
+        "resources": [], "detail": {"instance-id": "i-0abc", "instance-action": "terminate"}
+    });
+    raw.sqs
+        .send_message()
+        .queue_url(&state.queue_url)
+        .message_body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let queue = std::sync::Arc::new(cloud.event_queue(QueueConfig {
+        wait: Duration::from_secs(1),
+        visibility_timeout: Duration::from_secs(2),
+        ..QueueConfig::new(&state.queue_url)
+    }));
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let reader = tokio::spawn(queue.clone().run(tx));
+    // Received, handed over, not deleted: it comes back after the visibility timeout
+    // (a controller that died before its round).
+    let wait = Duration::from_secs(15);
+    let first = tokio::time::timeout(wait, rx.recv())
+        .await
+        .expect("first delivery")
+        .unwrap();
+    assert_eq!(first.events.len(), 1);
+    let again = tokio::time::timeout(wait, rx.recv())
+        .await
+        .expect("redelivery")
+        .unwrap();
+    assert_eq!(again.events[0].message_id, first.events[0].message_id);
+    assert_eq!(again.events[0].event, first.events[0].event);
+
+    // Acknowledged after the round: gone for good.
+    queue.ack(&again.receipts).await.expect("ack");
+    let none = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert!(none.is_err(), "deleted message delivered again: {none:?}");
+    reader.abort();
+}

@@ -9,9 +9,13 @@
 //!   (compare-and-set against a fresh read; conflicts are logged and left to the next
 //!   round); node removal is `TerminateInstanceInAutoScalingGroup` with decrement.
 //! - Events: the SQS queue of `--event-queue-url` is long-polled in a background task
-//!   ([`NodeGroupProvider::start`]) that feeds the controller's event channel and wakes
-//!   the loop ([`AwsProvider::spawn_event_queue`]); `DescribeScalingActivities` of groups
-//!   with a scale-up in flight is polled each round ([`NodeGroupProvider::poll_events`]).
+//!   ([`NodeGroupProvider::start`]) that keeps what it receives and wakes the loop
+//!   ([`AwsProvider::spawn_event_queue`]); each round takes those events with
+//!   `DescribeScalingActivities` of groups with a scale-up in flight
+//!   ([`NodeGroupProvider::poll_events`]), and the messages are deleted only after the
+//!   round succeeded ([`NodeGroupProvider::round_done`]): at-least-once, a message
+//!   whose events were not handled (a crash, a lost Lease) comes back after the
+//!   visibility timeout, and the engine handles a repeat harmlessly.
 //! - Metrics: the adapter's counters as `autoscaler_aws_*` ([`AwsCollector`], through
 //!   [`NodeGroupProvider::collectors`]).
 //!
@@ -20,7 +24,8 @@
 use crate::flags::Flags;
 use crate::provider::{Instance, NodeGroupProvider, ProviderContext, ProviderError};
 use autoscaler_aws::{
-    AwsCloud, AwsConfig, EventQueue, GroupSpec, Outcome, QueueConfig, ReceivedEvent, Scan,
+    AwsCloud, AwsConfig, Batch, EventQueue, GroupSpec, Outcome, QueueConfig, Receipt,
+    ReceivedEvent, Scan,
 };
 use autoscaler_core::{Decision, Event, NodeGroup};
 use prometheus_client::collector::Collector;
@@ -65,6 +70,19 @@ struct Inner {
     queue: Option<Arc<EventQueue>>,
     /// `--event-queue-url` (empty: none), for the log.
     queue_url: String,
+    /// SQS events received and not yet taken by a round, with their messages.
+    inbox: Mutex<Inbox>,
+}
+
+/// Queue messages between their receipt and their deletion.
+#[derive(Default)]
+struct Inbox {
+    /// Events not yet handed to a round, in arrival order.
+    events: Vec<ReceivedEvent>,
+    /// Their messages (and dropped malformed ones).
+    waiting: Vec<Receipt>,
+    /// Messages whose events a round has taken: deleted once a round succeeds.
+    taken: Vec<Receipt>,
 }
 
 /// AutoScalingGroups as node groups. A clone shares the clients, caches and last scan.
@@ -101,6 +119,7 @@ impl AwsProvider {
                 scan_errors: Mutex::new(Vec::new()),
                 queue,
                 queue_url: queue_url.to_string(),
+                inbox: Mutex::new(Inbox::default()),
             }),
         }
     }
@@ -143,21 +162,17 @@ impl AwsProvider {
         Ok(scan)
     }
 
-    /// Starts the SQS consumer (when `--event-queue-url` is set): each event goes to
-    /// `sink` (the controller's event channel) and wakes the loop through `wake`.
-    /// The queue is read only while `leader` is true: SQS gives each message to one
-    /// reader, and a standby reading it would take ICE events from the leader.
-    /// Returns whether a consumer was started.
-    pub fn spawn_event_queue(
-        &self,
-        sink: mpsc::UnboundedSender<Event>,
-        wake: Arc<Notify>,
-        mut leader: watch::Receiver<bool>,
-    ) -> bool {
+    /// Starts the SQS consumer (when `--event-queue-url` is set): each batch's events
+    /// wait in the inbox for the next round ([`NodeGroupProvider::poll_events`]), and
+    /// `wake` starts that round. The queue is read only while `leader` is true: SQS gives
+    /// each message to one reader, and a standby reading it would take ICE events from
+    /// the leader. Returns whether a consumer was started.
+    pub fn spawn_event_queue(&self, wake: Arc<Notify>, mut leader: watch::Receiver<bool>) -> bool {
         let Some(queue) = self.inner.queue.clone() else {
             return false;
         };
-        let (tx, mut rx) = mpsc::channel::<ReceivedEvent>(64);
+        let (tx, mut rx) = mpsc::channel::<Batch>(16);
+        let inner = self.inner.clone();
         tokio::spawn(async move {
             loop {
                 if leader.wait_for(|l| *l).await.is_err() {
@@ -166,25 +181,30 @@ impl AwsProvider {
                 tracing::info!("AWS: leading: reading the event queue");
                 let reader = tokio::spawn(queue.clone().run(tx.clone()));
                 let lost = leader.wait_for(|l| !*l).await.is_ok();
-                // A message received but not yet deleted is delivered again after its
-                // visibility timeout, to whoever leads then.
                 reader.abort();
+                // Messages received but not deleted come back after their visibility
+                // timeout, to whoever leads then; nothing of them is kept here.
+                *inner.inbox.lock().unwrap_or_else(|e| e.into_inner()) = Inbox::default();
                 if !lost {
                     return;
                 }
                 tracing::info!("AWS: not leading: the event queue is left to the leader");
             }
         });
+        let inner = self.inner.clone();
         tokio::spawn(async move {
-            while let Some(e) = rx.recv().await {
-                tracing::info!(
-                    event = ?e.event,
-                    message_id = %e.message_id,
-                    "event from the SQS queue"
-                );
-                if sink.send(e.event).is_err() {
-                    return;
+            while let Some(batch) = rx.recv().await {
+                for e in &batch.events {
+                    tracing::info!(
+                        event = ?e.event,
+                        message_id = %e.message_id,
+                        "event from the SQS queue"
+                    );
                 }
+                let mut inbox = inner.inbox.lock().unwrap_or_else(|e| e.into_inner());
+                inbox.events.extend(batch.events);
+                inbox.waiting.extend(batch.receipts);
+                drop(inbox);
                 wake.notify_one();
             }
         });
@@ -271,8 +291,18 @@ impl NodeGroupProvider for AwsProvider {
     }
 
     async fn poll_events(&self) -> Result<Vec<Event>, ProviderError> {
+        // Queue events first (they came first); their messages wait for the round.
+        let mut events: Vec<Event> = {
+            let mut inbox = self.inner.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            let waiting = std::mem::take(&mut inbox.waiting);
+            inbox.taken.extend(waiting);
+            std::mem::take(&mut inbox.events)
+                .into_iter()
+                .map(|e| e.event)
+                .collect()
+        };
         let Some(scan) = self.last_scan() else {
-            return Ok(Vec::new());
+            return Ok(events);
         };
         // Bounded so a slow API never stalls a round for long.
         match tokio::time::timeout(
@@ -281,11 +311,33 @@ impl NodeGroupProvider for AwsProvider {
         )
         .await
         {
-            Ok(events) => Ok(events),
+            Ok(activities) => {
+                events.extend(activities);
+                Ok(events)
+            }
             Err(_) => {
                 tracing::warn!("DescribeScalingActivities took over 5 s; skipped this round");
-                Ok(Vec::new())
+                Ok(events)
             }
+        }
+    }
+
+    /// Deletes the queue messages whose events the rounds took, now that a round
+    /// succeeded. A failed delete is logged; the message comes back and its events are
+    /// handled again (the engine is idempotent for them).
+    async fn round_done(&self) {
+        let Some(queue) = &self.inner.queue else {
+            return;
+        };
+        let taken = {
+            let mut inbox = self.inner.inbox.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::take(&mut inbox.taken)
+        };
+        if taken.is_empty() {
+            return;
+        }
+        if let Err(e) = queue.ack(&taken).await {
+            tracing::warn!(%e, "could not delete handled SQS messages; they will come back");
         }
     }
 
@@ -297,11 +349,7 @@ impl NodeGroupProvider for AwsProvider {
 
     /// The SQS consumer, when `--event-queue-url` is set ([`AwsProvider::spawn_event_queue`]).
     fn start(&self, context: &ProviderContext) {
-        if self.spawn_event_queue(
-            context.events.clone(),
-            context.wake.clone(),
-            context.leader.clone(),
-        ) {
+        if self.spawn_event_queue(context.wake.clone(), context.leader.clone()) {
             tracing::info!(queue = %self.inner.queue_url, "AWS: consuming the event queue");
         } else {
             tracing::info!("AWS: no --event-queue-url; launch failures come from DescribeScalingActivities only");

@@ -443,7 +443,10 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             // The leader is alive only when its rounds succeed (the heartbeat follows
             // a successful round), so /healthz turns unhealthy when rounds keep failing.
             match self.round().await {
-                Ok(()) => self.metrics.beat(),
+                Ok(()) => {
+                    self.metrics.beat();
+                    self.provider.round_done().await;
+                }
                 Err(e) => {
                     let reason = failure_reason(&e);
                     tracing::warn!(error = format!("{e:#}"), reason, "decision round failed");

@@ -105,6 +105,11 @@ pub trait NodeGroupProvider: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
     /// Events since the last poll (launch failures, interruptions).
     fn poll_events(&self) -> impl Future<Output = Result<Vec<Event>, ProviderError>> + Send;
+    /// Called after a round succeeded: the events it polled are handled, so a provider
+    /// with an at-least-once source acknowledges them now. The default does nothing.
+    fn round_done(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// Whether the Node object of a terminated instance goes away by itself (a cloud
     /// node-lifecycle controller deletes it). When `false` (the default), the drain
     /// deletes it right after the termination.
