@@ -1041,11 +1041,9 @@ impl Autoscaler {
         for (event, at) in std::mem::take(&mut self.interruptions) {
             let Event::InstanceInterruption {
                 instance_id,
-                kind,
-                zone,
-                instance_type,
                 deadline,
-            } = event
+                ..
+            } = &event
             else {
                 continue;
             };
@@ -1058,19 +1056,19 @@ impl Autoscaler {
             }) else {
                 // The instance has no Node yet (the notice came before registration):
                 // keep the notice until its deadline (or for PENDING_INTERRUPTION_TTL).
-                let expires = deadline.unwrap_or(at + PENDING_INTERRUPTION_TTL);
-                if now < expires {
-                    unmatched.push((
-                        Event::InstanceInterruption {
-                            instance_id,
-                            kind,
-                            zone,
-                            instance_type,
-                            deadline,
-                        },
-                        at,
-                    ));
+                if now < deadline.unwrap_or(at + PENDING_INTERRUPTION_TTL) {
+                    unmatched.push((event, at));
                 }
+                continue;
+            };
+            let Event::InstanceInterruption {
+                instance_id,
+                kind,
+                zone,
+                instance_type,
+                deadline,
+            } = event
+            else {
                 continue;
             };
             let n = &snap.nodes()[ni];
