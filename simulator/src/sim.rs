@@ -139,11 +139,7 @@ struct Svc {
     load: f64,
     /// Utilization (of the CPU request) above which requests are served degraded.
     saturation: f64,
-    /// HPA target utilization as a fraction, and the HPA's tolerance.
-    target: f64,
-    tolerance: f64,
     pdb: Option<MaxUnavailable>,
-    priority: i32,
     /// Bound pods per zone index (default topology spread).
     zone_pods: Vec<u32>,
 }
@@ -249,8 +245,6 @@ struct Sim<'a> {
     snap_nodes: Vec<u32>,
     /// Balance sets (as the core forms them): group indexes and zone indexes per set.
     balance_sets: Vec<(Vec<usize>, Vec<u16>)>,
-    /// Nodes cordoned by a `RemoveNode` and not terminated yet.
-    draining_nodes: u32,
     /// Nodes being drained, in start order.
     draining_list: Vec<u32>,
     /// Rotating start of the scheduler's node scan (`percentageOfNodesToScore`).
@@ -405,10 +399,7 @@ impl<'a> Sim<'a> {
                     running: BTreeSet::new(),
                     load: 0.0,
                     saturation: s.saturation_utilization,
-                    target: f64::from(s.target_utilization) / 100.0,
-                    tolerance: autoscaler_core::hpa::DEFAULT_TOLERANCE,
                     pdb: s.pdb_max_unavailable,
-                    priority: s.priority,
                     zone_pods: vec![0; zones.len()],
                 }
             })
@@ -474,7 +465,6 @@ impl<'a> Sim<'a> {
             pos_pod: Vec::new(),
             snap_nodes: Vec::new(),
             balance_sets,
-            draining_nodes: 0,
             draining_list: Vec::new(),
             sched_start: 0,
             feasible: Vec::new(),
@@ -587,9 +577,7 @@ impl<'a> Sim<'a> {
         }
         inst.alive = false;
         inst.ready = false;
-        if std::mem::take(&mut inst.draining) && inst.terminate_when_drained {
-            self.draining_nodes -= 1;
-        }
+        inst.draining = false;
         let gi = inst.group as usize;
         let zi = inst.zone as usize;
         let pods = inst.pods.clone();
@@ -641,9 +629,6 @@ impl<'a> Sim<'a> {
         inst.draining = true;
         inst.terminate_when_drained = terminate;
         inst.drain_had_pods = !inst.pods.is_empty();
-        if terminate {
-            self.draining_nodes += 1;
-        }
         self.draining_list.push(id);
         self.drain_node(id, now);
         self.dirty = true;
@@ -854,7 +839,10 @@ impl<'a> Sim<'a> {
         let mut queue: Vec<(Reverse<i32>, u32)> = self
             .svcs
             .iter()
-            .flat_map(|s| s.pending.iter().map(move |&p| (Reverse(s.priority), p)))
+            .flat_map(|s| {
+                let priority = s.template.spec.priority;
+                s.pending.iter().map(move |&p| (Reverse(priority), p))
+            })
             .collect();
         if queue.is_empty() || self.ready_nodes.is_empty() {
             return;
@@ -1473,14 +1461,7 @@ impl<'a> Sim<'a> {
         {
             return;
         }
-        let deleting = self
-            .draining_list
-            .iter()
-            .filter(|&&id| {
-                let n = &self.insts[id as usize];
-                n.alive && n.terminate_when_drained
-            })
-            .count() as u32;
+        let deleting = self.removals_in_flight();
         let draining = self
             .draining_list
             .iter()
@@ -1553,6 +1534,17 @@ impl<'a> Sim<'a> {
                 ),
             );
         }
+    }
+
+    /// Removals (drains that end in termination) whose instance is not gone yet.
+    fn removals_in_flight(&self) -> u32 {
+        self.draining_list
+            .iter()
+            .filter(|&&id| {
+                let n = &self.insts[id as usize];
+                n.alive && n.terminate_when_drained
+            })
+            .count() as u32
     }
 
     /// Whether every pod on the node may be evicted now under its service's PDB.
@@ -1647,7 +1639,9 @@ impl<'a> Sim<'a> {
                 if util > s.saturation {
                     self.degraded += served;
                 }
-                over_target |= util > s.target * (1.0 + s.tolerance);
+                let hpa = s.hpa.spec();
+                let target = f64::from(hpa.target_utilization) / 100.0;
+                over_target |= util > target * (1.0 + hpa.tolerance);
             } else if s.load > 0.0 {
                 over_target = true;
             }
@@ -1743,7 +1737,7 @@ impl<'a> Sim<'a> {
     /// interruption) for `sim.settle_s`: skew the autoscaler could have fixed.
     fn steady(&self, t: u64, pending: usize) -> bool {
         pending == 0
-            && self.draining_nodes == 0
+            && self.removals_in_flight() == 0
             && !self
                 .sc
                 .cloud
