@@ -314,7 +314,6 @@ async fn serve<P: NodeGroupProvider + Clone>(
     provider.start(&ProviderContext {
         client: client.clone(),
         nodes: caches.nodes.clone(),
-        events: failures_tx.clone(),
         wake: notify.clone(),
         leader: leader.clone(),
     });

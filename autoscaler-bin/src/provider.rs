@@ -18,7 +18,7 @@ use prometheus_client::collector::Collector;
 use std::future::Future;
 use std::sync::Arc;
 use thiserror::Error;
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 
 /// An instance a provider launched for a group (so nodes can be matched to groups): the
 /// AWS adapter's, which every provider uses.
@@ -77,9 +77,7 @@ pub struct ProviderContext {
     pub client: kube::Client,
     /// The controller's Node cache.
     pub nodes: Store<Node>,
-    /// The controller's event channel (ICE, interruptions, ...), read each round.
-    pub events: mpsc::UnboundedSender<Event>,
-    /// Wakes the decision loop (after sending an event).
+    /// Wakes the decision loop (when events wait for [`NodeGroupProvider::poll_events`]).
     pub wake: Arc<Notify>,
     /// Whether this replica holds the Lease.
     pub leader: watch::Receiver<bool>,
