@@ -1095,6 +1095,7 @@ impl Scanner {
                     capacity_type,
                     instance_types,
                     template: tag_template.template,
+                    options: tag_template.options.to_core(),
                 },
                 instances,
                 options: tag_template.options,

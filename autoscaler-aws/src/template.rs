@@ -56,8 +56,11 @@ impl ResourceOverrides {
     }
 }
 
-/// CA's per-group autoscaling options (`…/autoscaling-options/*`). The core has no
-/// per-group options yet; they are parsed, validated and carried here.
+/// CA's per-group autoscaling options (`…/autoscaling-options/*`), parsed and validated.
+/// The ones the core applies per group (utilization threshold, unneeded time, unready
+/// time, max provision time) reach it through [`GroupOptions::to_core`] on the group's
+/// [`autoscaler_core::NodeGroup::options`]; the others are carried here and not applied
+/// (see [`GroupOptions::not_applied`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GroupOptions {
     /// `scaledownutilizationthreshold` (0..=1).
@@ -76,6 +79,36 @@ pub struct GroupOptions {
     pub zero_or_max_node_scaling: Option<bool>,
     /// `allowscaledown` (false marks the group as never scaled down).
     pub allow_scale_down: Option<bool>,
+}
+
+impl GroupOptions {
+    /// The options the core applies per group.
+    pub fn to_core(&self) -> autoscaler_core::GroupOptions {
+        autoscaler_core::GroupOptions {
+            scale_down_utilization_threshold: self.scale_down_utilization_threshold,
+            scale_down_unneeded_time: self.scale_down_unneeded_time,
+            scale_down_unready_time: self.scale_down_unready_time,
+            max_node_provision_time: self.max_node_provision_time,
+        }
+    }
+
+    /// The tag names of options that are set but that the core does not apply.
+    pub fn not_applied(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.scale_down_gpu_utilization_threshold.is_some() {
+            v.push("scaledowngpuutilizationthreshold");
+        }
+        if self.ignore_daemonsets_utilization.is_some() {
+            v.push("ignoredaemonsetsutilization");
+        }
+        if self.zero_or_max_node_scaling.is_some() {
+            v.push("zeroormaxnodescaling");
+        }
+        if self.allow_scale_down.is_some() {
+            v.push("allowscaledown");
+        }
+        v
+    }
 }
 
 /// Everything the tags say about new nodes of a group.

@@ -281,6 +281,11 @@ async fn discovery_by_tags_and_by_name_with_mixed_instances() {
         web.options.scale_down_unneeded_time,
         Some(Duration::from_secs(300))
     );
+    // The option reaches the core's model of the group, which applies it per group.
+    assert_eq!(
+        web.group.options.scale_down_unneeded_time,
+        Some(Duration::from_secs(300))
+    );
     assert_eq!(
         (web.group.target_size, web.group.current_instances),
         (2, Some(2))

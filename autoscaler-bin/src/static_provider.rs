@@ -112,6 +112,7 @@ impl StaticProvider {
                 labels,
                 taints: Vec::new(),
             },
+            options: Default::default(),
         }
     }
 

@@ -285,7 +285,31 @@ pub enum ConfigError {
     },
 }
 
+impl ScaleDownConfig {
+    /// The scale-down settings for one group: the group's own `autoscaling-options`
+    /// (utilization threshold, unneeded time, unready time) over these cluster-wide ones.
+    pub fn for_group(&self, group: &crate::model::NodeGroup) -> ScaleDownConfig {
+        let o = &group.options;
+        ScaleDownConfig {
+            utilization_threshold: o
+                .scale_down_utilization_threshold
+                .unwrap_or(self.utilization_threshold),
+            unneeded_time: o.scale_down_unneeded_time.unwrap_or(self.unneeded_time),
+            unready_time: o.scale_down_unready_time.unwrap_or(self.unready_time),
+            ..self.clone()
+        }
+    }
+}
+
 impl AutoscalerConfig {
+    /// `--max-node-provision-time`, or the group's own `maxnodeprovisiontime` option.
+    pub fn max_node_provision_time_for(&self, group: &crate::model::NodeGroup) -> Duration {
+        group
+            .options
+            .max_node_provision_time
+            .unwrap_or(self.max_node_provision_time)
+    }
+
     /// Checks the values that cannot work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, r) in [

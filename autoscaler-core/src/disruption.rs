@@ -454,7 +454,8 @@ impl DisruptionState {
             };
             if reverted.contains(&rep.group)
                 || r.plans[gi].is_err()
-                || now.since(rep.started) > r.config.max_node_provision_time * 2
+                || now.since(rep.started)
+                    > r.config.max_node_provision_time_for(&snap.groups()[gi]) * 2
             {
                 // The replacement failed: keep the node, try again after the cool-off.
                 // Drain-backs pause cluster-wide meanwhile, so a spot shortage does not
@@ -546,7 +547,7 @@ impl DisruptionState {
         r: &Round<'s>,
         w: &mut Work<'_, '_>,
     ) -> Vec<Candidate<'s>> {
-        let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
+        let (snap, now) = (r.snap, r.now);
         let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
@@ -554,6 +555,7 @@ impl DisruptionState {
             let Some(gi) = snap.group_of_node(ni) else {
                 continue;
             };
+            let sd = &r.config.scale_down.for_group(&snap.groups()[gi]);
             let unready_for =
                 (!n.ready).then(|| now.since(n.ready_changed_at.unwrap_or(n.created_at)));
             let long_unready = unready_for.is_some_and(|d| d >= sd.unready_time);
@@ -629,6 +631,7 @@ impl DisruptionState {
                 verdict: NodeVerdict::Unneeded { since },
             });
             let g = &snap.groups()[gi];
+            let unneeded_time = sd.for_group(g).unneeded_time;
             let bounded = if c.pods.is_empty() {
                 empty_removed < sd.max_empty_bulk_delete
             } else {
@@ -640,7 +643,7 @@ impl DisruptionState {
                 .is_some_and(|t| now.since(*t) < sd.delay_after_failure);
             // Earlier removals this round may have used up a PDB this node needs.
             let pdb_ok = movable_pods(snap, ni, r.config, &w.pdb_left).is_ok();
-            if (now.since(since) >= sd.unneeded_time || c.long_unready)
+            if (now.since(since) >= unneeded_time || c.long_unready)
                 && pdb_ok
                 && w.targets[gi] > g.min_size
                 && !blocked_sets.contains(&r.sets.of_group[gi])
@@ -667,10 +670,11 @@ impl DisruptionState {
         c: &Candidate<'_>,
         since: Timestamp,
     ) {
-        let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
+        let (snap, now) = (r.snap, r.now);
         let (ni, gi) = (c.node, c.group);
         let n = &snap.nodes()[ni];
         let g = &snap.groups()[gi];
+        let sd = &r.config.scale_down.for_group(g);
         w.spend_pdbs(snap, &c.pods);
         w.actions.push(Decision::RemoveNode {
             node: n.name.clone(),

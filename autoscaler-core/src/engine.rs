@@ -41,7 +41,7 @@ pub(crate) struct GroupState {
     /// A target we decided that the snapshot may not show yet.
     target_override: Option<(u32, Timestamp)>,
     /// Since when nodes have been awaited without one registering.
-    waiting_since: Option<Timestamp>,
+    pub(crate) waiting_since: Option<Timestamp>,
     last_registered: u32,
     /// A launch failure asks to cancel what is in flight.
     revert_requested: Option<String>,
@@ -540,11 +540,11 @@ impl Autoscaler {
                 ));
             } else if st
                 .waiting_since
-                .is_some_and(|since| now.since(since) > self.config.max_node_provision_time)
+                .is_some_and(|since| now.since(since) > self.config.max_node_provision_time_for(g))
             {
                 let reason = LaunchFailureReason::Other(format!(
                     "no node registered within max-node-provision-time {}",
-                    human_duration(self.config.max_node_provision_time)
+                    human_duration(self.config.max_node_provision_time_for(g))
                 ));
                 let until = self.cool_offs.record_failure(
                     PoolKey {
@@ -602,8 +602,12 @@ impl Autoscaler {
             };
             let on_node = snap.pods_on_node(ni);
             free.saturating_sub(snap.requested_on_node(ni));
-            let fresh_enough =
-                n.ready || now.since(n.created_at) <= self.config.max_node_provision_time;
+            let provision_time = snap
+                .group_of_node(ni)
+                .map_or(self.config.max_node_provision_time, |gi| {
+                    self.config.max_node_provision_time_for(&snap.groups()[gi])
+                });
+            let fresh_enough = n.ready || now.since(n.created_at) <= provision_time;
             nodes.push(SimNode {
                 existing: Some(ni),
                 group: snap.group_of_node(ni),

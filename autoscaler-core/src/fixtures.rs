@@ -54,6 +54,7 @@ pub fn group(name: &str, capacity_type: CapacityType, zones: &[&str], types: &[&
             })
             .collect(),
         template: NodeTemplate::default(),
+        options: Default::default(),
     }
 }
 

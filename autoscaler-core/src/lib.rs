@@ -28,6 +28,7 @@
 //!         capacity_type,
 //!         instance_types: vec![InstanceType::new("m5.xlarge", 4, 16384, price)],
 //!         template: NodeTemplate::default(),
+//!         options: Default::default(),
 //!     }
 //! }
 //!
@@ -71,6 +72,7 @@
 pub mod balance;
 pub mod config;
 pub mod cooloff;
+pub mod deadline;
 pub mod decision;
 mod disruption;
 pub mod engine;
@@ -102,7 +104,7 @@ pub use events::{Event, InterruptionKind, LaunchFailureReason};
 pub use expander::{Expander, ExpanderChain, ExpanderError, PriorityConfig};
 pub use index::{GroupIdx, NodeIdx, PodIdx};
 pub use model::{
-    CapacityType, DaemonSet, InstanceType, LabelSelector, Labels, Node, NodeGroup,
+    CapacityType, DaemonSet, GroupOptions, InstanceType, LabelSelector, Labels, Node, NodeGroup,
     NodeSelectorTerm, NodeTemplate, OwnerRef, Pod, PodAntiAffinityTerm, PodDisruptionBudget,
     Requirement, SchedulingSpec, SelectorOperator, Taint, TaintEffect, Toleration,
     TolerationOperator, TopologySpreadConstraint, WhenUnsatisfiable,

@@ -513,6 +513,33 @@ pub struct NodeGroup {
     /// Template for new nodes.
     #[serde(default)]
     pub template: NodeTemplate,
+    /// This group's own scale-down and provisioning settings (cluster-autoscaler's
+    /// per-ASG `autoscaling-options` tags); unset ones follow the cluster-wide flags.
+    #[serde(default, skip_serializing_if = "GroupOptions::is_empty")]
+    pub options: GroupOptions,
+}
+
+/// Per-group overrides of cluster-wide settings, as cluster-autoscaler reads them from
+/// `k8s.io/cluster-autoscaler/node-template/autoscaling-options/<option>` ASG tags.
+/// `None` keeps the cluster-wide value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupOptions {
+    /// `scaledownutilizationthreshold`: overrides `--scale-down-utilization-threshold`.
+    pub scale_down_utilization_threshold: Option<f64>,
+    /// `scaledownunneededtime`: overrides `--scale-down-unneeded-time`.
+    pub scale_down_unneeded_time: Option<std::time::Duration>,
+    /// `scaledownunreadytime`: overrides `--scale-down-unready-time`.
+    pub scale_down_unready_time: Option<std::time::Duration>,
+    /// `maxnodeprovisiontime`: overrides `--max-node-provision-time`.
+    pub max_node_provision_time: Option<std::time::Duration>,
+}
+
+impl GroupOptions {
+    /// Whether no option is set (the group follows the cluster-wide flags).
+    pub fn is_empty(&self) -> bool {
+        *self == GroupOptions::default()
+    }
 }
 
 /// A DaemonSet: its pod lands on every new node it tolerates and selects.

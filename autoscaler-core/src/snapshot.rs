@@ -357,6 +357,7 @@ mod tests {
             capacity_type: CapacityType::Spot,
             instance_types: vec![InstanceType::new("m5.large", 2, 8192, 0.04)],
             template: NodeTemplate::default(),
+            options: Default::default(),
         }
     }
 

@@ -434,6 +434,7 @@ impl<'a> Sim<'a> {
                         labels,
                         taints: Vec::new(),
                     },
+                    options: Default::default(),
                 }
             })
             .collect();
