@@ -101,24 +101,35 @@ impl AwsProvider {
     /// The provider the flags describe (SDK config from the environment and flags).
     pub async fn from_flags(flags: &Flags) -> Self {
         let sdk = sdk_config(flags).await;
-        Self::new(&sdk, group_specs(flags), &flags.event_queue_url)
+        let queue = (!flags.event_queue_url.is_empty()).then(|| QueueConfig {
+            visibility_timeout: flags.event_queue_visibility_timeout,
+            ..QueueConfig::new(&flags.event_queue_url)
+        });
+        Self::new(&sdk, group_specs(flags), queue)
     }
 
-    /// A provider over `sdk` managing `specs`; `queue_url` (may be empty) is the SQS
-    /// queue the EventBridge rules feed.
-    pub fn new(sdk: &aws_types::SdkConfig, specs: Vec<GroupSpec>, queue_url: &str) -> Self {
+    /// A provider over `sdk` managing `specs`, reading the SQS queue the EventBridge
+    /// rules feed when `queue` is given.
+    pub fn new(
+        sdk: &aws_types::SdkConfig,
+        specs: Vec<GroupSpec>,
+        queue: Option<QueueConfig>,
+    ) -> Self {
         let mut config = AwsConfig::default();
         config.scan.specs = specs;
         let cloud = AwsCloud::new(sdk, config);
-        let queue = (!queue_url.is_empty())
-            .then(|| Arc::new(cloud.event_queue(QueueConfig::new(queue_url))));
+        let queue_url = queue
+            .as_ref()
+            .map(|q| q.queue_url.clone())
+            .unwrap_or_default();
+        let queue = queue.map(|q| Arc::new(cloud.event_queue(q)));
         AwsProvider {
             inner: Arc::new(Inner {
                 cloud,
                 scan: Mutex::new(None),
                 scan_errors: Mutex::new(Vec::new()),
                 queue,
-                queue_url: queue_url.to_string(),
+                queue_url,
                 inbox: Mutex::new(Inbox::default()),
             }),
         }

@@ -267,6 +267,11 @@ pub struct Flags {
     /// SQS queue URL with EventBridge ICE / interruption events.
     #[arg(long, default_value = "")]
     pub event_queue_url: String,
+    /// How long a received SQS message stays hidden: a message whose events no
+    /// successful round handled (a crash, failing rounds, a lost Lease) comes back to
+    /// the leader after this long.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub event_queue_visibility_timeout: Duration,
     /// Quiet time after a watch event before a round runs (debounce).
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     pub debounce: Duration,

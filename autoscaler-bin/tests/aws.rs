@@ -34,7 +34,7 @@ use harness::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
-use moto::{sdk_config, tag, Moto};
+use moto::{sdk_config, tag, Fault, FaultProxy, Moto};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -110,7 +110,11 @@ fn log_text(asc: &harness::Autoscaler) -> String {
 /// The AWS side of a scenario: moto with one-zone ASGs found by auto-discovery, the
 /// event queue, and the priority ConfigMap in `ns`.
 struct World {
-    moto: Moto,
+    /// Kept for its lifetime (stopped on drop).
+    _moto: Moto,
+    /// Between the autoscaler and moto: switchable faults (the fixtures' own clients
+    /// talk to moto directly).
+    proxy: FaultProxy,
     asg: aws_sdk_autoscaling::Client,
     sqs: aws_sdk_sqs::Client,
     subnet: String,
@@ -176,7 +180,8 @@ async fn world(client: &kube::Client, ns: &str, groups: &[(&str, bool, u32)]) ->
         .await
         .expect("create priority ConfigMap");
     World {
-        moto,
+        proxy: FaultProxy::start(moto.port).await,
+        _moto: moto,
         asg,
         sqs,
         subnet,
@@ -189,7 +194,7 @@ impl World {
     fn args(&self, ns: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--cloud-provider=aws".to_string(),
-            format!("--aws-endpoint-url={}", self.moto.endpoint()),
+            format!("--aws-endpoint-url={}", self.proxy.endpoint()),
             "--aws-region=us-east-1".to_string(),
             format!("--node-group-auto-discovery=asg:tag={ENABLED_TAG},{CLUSTER_TAG}"),
             "--expander=priority".to_string(),
@@ -206,7 +211,18 @@ impl World {
     }
 
     async fn start(&self, cp: &'static ControlPlane, ns: &str, extra: &[&str]) -> Autoscaler {
-        let mut asc = Autoscaler::start(cp, "aws", &self.args(ns, extra), &AWS_ENV);
+        self.start_as(cp, "aws", ns, extra).await
+    }
+
+    /// [`World::start`] with its own log file (`autoscaler-<name>.log`).
+    async fn start_as(
+        &self,
+        cp: &'static ControlPlane,
+        name: &str,
+        ns: &str,
+        extra: &[&str],
+    ) -> Autoscaler {
+        let mut asc = Autoscaler::start(cp, name, &self.args(ns, extra), &AWS_ENV);
         // Settled: the priorities are loaded and a round saw the groups.
         wait_for(
             "the priority ConfigMap loaded and a first AWS scan",
@@ -709,4 +725,130 @@ async fn aws_only_the_leader_reads_the_event_queue() {
     b.assert_running();
     drop((a, b));
     cleanup(&client, ns, "ha-a").await;
+}
+
+impl World {
+    /// `(visible, in flight)` messages of the event queue, as SQS counts them.
+    async fn queue_depth(&self) -> (u64, u64) {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let get = |a: A| {
+            out.attributes()
+                .and_then(|m| m.get(&a))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            get(A::ApproximateNumberOfMessages),
+            get(A::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+fn count(text: &str, needle: &str) -> usize {
+    text.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// At-least-once SQS: the controller receives an ICE event, its round fails (Auto Scaling
+/// answers 500 through the fault proxy), and it is killed before any round succeeds, so
+/// the message is never deleted. After a restart (faults gone) the message comes back
+/// after the visibility timeout and is acted on once: the fallback group is raised to
+/// exactly what the plan asks, the queue ends empty, the new process took the event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_event_received_then_killed_before_a_round_is_acted_on_after_restart_once() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws-redeliver";
+    namespace(&client, ns).await;
+    let w = world(&client, ns, &[("rd-a", true, 50), ("rd-b", false, 10)]).await;
+    let extra = ["--event-queue-visibility-timeout=5s"];
+    let mut first = w.start_as(cp, "aws-redeliver-1", ns, &extra).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    pods.create(
+        &PostParams::default(),
+        &pod("web-0", "500m", serde_json::json!({})),
+    )
+    .await
+    .expect("create pod");
+    wait_desired(&w.asg, "rd-a", 1).await;
+
+    // Rounds fail from now on: every DescribeAutoScalingGroups answers 500.
+    w.proxy.inject(Fault::query(
+        "DescribeAutoScalingGroups",
+        500,
+        "InternalFailure",
+        u32::MAX,
+    ));
+    w.send_ice("rd-a").await;
+    wait_for(
+        "the first process receiving the ICE message",
+        Duration::from_secs(30),
+        || {
+            let text = log_text(&first);
+            async move { text.contains("event from the SQS queue").then_some(()) }
+        },
+    )
+    .await;
+    let failed_before = count(&log_text(&first), "decision round failed");
+    wait_for(
+        "a round that took the event failing",
+        Duration::from_secs(60),
+        || {
+            let text = log_text(&first);
+            async move { (count(&text, "decision round failed") > failed_before).then_some(()) }
+        },
+    )
+    .await;
+    let text = log_text(&first);
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("AWS: desired capacity") && l.contains("rd-b")),
+        "the first process acted on the event:\n{}",
+        first.tail()
+    );
+    first.kill();
+    let killed = Instant::now();
+    assert_eq!(
+        desired(&w.asg, "rd-b").await,
+        0,
+        "nothing done before the kill"
+    );
+    assert_eq!(
+        w.queue_depth().await,
+        (0, 1),
+        "the message is received, not deleted"
+    );
+
+    w.proxy.clear();
+    let second = w.start_as(cp, "aws-redeliver-2", ns, &extra).await;
+    wait_desired(&w.asg, "rd-b", 1).await;
+    let recovered = killed.elapsed();
+    println!(
+        "aws: killed between receive and round -> event acted on by the restarted process {:.1}s after the kill (visibility timeout 5 s)",
+        recovered.as_secs_f64()
+    );
+    // Longer than the visibility timeout and several rounds: nothing comes back, nothing
+    // is done twice.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(desired(&w.asg, "rd-b").await, 1, "scaled up once");
+    assert_eq!(w.queue_depth().await, (0, 0), "the message was deleted");
+    let text = log_text(&second);
+    assert_eq!(
+        count(&text, "event from the SQS queue"),
+        1,
+        "the restarted process took the event once:\n{}",
+        second.tail()
+    );
+    drop((first, second));
+    cleanup(&client, ns, "rd-a").await;
+    cleanup(&client, ns, "rd-b").await;
 }

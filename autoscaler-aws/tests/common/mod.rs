@@ -175,17 +175,64 @@ pub fn tag(group: &str, key: &str, value: &str) -> aws_sdk_autoscaling::types::T
 /// One fault the proxy answers with instead of forwarding.
 #[derive(Clone, Debug)]
 pub struct Fault {
-    /// The operation to match (`Action=<op>` in the form body or in `X-Amz-Target`).
+    /// The operation to match (`Action=<op>` in the form body or in `X-Amz-Target`);
+    /// [`Fault::ANY_QUERY`] matches every Auto Scaling and EC2 call, [`Fault::ANY_SQS`]
+    /// every SQS call.
     pub operation: String,
     /// HTTP status.
     pub status: u16,
     /// Response body.
     pub body: String,
+    /// Response content type.
+    pub content_type: &'static str,
     /// How many requests to answer this way.
     pub remaining: u32,
+    /// When set, the fault answers every matching request until then (and `remaining`
+    /// is ignored).
+    pub until: Option<Instant>,
 }
 
 impl Fault {
+    /// Matches every query-protocol call (Auto Scaling, EC2).
+    pub const ANY_QUERY: &'static str = "*query*";
+    /// Matches every SQS call (JSON protocol).
+    pub const ANY_SQS: &'static str = "*sqs*";
+
+    /// The same fault for every matching request during `window` from now.
+    pub fn for_window(mut self, window: Duration) -> Fault {
+        self.until = Some(Instant::now() + window);
+        self
+    }
+
+    fn live(&self) -> bool {
+        match self.until {
+            Some(until) => Instant::now() < until,
+            None => self.remaining > 0,
+        }
+    }
+
+    fn matches(&self, head: &str, body: &str) -> bool {
+        match self.operation.as_str() {
+            Fault::ANY_QUERY => body.contains("Action="),
+            Fault::ANY_SQS => head.contains("AmazonSQS."),
+            op => body.contains(&format!("Action={op}&")) || head.contains(&format!(".{op}\r\n")),
+        }
+    }
+
+    /// An SQS (JSON protocol) error.
+    pub fn sqs(operation: &str, status: u16, code: &str, times: u32) -> Fault {
+        Fault {
+            operation: operation.into(),
+            status,
+            body: format!(
+                "{{\"__type\":\"com.amazonaws.sqs#{code}\",\"message\":\"injected {code}\"}}"
+            ),
+            content_type: "application/x-amz-json-1.0",
+            remaining: times,
+            until: None,
+        }
+    }
+
     /// An Auto Scaling (AWS query protocol) error.
     pub fn query(operation: &str, status: u16, code: &str, times: u32) -> Fault {
         Fault {
@@ -196,7 +243,9 @@ impl Fault {
                  <Type>Sender</Type><Code>{code}</Code><Message>injected {code}</Message></Error>\
                  <RequestId>fault</RequestId></ErrorResponse>"
             ),
+            content_type: "text/xml",
             remaining: times,
+            until: None,
         }
     }
 
@@ -209,7 +258,9 @@ impl Fault {
                 "<Response><Errors><Error><Code>{code}</Code><Message>injected {code}</Message>\
                  </Error></Errors><RequestID>fault</RequestID></Response>"
             ),
+            content_type: "text/xml",
             remaining: times,
+            until: None,
         }
     }
 }
@@ -279,13 +330,9 @@ impl FaultProxy {
                         let mut faults = f.lock().unwrap();
                         faults
                             .iter_mut()
-                            .find(|x| {
-                                x.remaining > 0
-                                    && (body.contains(&format!("Action={}&", x.operation))
-                                        || head.contains(&format!(".{}\r\n", x.operation)))
-                            })
+                            .find(|x| x.live() && x.matches(&head, &body))
                             .map(|x| {
-                                x.remaining -= 1;
+                                x.remaining = x.remaining.saturating_sub(1);
                                 x.clone()
                             })
                     };
@@ -294,8 +341,9 @@ impl FaultProxy {
                             .unwrap()
                             .push(format!("{} {}", fault.operation, fault.status));
                         let resp = format!(
-                            "HTTP/1.1 {} Injected\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                            "HTTP/1.1 {} Injected\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                             fault.status,
+                            fault.content_type,
                             fault.body.len(),
                             fault.body
                         );
@@ -328,5 +376,15 @@ impl FaultProxy {
 
     pub fn inject(&self, fault: Fault) {
         self.faults.lock().unwrap().push(fault);
+    }
+
+    /// Drops every fault: requests reach moto again.
+    pub fn clear(&self) {
+        self.faults.lock().unwrap().clear();
+    }
+
+    /// How many requests were answered with a fault so far.
+    pub fn injected_count(&self) -> usize {
+        self.injected.lock().unwrap().len()
     }
 }
