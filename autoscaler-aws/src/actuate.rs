@@ -361,7 +361,7 @@ impl Actuator {
                     decremented: decrement,
                 }
             }
-            Err(AwsError::Api { message, .. })
+            Err(AwsError::Api { message, .. } | AwsError::Validation { message, .. })
                 if message.contains("not found")
                     || message.contains("No managed instance")
                     || message.contains("is in terminal state")

@@ -1,7 +1,7 @@
 //! The AWS clients behind client-side token buckets, with per-call metrics and errors
 //! that name the IAM action.
 
-use crate::error::{is_access_denied_code, is_throttle_code, AwsError};
+use crate::error::{is_access_denied_code, is_throttle_code, is_validation_code, AwsError};
 use crate::metrics::Metrics;
 pub use crate::op::{ApiFamily, Op};
 use aws_smithy_runtime_api::box_error::BoxError;
@@ -337,6 +337,11 @@ where
     let error = match code {
         Some(code) if is_access_denied_code(&code) => AwsError::AccessDenied { action, message },
         Some(code) if is_throttle_code(&code) => AwsError::Throttled { action, code },
+        Some(code) if is_validation_code(&code) => AwsError::Validation {
+            action,
+            code,
+            message,
+        },
         Some(code) => AwsError::Api {
             action,
             code,

@@ -9,7 +9,7 @@
 //! and each instance's market (`DescribeInstances`, only for instances not seen before).
 
 use crate::api::{Api, GroupQuery, Op};
-use crate::error::{AwsError, GroupError};
+use crate::error::{AwsError, GroupError, GroupProblem};
 use crate::prices::OnDemandPrices;
 use crate::template::{parse_tags, GroupOptions, ResourceOverrides};
 use autoscaler_core::model::CAPACITY_TYPE_LABEL;
@@ -464,7 +464,7 @@ impl Scanner {
                 if !found.contains_key(*name) {
                     errors.push(GroupError {
                         group: name.to_string(),
-                        problem: AwsError::UnknownGroup(name.to_string()).to_string(),
+                        problem: AwsError::UnknownGroup(name.to_string()).into(),
                     });
                 }
             }
@@ -509,7 +509,7 @@ impl Scanner {
     async fn launch_info(
         &self,
         g: &AutoScalingGroup,
-    ) -> Result<(Vec<String>, Option<CapacityType>), String> {
+    ) -> Result<(Vec<String>, Option<CapacityType>), GroupProblem> {
         if let Some(mip) = g.mixed_instances_policy() {
             let lt = mip.launch_template();
             let overrides: Vec<String> = lt
@@ -587,7 +587,7 @@ impl Scanner {
         id: Option<&str>,
         name: Option<&str>,
         version: Option<&str>,
-    ) -> Result<LaunchInfo, String> {
+    ) -> Result<LaunchInfo, GroupProblem> {
         let version = version.unwrap_or("$Default").to_string();
         let key = (id.or(name).unwrap_or_default().to_string(), version.clone());
         let ttl = self.config.template_ttl;
@@ -616,8 +616,7 @@ impl Scanner {
                     .versions(&version)
                     .send(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let data = out
             .launch_template_versions()
             .first()
@@ -639,7 +638,7 @@ impl Scanner {
         Ok(info)
     }
 
-    async fn launch_configuration(&self, name: &str) -> Result<LaunchInfo, String> {
+    async fn launch_configuration(&self, name: &str) -> Result<LaunchInfo, GroupProblem> {
         if let Some(info) = self.caches.lock().await.launch_configs.get(name) {
             return Ok(info.clone());
         }
@@ -653,8 +652,7 @@ impl Scanner {
                     .launch_configuration_names(name)
                     .send(),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let lc = out
             .launch_configurations()
             .first()
@@ -973,7 +971,8 @@ impl Scanner {
                 Err(problems) => {
                     errors.push(GroupError {
                         group: name,
-                        problem: format!("malformed tags, group skipped: {}", problems.join("; ")),
+                        problem: format!("malformed tags, group skipped: {}", problems.join("; "))
+                            .into(),
                     });
                     continue;
                 }
@@ -1040,7 +1039,8 @@ impl Scanner {
                     group: name.clone(),
                     problem: format!(
                         "EC2 does not know instance type(s) {unknown:?} in this region; they are left out"
-                    ),
+                    )
+                    .into(),
                 });
             }
             if instance_types.is_empty() {

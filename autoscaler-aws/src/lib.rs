@@ -50,7 +50,7 @@ pub use discovery::{
     parse_provider_id, AutoDiscovery, DiscoveredGroup, GroupSpec, Instance, NodesSpec, Scan,
     ScanConfig, Scanner, SpecError,
 };
-pub use error::{AwsError, GroupError};
+pub use error::{AwsError, GroupError, GroupProblem};
 pub use metrics::{EventStats, Metrics, OpStats};
 pub use prices::OnDemandPrices;
 pub use queue::{Batch, EventQueue, QueueConfig, Receipt, ReceivedEvent};

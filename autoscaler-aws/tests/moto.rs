@@ -15,7 +15,8 @@
 mod common;
 
 use autoscaler_aws::{
-    AwsCloud, AwsConfig, AwsError, EventInfra, GroupSpec, Op, Outcome, QueueConfig, RetrySettings,
+    AwsCloud, AwsConfig, AwsError, EventInfra, GroupProblem, GroupSpec, Op, Outcome, QueueConfig,
+    RetrySettings,
 };
 use autoscaler_core::{
     Autoscaler, AutoscalerConfig, CapacityType, ClusterSnapshot, Decision, Event, InterruptionKind,
@@ -819,7 +820,59 @@ async fn throttles_and_5xx_are_retried_and_access_denied_names_the_action() {
         "{error:?}"
     );
     assert!(error.to_string().contains("iam-policy.json"), "{error}");
+    assert_eq!(
+        (error.kind(), error.action()),
+        ("access_denied", Some("autoscaling:SetDesiredCapacity"))
+    );
     assert_eq!(raw.desired("g").await, 1);
+
+    // A rejected request keeps its type too (not retried, not a string).
+    proxy.inject(Fault::query(
+        "SetDesiredCapacity",
+        400,
+        "ValidationError",
+        1,
+    ));
+    let out = cloud
+        .apply(&[Decision::ScaleUp {
+            group: "g".into(),
+            delta: 1,
+            new_target: 2,
+            cause: ScaleUpCause::PendingPods,
+            reason: "t".into(),
+        }])
+        .await;
+    let Outcome::Failed { error, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert!(
+        matches!(error, AwsError::Validation { code, .. } if code == "ValidationError"),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), "validation");
+
+    // A group whose launch template cannot be read because of a missing permission is
+    // reported with that typed error, and the scan goes on.
+    cloud.refresh().await;
+    proxy.inject(Fault::ec2(
+        "DescribeLaunchTemplateVersions",
+        403,
+        "UnauthorizedOperation",
+        1,
+    ));
+    let scan = cloud.scan().await.expect("the scan itself succeeds");
+    assert!(scan.groups.is_empty());
+    assert!(
+        matches!(
+            &scan.errors[0].problem,
+            GroupProblem::Aws(AwsError::AccessDenied {
+                action: "ec2:DescribeLaunchTemplateVersions",
+                ..
+            })
+        ),
+        "{:?}",
+        scan.errors
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

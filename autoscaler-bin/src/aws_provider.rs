@@ -160,8 +160,18 @@ impl AwsProvider {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             if *last != problems {
-                for p in &problems {
-                    tracing::warn!(problem = %p, "AWS node group not usable");
+                for e in &scan.errors {
+                    let action = match &e.problem {
+                        autoscaler_aws::GroupProblem::Aws(a) => a.action(),
+                        autoscaler_aws::GroupProblem::Setup(_) => None,
+                    };
+                    tracing::warn!(
+                        group = %e.group,
+                        kind = e.problem.kind(),
+                        action,
+                        problem = %e.problem,
+                        "AWS node group not usable"
+                    );
                 }
                 *last = problems;
             }

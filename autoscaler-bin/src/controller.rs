@@ -448,8 +448,18 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 }
                 Err(e) => {
                     let reason = failure_reason(&e);
-                    tracing::warn!(error = format!("{e:#}"), reason, "decision round failed");
+                    let provider = provider_error(&e);
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        reason,
+                        kind = provider.map(|p| p.kind()),
+                        action = provider.and_then(|p| p.action()),
+                        "decision round failed"
+                    );
                     self.metrics.round_failed(reason);
+                    if let Some(p) = provider {
+                        self.metrics.cloud_provider_error(p);
+                    }
                 }
             }
             self.metrics
@@ -588,11 +598,12 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 continue;
             }
             let result = match action {
-                Decision::ScaleUp { .. } | Decision::RevertScaleUp { .. } => self
-                    .provider
-                    .apply(action)
-                    .await
-                    .map_err(anyhow::Error::from),
+                Decision::ScaleUp { .. } | Decision::RevertScaleUp { .. } => {
+                    self.provider.apply(action).await.map_err(|e| {
+                        self.metrics.cloud_provider_error(&e);
+                        anyhow::Error::from(e)
+                    })
+                }
                 Decision::RemoveNode {
                     node,
                     group,
@@ -818,6 +829,12 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The provider error that failed a round, if one did.
+fn provider_error(e: &anyhow::Error) -> Option<&crate::provider::ProviderError> {
+    e.chain()
+        .find_map(|c| c.downcast_ref::<crate::provider::ProviderError>())
 }
 
 /// The `reason` label of a failed round: the side that failed.

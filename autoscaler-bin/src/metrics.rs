@@ -48,6 +48,15 @@ pub struct CauseLabel {
     pub cause: String,
 }
 
+/// The `kind` and `action` labels of a cloud provider error.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderErrorLabel {
+    /// [`crate::provider::ProviderError::kind`]: `throttled`, `access_denied`, ...
+    pub kind: String,
+    /// The IAM action of the failed call, or empty.
+    pub action: String,
+}
+
 /// Every metric the binary exports.
 pub struct Metrics {
     registry: Registry,
@@ -88,6 +97,10 @@ pub struct Metrics {
     /// `autoscaler_round_failures_total{reason}`: decision rounds that failed, by the side
     /// that failed (`cloud_provider`, `kubernetes_api`, `snapshot`, `other`).
     pub round_failures: Family<ReasonLabel, Counter>,
+    /// `autoscaler_cloud_provider_errors_total{kind,action}`: failed provider calls that
+    /// failed a round or a decision, by kind (throttled, access_denied, validation, ...)
+    /// and IAM action.
+    pub cloud_provider_errors: Family<ProviderErrorLabel, Counter>,
     /// `autoscaler_scale_ups_total{cause}`: scale-up decisions by cause (pending pods,
     /// zone balance, replacement for drain-back or rebalance).
     pub scale_ups: Family<CauseLabel, Counter>,
@@ -135,6 +148,7 @@ impl Metrics {
             decisions: Family::default(),
             scale_ups: Family::default(),
             round_failures: Family::default(),
+            cloud_provider_errors: Family::default(),
             cache_objects: Family::default(),
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),
@@ -231,6 +245,11 @@ impl Metrics {
             m.round_failures.clone(),
         );
         r.register(
+            "autoscaler_cloud_provider_errors",
+            "Cloud provider calls that failed a round or a decision, by kind and IAM action.",
+            m.cloud_provider_errors.clone(),
+        );
+        r.register(
             "autoscaler_scale_ups",
             "Scale-up decisions by cause (pending_pods, zone_balance, replacement_*).",
             m.scale_ups.clone(),
@@ -269,6 +288,16 @@ impl Metrics {
         self.round_failures
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a provider error by kind and IAM action.
+    pub fn cloud_provider_error(&self, e: &crate::provider::ProviderError) {
+        self.cloud_provider_errors
+            .get_or_create(&ProviderErrorLabel {
+                kind: e.kind().into(),
+                action: e.action().unwrap_or_default().into(),
             })
             .inc();
     }
@@ -493,5 +522,34 @@ mod tests {
             text.contains("autoscaler_round_failures_total{reason=\"cloud_provider\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn provider_errors_are_counted_by_kind_and_action() {
+        use crate::provider::ProviderError;
+        use autoscaler_aws::AwsError;
+        let m = Metrics::new();
+        let throttled = ProviderError::Aws(AwsError::Throttled {
+            action: "autoscaling:DescribeAutoScalingGroups",
+            code: "Throttling".into(),
+        });
+        m.cloud_provider_error(&throttled);
+        m.cloud_provider_error(&throttled);
+        m.cloud_provider_error(&ProviderError::AwsTarget {
+            target: "web".into(),
+            error: AwsError::AccessDenied {
+                action: "autoscaling:SetDesiredCapacity",
+                message: "no".into(),
+            },
+        });
+        m.cloud_provider_error(&ProviderError::UnknownGroup("g".into()));
+        let text = m.encode();
+        for line in [
+            "autoscaler_cloud_provider_errors_total{kind=\"throttled\",action=\"autoscaling:DescribeAutoScalingGroups\"} 2",
+            "autoscaler_cloud_provider_errors_total{kind=\"access_denied\",action=\"autoscaling:SetDesiredCapacity\"} 1",
+            "autoscaler_cloud_provider_errors_total{kind=\"unknown_group\",action=\"\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
     }
 }

@@ -70,6 +70,35 @@ pub enum ProviderError {
     UnexpectedOutcome(Outcome),
 }
 
+impl ProviderError {
+    /// The kind, as a metric label: the AWS error's kind (`throttled`, `access_denied`
+    /// with [`ProviderError::action`] naming the missing permission, `validation`, `api`,
+    /// `transport`, ...), or `unknown_group`, `unknown_instance`, `out_of_range`,
+    /// `unsupported`, `unexpected_outcome`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProviderError::Aws(e) | ProviderError::AwsTarget { error: e, .. } => e.kind(),
+            ProviderError::UnknownGroup(_) => "unknown_group",
+            ProviderError::UnknownInstance(_) => "unknown_instance",
+            ProviderError::OutOfRange { .. } => "out_of_range",
+            ProviderError::Unsupported { .. } => "unsupported",
+            ProviderError::UnexpectedOutcome(_) => "unexpected_outcome",
+        }
+    }
+
+    /// The IAM action of the failed AWS call, when there was one.
+    pub fn action(&self) -> Option<&'static str> {
+        match self {
+            ProviderError::Aws(e) | ProviderError::AwsTarget { error: e, .. } => e.action(),
+            ProviderError::UnknownGroup(_)
+            | ProviderError::UnknownInstance(_)
+            | ProviderError::OutOfRange { .. }
+            | ProviderError::Unsupported { .. }
+            | ProviderError::UnexpectedOutcome(_) => None,
+        }
+    }
+}
+
 /// What a provider's background tasks get from the controller ([`NodeGroupProvider::start`]).
 #[derive(Clone)]
 pub struct ProviderContext {
