@@ -1,7 +1,9 @@
 //! The controller: watches (reflectors) -> snapshot -> engine -> actuation/reporting.
 //!
 //! A new unschedulable pod wakes the loop (debounced by `--debounce`), and a round runs
-//! at least every `--scan-interval`. Only the Lease holder decides; a standby keeps its
+//! at least every `--scan-interval`, and also at the engine's next deadline
+//! ([`Autoscaler::poll_timeout`]: a cool-off ending, a node's unneeded time expiring, a
+//! provision timeout), so timers fire on time whatever the scan interval. Only the Lease holder decides; a standby keeps its
 //! caches warm and takes over as soon as the Lease is its own.
 
 use crate::aws_provider::AwsProvider;
@@ -341,6 +343,7 @@ async fn serve<P: NodeGroupProvider + Clone>(
         removal_failures,
         priorities_text: None,
         overprovisioning_text: None,
+        wake_at: None,
     };
     let main = ctl.main_loop(notify);
     tokio::select! {
@@ -392,6 +395,16 @@ struct Controller<P: NodeGroupProvider + Clone> {
     removal_failures: mpsc::UnboundedReceiver<Event>,
     priorities_text: Option<String>,
     overprovisioning_text: Option<String>,
+    /// The engine's next deadline after the last successful round.
+    wake_at: Option<tokio::time::Instant>,
+}
+
+/// Sleeps until `at`, or forever when there is no deadline.
+async fn sleep_until_deadline(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 impl<P: NodeGroupProvider + Clone> Controller<P> {
@@ -425,7 +438,13 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                     }
                     tracing::info!(leader = *leader.borrow(), "leadership changed");
                 }
+                _ = sleep_until_deadline(self.wake_at) => {
+                    tracing::debug!("engine deadline reached");
+                }
             }
+            // Set again by the next successful round (a failed one must not leave a
+            // past deadline behind: that would spin the loop).
+            self.wake_at = None;
             self.metrics.is_leader.set(i64::from(self.is_leader()));
             self.record_cache_sizes();
             if !self.is_leader() {
@@ -533,6 +552,7 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
     async fn round(&mut self) -> Result<()> {
         self.refresh_configmaps();
         let t = now();
+        let started = tokio::time::Instant::now();
         while let Ok(ev) = self.removal_failures.try_recv() {
             self.engine.handle_event(ev, t);
         }
@@ -551,6 +571,10 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         self.metrics
             .decide_seconds
             .observe(decide_started.elapsed().as_secs_f64());
+        self.wake_at = self
+            .engine
+            .poll_timeout(t, snap.groups())
+            .map(|at| started + at.since(t));
         let unix_secs = i64::try_from(t.as_millis() / 1000).unwrap_or(0);
         self.metrics
             .record_round(snap.nodes(), &decisions, unix_secs);

@@ -516,3 +516,78 @@ async fn e_restart_mid_drain_resumes() {
     drop(asc);
     cleanup(&client, ns, group).await;
 }
+
+/// (f) Wake on deadlines: with a 10-minute scan interval, the engine's own deadlines
+/// drive the rounds. A pending pod wakes a round (scale-up); the scale-up's provision
+/// timeout (20 s) wakes the next, which finds the node empty (the pod was deleted);
+/// its unneeded time (5 s) wakes the one that removes it. Without deadlines the node
+/// would stay until the next scan, 10 minutes later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f_engine_deadlines_wake_the_loop() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let (ns, group) = ("e2e-f", "static-deadline-f");
+    namespace(&client, ns).await;
+    let args: Vec<String> = base_args(ns, group)
+        .into_iter()
+        .map(|a| match a.as_str() {
+            "--scan-interval=1s" => "--scan-interval=10m".to_string(),
+            "--max-node-provision-time=2m" => "--max-node-provision-time=20s".to_string(),
+            _ => a,
+        })
+        .collect();
+    let mut asc = Autoscaler::start(cp, "f", &args, &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let started = Instant::now();
+    pods.create(
+        &PostParams::default(),
+        &pod("once", "500m", serde_json::json!({})),
+    )
+    .await
+    .expect("create pod");
+    let node = wait_for(
+        "the pod Running on a new node",
+        Duration::from_secs(30),
+        || {
+            let pods = pods.clone();
+            async move {
+                let p = pods.get_opt("once").await.ok()??;
+                is_running(&p).then(|| node_of(&p)).flatten()
+            }
+        },
+    )
+    .await;
+    pods.delete(
+        "once",
+        &kube::api::DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("delete pod");
+    wait_for("the empty node removed", Duration::from_secs(60), || {
+        let client = client.clone();
+        let node = node.clone();
+        async move {
+            let n = Api::<Node>::all(client).get_opt(&node).await.ok()?;
+            n.is_none().then_some(())
+        }
+    })
+    .await;
+    let took = started.elapsed();
+    println!(
+        "deadlines: pod created -> its empty node removed with a 10 min scan interval: {:.1}s",
+        took.as_secs_f64()
+    );
+    let log = std::fs::read_to_string(&asc.log).unwrap_or_default();
+    assert!(
+        log.contains("engine deadline reached"),
+        "the rounds were not woken by deadlines:\n{}",
+        asc.tail()
+    );
+    asc.assert_running();
+    drop(asc);
+    cleanup(&client, ns, group).await;
+}
