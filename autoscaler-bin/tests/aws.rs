@@ -852,3 +852,144 @@ async fn aws_event_received_then_killed_before_a_round_is_acted_on_after_restart
     cleanup(&client, ns, "rd-a").await;
     cleanup(&client, ns, "rd-b").await;
 }
+
+/// Length of the AWS fault windows: `AUTOSCALER_FAULT_WINDOW_SECS` (the figure is
+/// 60 s; CI uses 15 s to stay short).
+fn fault_window() -> Duration {
+    Duration::from_secs(
+        std::env::var("AUTOSCALER_FAULT_WINDOW_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(15),
+    )
+}
+
+/// Auto Scaling and EC2 answer 500, then throttle (400 Throttling), each for a window,
+/// while a pod waits: nothing is scaled during a window, each scale-up happens once
+/// after it (the group ends at exactly the 2 nodes the 2 pods need), the process stays
+/// up, and the failed rounds name the kind of error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_5xx_and_throttling_windows_delay_the_scale_up_and_duplicate_nothing() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws-faults";
+    namespace(&client, ns).await;
+    let w = world(&client, ns, &[("flt-a", false, 50)]).await;
+    let mut asc = w.start_as(cp, "aws-faults", ns, &[]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let window = fault_window();
+    for (i, (status, code, kind)) in [
+        (500u16, "InternalFailure", "\"kind\":\"api\""),
+        (400, "Throttling", "\"kind\":\"throttled\""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let want = i as i32 + 1;
+        w.proxy
+            .inject(Fault::query(Fault::ANY_QUERY, status, code, 0).for_window(window));
+        let ends = Instant::now() + window;
+        // 1500m: one pod per m5.large, so each pod needs its own node.
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("web-{i}"), "1500m", serde_json::json!({})),
+        )
+        .await
+        .expect("create pod");
+        tokio::time::sleep_until((ends - Duration::from_secs(1)).into()).await;
+        assert_eq!(
+            desired(&w.asg, "flt-a").await,
+            want - 1,
+            "scaled during the {code} window"
+        );
+        tokio::time::sleep_until(ends.into()).await;
+        let ended = Instant::now();
+        wait_for(
+            &format!("flt-a raised to {want} after the {code} window"),
+            Duration::from_secs(60),
+            || {
+                let asg = w.asg.clone();
+                async move { (desired(&asg, "flt-a").await >= want).then_some(()) }
+            },
+        )
+        .await;
+        println!(
+            "aws: {code} ({status}) on every Auto Scaling/EC2 call for {}s -> scale-up {:.1}s after the window ended",
+            window.as_secs(),
+            ended.elapsed().as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            desired(&w.asg, "flt-a").await,
+            want,
+            "no duplicate scale-up"
+        );
+        let log = log_text(&asc);
+        assert!(
+            log.lines()
+                .any(|l| l.contains("decision round failed") && l.contains(kind)),
+            "no failed round with {kind}:\n{}",
+            asc.tail()
+        );
+        asc.assert_running();
+    }
+    assert!(w.proxy.injected_count() > 0);
+    drop(asc);
+    cleanup(&client, ns, "flt-a").await;
+}
+
+/// SQS answers 500 for a window: an ICE event sent meanwhile is not lost; it is acted on
+/// once SQS answers again (fail-over to the next group, once) and the queue ends empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_sqs_errors_delay_events_and_lose_none() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws-sqs-faults";
+    namespace(&client, ns).await;
+    let w = world(&client, ns, &[("sq-a", true, 50), ("sq-b", false, 10)]).await;
+    let asc = w.start_as(cp, "aws-sqs-faults", ns, &[]).await;
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .create(
+            &PostParams::default(),
+            &pod("web-0", "500m", serde_json::json!({})),
+        )
+        .await
+        .expect("create pod");
+    wait_desired(&w.asg, "sq-a", 1).await;
+    // The long poll open now reached moto before the fault: wait for it to end (at most
+    // 20 s) and a new one to fail, so the event is sent while SQS is really failing.
+    let window = fault_window() + Duration::from_secs(20);
+    w.proxy
+        .inject(Fault::sqs(Fault::ANY_SQS, 500, "InternalError", 0).for_window(window));
+    let ends = Instant::now() + window;
+    wait_for("a failed SQS call", Duration::from_secs(25), || {
+        let n = w.proxy.injected_count();
+        async move { (n > 0).then_some(()) }
+    })
+    .await;
+    w.send_ice("sq-a").await;
+    tokio::time::sleep_until((ends - Duration::from_secs(1)).into()).await;
+    assert_eq!(
+        desired(&w.asg, "sq-b").await,
+        0,
+        "acted before SQS answered"
+    );
+    tokio::time::sleep_until(ends.into()).await;
+    let ended = Instant::now();
+    wait_desired(&w.asg, "sq-b", 1).await;
+    println!(
+        "aws: SQS 500s for {}s -> ICE event acted on {:.1}s after SQS recovered",
+        window.as_secs(),
+        ended.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(desired(&w.asg, "sq-b").await, 1, "failed over once");
+    assert_eq!(w.queue_depth().await, (0, 0), "the message was deleted");
+    assert!(
+        log_text(&asc).contains("SQS receive failed"),
+        "the outage shows in the log"
+    );
+    drop(asc);
+    cleanup(&client, ns, "sq-a").await;
+    cleanup(&client, ns, "sq-b").await;
+}
