@@ -187,6 +187,16 @@ pub fn candidate_patch(node: &Node, unix_secs: Option<i64>) -> Option<serde_json
     Some(taints_patch(node, ts))
 }
 
+/// Whether a Kubernetes error is worth retrying: no answer (connection refused, reset,
+/// timeout), or the API server shedding load or failing (429, 5xx).
+fn is_transient(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code == 429 || s.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
 /// Reads the node and applies `change` (a patch built from what was read, guarded by its
 /// resourceVersion), retrying conflicts. `Ok(false)`: the node is gone or nothing to do.
 pub async fn update_node(
@@ -392,7 +402,10 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
             return Outcome::Abandoned;
         };
         let nodes: Api<Node> = Api::all(self.client.clone());
-        let node = match nodes.get_opt(&r.node).await {
+        let node = match self
+            .retry_transient("reading the node", &r.node, || nodes.get_opt(&r.node))
+            .await
+        {
             Ok(Some(n)) => n,
             Ok(None) => return Outcome::Removed,
             Err(e) => return Outcome::Failed(format!("reading the node: {e}")),
@@ -402,7 +415,12 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
         }
         // 1. Taint (CA-compatible) and cordon, unless a previous run already did.
         let now = unix_now();
-        match update_node(&nodes, &r.node, |n| mark_patch(n, now)).await {
+        let marked = self
+            .retry_transient("tainting the node", &r.node, || {
+                update_node(&nodes, &r.node, |n| mark_patch(n, now))
+            })
+            .await;
+        match marked {
             Ok(true) => {
                 let note = format!("marked the node as toBeDeleted/unschedulable: {}", r.reason);
                 self.node_event(&r.node, EventType::Normal, "ScaleDown", &note)
@@ -414,7 +432,10 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
         // 2. Evict every pod but DaemonSet and mirror pods, retrying refusals.
         let pods: Api<Pod> = Api::all(self.client.clone());
         let on_node = ListParams::default().fields(&format!("spec.nodeName={}", r.node));
-        let list = match pods.list(&on_node).await {
+        let list = match self
+            .retry_transient("listing the node's pods", &r.node, || pods.list(&on_node))
+            .await
+        {
             Ok(l) => l.items,
             Err(e) => return Outcome::Failed(format!("listing the node's pods: {e}")),
         };
@@ -527,10 +548,46 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
         }
     }
 
+    /// Runs a Kubernetes call, retrying while the API server is unreachable or
+    /// overloaded (connection errors, 429, 5xx) with the eviction backoff, for up to
+    /// `max_pod_eviction_time`: an API server outage pauses a removal instead of failing
+    /// it. Other errors, and the last one at the deadline, are returned.
+    async fn retry_transient<T, F, Fut>(
+        &self,
+        what: &str,
+        node: &str,
+        mut call: F,
+    ) -> kube::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = kube::Result<T>>,
+    {
+        let started = Instant::now();
+        let mut delay = self.cfg.retry_initial;
+        loop {
+            match call().await {
+                Err(e)
+                    if is_transient(&e)
+                        && started.elapsed() + delay <= self.cfg.max_pod_eviction_time =>
+                {
+                    tracing::debug!(node, what, error = %e, "Kubernetes API unavailable; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(self.cfg.retry_max);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Undoes the marking of a node whose removal failed.
     async fn unmark(&self, node: &str) {
         let api: Api<Node> = Api::all(self.client.clone());
-        if let Err(e) = update_node(&api, node, unmark_patch).await {
+        let result = self
+            .retry_transient("untainting the node", node, || {
+                update_node(&api, node, unmark_patch)
+            })
+            .await;
+        if let Err(e) = result {
             tracing::warn!(node, error = %e, "untainting the node failed");
         }
     }

@@ -130,6 +130,15 @@ impl StaticProvider {
         std::mem::take(&mut self.lock().launched)
     }
 
+    /// Gives back launches whose Node could not be created (the API server is down):
+    /// they are taken again by the next [`StaticProvider::take_launched`], as a real
+    /// instance keeps booting and registers once the API server is back.
+    pub fn retry_launched(&self, instances: Vec<Instance>) {
+        let mut s = self.lock();
+        let newer = std::mem::replace(&mut s.launched, instances);
+        s.launched.extend(newer);
+    }
+
     /// Instances terminated since the last call.
     pub fn take_terminated(&self) -> Vec<Instance> {
         std::mem::take(&mut self.lock().terminated)
@@ -355,16 +364,23 @@ pub async fn launch_loop(client: Client, provider: StaticProvider, nodes: Store<
                 });
             }
         }
+        let mut retry = Vec::new();
         for i in provider.take_launched() {
             let node = node_for(&i);
             match api.create(&PostParams::default(), &node).await {
                 Ok(_) => {
                     tracing::info!(instance = %i.id, group = %i.group, "static: node launched")
                 }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => {
-                    tracing::warn!(instance = %i.id, error = %e, "static: creating node failed")
+                    tracing::warn!(instance = %i.id, error = %e, "static: creating node failed; retrying");
+                    retry.push(i);
                 }
             }
+        }
+        if !retry.is_empty() {
+            provider.retry_launched(retry);
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
         for i in provider.take_terminated() {
             let name = format!("{}.static.internal", i.id);

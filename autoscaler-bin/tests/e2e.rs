@@ -591,3 +591,194 @@ async fn f_engine_deadlines_wake_the_loop() {
     drop(asc);
     cleanup(&client, ns, group).await;
 }
+
+/// How long kube-apiserver stays down in (g) and (h): `AUTOSCALER_APISERVER_OUTAGE_SECS`,
+/// 30 s by default.
+fn apiserver_outage() -> Duration {
+    Duration::from_secs(
+        std::env::var("AUTOSCALER_APISERVER_OUTAGE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30),
+    )
+}
+
+/// (g) kube-apiserver stopped right after a scale-up decision: the autoscaler survives
+/// the outage (watches retry), and once the apiserver is back every pod runs on exactly
+/// the nodes the plan asked for (no second scale-up for the same pods, no node leaked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn g_apiserver_down_mid_scale_up() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let (ns, group) = ("e2e-g", "static-spot-g");
+    namespace(&client, ns).await;
+    let mut asc = Autoscaler::start(cp, "g", &base_args(ns, group), &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    // 6 x 600m: 3 per node of 1930m, so the plan is 2 nodes.
+    for i in 0..6 {
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("up-{i}"), "600m", serde_json::json!({})),
+        )
+        .await
+        .expect("create pod");
+    }
+    let log = asc.log.clone();
+    wait_for("the scale-up decision", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        async move { text.contains("ScaleUp {").then_some(()) }
+    })
+    .await;
+    let stopped = cp.stop_apiserver();
+    tokio::time::sleep(apiserver_outage()).await;
+    asc.assert_running();
+    let down = stopped.down_for();
+    stopped.start(cp).await;
+    let back = Instant::now();
+    wait_for("every pod Running", Duration::from_secs(120), || {
+        let pods = pods.clone();
+        async move {
+            let l = pods.list(&Default::default()).await.ok()?.items;
+            (l.len() == 6 && l.iter().all(is_running)).then_some(())
+        }
+    })
+    .await;
+    // (Most of this is kube-scheduler and KWOK reconnecting after the outage: the
+    // nodes the plan asked for exist from before it.)
+    println!(
+        "apiserver down {:.0}s mid-scale-up -> every pod Running {:.1}s after it came back",
+        down.as_secs_f64(),
+        back.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let nodes = group_nodes(&client, group).await;
+    assert_eq!(
+        nodes.len(),
+        2,
+        "the plan was 2 nodes: {:?}\n{}",
+        names(&nodes),
+        asc.tail()
+    );
+    asc.assert_running();
+    drop(asc);
+    cleanup(&client, ns, group).await;
+}
+
+/// (h) kube-apiserver stopped in the middle of a drain (an interruption notice; the PDB
+/// holds the pod so the eviction is being retried): the autoscaler survives, and once
+/// the apiserver is back and the PDB allows it, the drain completes in the same process:
+/// the node goes, the pod runs on the replacement, and the group keeps one node (no
+/// node leaked, no pod lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h_apiserver_down_mid_drain() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let (ns, group) = ("e2e-h", "static-spot-h");
+    namespace(&client, ns).await;
+    let mut asc = Autoscaler::start(cp, "h", &base_args(ns, group), &[]);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    pdbs.create(&PostParams::default(), &pdb("app", 1))
+        .await
+        .unwrap();
+    deps.create(
+        &PostParams::default(),
+        &deployment("app", 1, "100m", serde_json::json!({})),
+    )
+    .await
+    .unwrap();
+    let node = wait_for(
+        "the app pod Running on a new node",
+        Duration::from_secs(60),
+        || {
+            let client = client.clone();
+            async move {
+                let p = app_pods(&client, ns, "app").await.into_iter().next()?;
+                is_running(&p).then(|| node_of(&p)).flatten()
+            }
+        },
+    )
+    .await;
+    wait_pdb_allowed(&client, ns, "app", 0).await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        autoscaler_bin::kwok::INTERRUPTION_ANNOTATION: "scheduled-change"}}});
+    nodes
+        .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_for(
+        "the node tainted ToBeDeletedByClusterAutoscaler",
+        Duration::from_secs(20),
+        || {
+            let nodes = nodes.clone();
+            let node = node.clone();
+            async move {
+                let n = nodes.get_opt(&node).await.ok().flatten()?;
+                autoscaler_bin::drain::has_taint(&n, autoscaler_bin::drain::TO_BE_DELETED_TAINT)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let stopped = cp.stop_apiserver();
+    tokio::time::sleep(apiserver_outage()).await;
+    asc.assert_running();
+    let down = stopped.down_for();
+    stopped.start(cp).await;
+    let back = Instant::now();
+    pdbs.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(&serde_json::json!({"spec": {"minAvailable": 0}})),
+    )
+    .await
+    .unwrap();
+    wait_for("the drained node gone", Duration::from_secs(120), || {
+        let nodes = nodes.clone();
+        let node = node.clone();
+        async move {
+            nodes
+                .get_opt(&node)
+                .await
+                .ok()
+                .flatten()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let removed = back.elapsed();
+    let elsewhere = wait_for(
+        "the app pod Running on another node",
+        Duration::from_secs(90),
+        || {
+            let client = client.clone();
+            let node = node.clone();
+            async move {
+                let p = app_pods(&client, ns, "app").await.into_iter().next()?;
+                let on = node_of(&p)?;
+                (is_running(&p) && on != node).then_some(on)
+            }
+        },
+    )
+    .await;
+    println!(
+        "apiserver down {:.0}s mid-drain -> drain completed (node removed) {:.1}s and pod running on {elsewhere} {:.1}s after it came back",
+        down.as_secs_f64(),
+        removed.as_secs_f64(),
+        back.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let left = group_nodes(&client, group).await;
+    assert_eq!(
+        names(&left),
+        vec![elsewhere],
+        "one node left, the pod's\n{}",
+        asc.tail()
+    );
+    asc.assert_running();
+    drop(asc);
+    cleanup(&client, ns, group).await;
+}

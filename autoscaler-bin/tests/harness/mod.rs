@@ -136,6 +136,105 @@ impl ControlPlane {
     }
 }
 
+/// A kube-apiserver stopped by [`ControlPlane::stop_apiserver`]: its command line, to
+/// start it again as it was.
+pub struct StoppedApiserver {
+    cmdline: Vec<String>,
+    stopped: Instant,
+}
+
+impl ControlPlane {
+    /// Stops kube-apiserver (SIGTERM, then SIGKILL after 15 s), as an outage of the
+    /// control plane: etcd, the scheduler, the controller manager and KWOK keep running
+    /// and retry. Panics when it is not running.
+    pub fn stop_apiserver(&self) -> StoppedApiserver {
+        let pids = std::fs::read_to_string(self.dir.join("pids")).expect("the pids file");
+        let pid = pids
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(name, _)| *name == "kube-apiserver")
+            .map(|(_, pid)| pid.trim().to_string())
+            .next_back()
+            .expect("kube-apiserver in the pids file");
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("kube-apiserver running");
+        let cmdline: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        assert!(
+            cmdline
+                .iter()
+                .any(|a| a.contains(&*self.dir.to_string_lossy())),
+            "pid {pid} is not this control plane's kube-apiserver"
+        );
+        let status = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Path::new(&format!("/proc/{pid}/cmdline")).exists()
+            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+        {
+            if Instant::now() > deadline {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        StoppedApiserver {
+            cmdline,
+            stopped: Instant::now(),
+        }
+    }
+}
+
+impl StoppedApiserver {
+    /// How long it has been down.
+    pub fn down_for(&self) -> Duration {
+        self.stopped.elapsed()
+    }
+
+    /// Starts it again with the same command line (logging to the same file, recorded in
+    /// the pids file so `down` stops it) and waits until it serves requests.
+    #[allow(clippy::zombie_processes)] // `controlplane.sh down` stops it, by pid.
+    pub async fn start(self, cp: &ControlPlane) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(cp.dir.join("logs/kube-apiserver.log"))
+            .expect("kube-apiserver log");
+        let child = Command::new(&self.cmdline[0])
+            .args(&self.cmdline[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("restarting kube-apiserver");
+        let mut pids = std::fs::OpenOptions::new()
+            .append(true)
+            .open(cp.dir.join("pids"))
+            .expect("pids file");
+        std::io::Write::write_all(
+            &mut pids,
+            format!("kube-apiserver {}\n", child.id()).as_bytes(),
+        )
+        .expect("recording the new kube-apiserver pid");
+        let client = cp.client().await;
+        wait_for(
+            "kube-apiserver serving again",
+            Duration::from_secs(90),
+            || {
+                let api: Api<Namespace> = Api::all(client.clone());
+                async move {
+                    api.list(&ListParams::default().limit(1))
+                        .await
+                        .ok()
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
+    }
+}
+
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         let _ = Command::new(script())
