@@ -106,7 +106,7 @@ fn bool_flag() -> ArgAction {
 #[derive(Clone, Debug, Parser)]
 #[command(
     name = "autoscaler",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("AUTOSCALER_GIT_COMMIT"), ")"),
     about = "Spot-aware drop-in replacement for cluster-autoscaler on AWS AutoScalingGroups"
 )]
 pub struct Flags {
