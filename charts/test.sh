@@ -3,6 +3,7 @@
 #   1. helm (built from the Go module proxy, cached per version)
 #   2. helm lint + helm template for the default values, a static-ASG shadow
 #      install and charts/ci/realistic-values.yaml, with assertions on the output
+#      and on the Grafana dashboard (charts/dashboards/autoscaler.json)
 #   3. a real control plane (tests/e2e/controlplane.sh): server-side dry-run of
 #      every rendered manifest, then a real `helm upgrade --install` (pods run
 #      on KWOK nodes under the "restricted" Pod Security Standard), and RBAC
@@ -11,7 +12,13 @@
 #
 # Env: HELM_VERSION (default below), HELM=path (skip the build),
 #      AUTOSCALER_E2E_CACHE (default $HOME/.cache/autoscaler-e2e), KUBECTL,
-#      CHART_TEST_SKIP_CLUSTER=1 (steps 1-2 only; counts as failure in CI=true).
+#      CHART_TEST_SKIP_CLUSTER=1 (steps 1-2 only; counts as failure in CI=true),
+#      CHART_TEST_IMAGE=REPO@sha256:... or REPO:TAG: render and install the chart with
+#        that image (scripts/image/test.sh passes the one it built and pushed); with
+#        CRANE=path, the registry must serve it,
+#      CHART_TEST_SCRAPE=FILE, CHART_TEST_SCRAPE_TYPE=content type: a scrape of a running
+#        controller's /metrics; every query of the dashboard and of the PrometheusRule
+#        must name only metrics and labels it has (charts/tests/promql-check).
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -142,12 +149,22 @@ export HELM_CACHE_HOME="$WORK/helm/cache" HELM_CONFIG_HOME="$WORK/helm/config" H
 # ------------------------------------------------------------------ 2. lint + template
 must "required files exist (chart, realistic values, Dockerfile, docs)" \
   test -f "$CHART/Chart.yaml" -a -f "$CHART/values.yaml" -a -f "$CHART/values.schema.json" -a -f "$REALISTIC" \
-  -a -f "$HERE/Dockerfile" -a -f "$ROOT/docs/migration.md" -a -f "$ROOT/docs/runbook.md" -a -f "$ROOT/docs/architecture.md"
+  -a -f "$HERE/Dockerfile" -a -f "$HERE/dashboards/autoscaler.json" -a -f "$ROOT/docs/migration.md" -a -f "$ROOT/docs/runbook.md" -a -f "$ROOT/docs/architecture.md"
 pyassert check_docs.py "$ROOT"
 check "helm lint --strict (default values)" "$HELM" lint --strict "$CHART"
 check "helm lint --strict (realistic values)" "$HELM" lint --strict "$CHART" -f "$REALISTIC"
 
-tpl() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NS" "$@"; }
+# the image under test: every render and install below uses it
+IMAGE_SET=()
+if [[ -n "${CHART_TEST_IMAGE:-}" ]]; then
+  case "$CHART_TEST_IMAGE" in
+    *@sha256:*) IMAGE_SET=(--set "image.repository=${CHART_TEST_IMAGE%@*}" --set "image.digest=${CHART_TEST_IMAGE#*@}") ;;
+    *:*) IMAGE_SET=(--set "image.repository=${CHART_TEST_IMAGE%:*}" --set "image.tag=${CHART_TEST_IMAGE##*:}") ;;
+    *) fail "CHART_TEST_IMAGE=$CHART_TEST_IMAGE is REPO@sha256:... or REPO:TAG"; exit 1 ;;
+  esac
+  echo "# chart rendered and installed with image $CHART_TEST_IMAGE"
+fi
+tpl() { "$HELM" template "$RELEASE" "$CHART" --namespace "$NS" "${IMAGE_SET[@]}" "$@"; }
 render() { local out="$1"; shift; tpl "$@" >"$WORK/$out"; }
 
 must "helm template (default values)" render default.yaml
@@ -172,6 +189,44 @@ refuse "helm template fails on a cloudProvider other than aws" tpl --set autoDis
 refuse "helm template fails on a misspelt top-level value" tpl --set autoDiscovery.clusterName=x --set autoscalingGroup=oops
 refuse "helm template fails on overprovisioning in shadow mode (real pods)" tpl -f "$REALISTIC" --set dryRun=true
 refuse "helm template fails on a malformed duration" tpl --set autoDiscovery.clusterName=x --set drainBack.after=2hours
+refuse "helm template fails on an image digest that is not sha256:<64 hex>" tpl --set autoDiscovery.clusterName=x --set image.digest=latest
+
+# ---------------------------------------------------------------- image reference
+image_of() { # RENDERED.yaml: the autoscaler container's image
+  python3 -c 'import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "Deployment" and d["metadata"]["name"] == "autoscaler":
+        print(d["spec"]["template"]["spec"]["containers"][0]["image"])' "$1"
+}
+pinned() {
+  local digest="sha256:$(printf 'ab%.0s' {1..32})"
+  "$HELM" template "$RELEASE" "$CHART" -n "$NS" -f "$REALISTIC" --set "image.digest=$digest" >"$WORK/pinned.yaml" &&
+    is "123456789012.dkr.ecr.eu-west-1.amazonaws.com/spot-autoscaler@$digest" image_of "$WORK/pinned.yaml"
+}
+check "image.digest set: the pod pulls repository@digest" pinned
+if [[ -n "${CHART_TEST_IMAGE:-}" ]]; then
+  check "realistic render runs the image under test ($CHART_TEST_IMAGE)" is "$CHART_TEST_IMAGE" image_of "$WORK/realistic.yaml"
+  if [[ -n "${CRANE:-}" ]]; then
+    case "$CHART_TEST_IMAGE" in
+      *@*) check "the registry serves $CHART_TEST_IMAGE (crane digest)" is "${CHART_TEST_IMAGE#*@}" "$CRANE" digest "$CHART_TEST_IMAGE" ;;
+      *) check "the registry serves $CHART_TEST_IMAGE (crane digest)" "$CRANE" digest "$CHART_TEST_IMAGE" ;;
+    esac
+  fi
+fi
+
+# ---------------------------------------------------------------- Grafana dashboard
+DASHBOARD="$HERE/dashboards/autoscaler.json"
+if [[ -n "${CHART_TEST_SCRAPE:-}" ]]; then
+  build_promql_check() {
+    (cd "$HERE/tests/promql-check" && GOTOOLCHAIN=local GOFLAGS=-mod=readonly go build -o "$WORK/promql-check" .)
+  }
+  must "promql-check built (Prometheus' PromQL and scrape parsers, Go module proxy)" build_promql_check
+  must "the scrape $CHART_TEST_SCRAPE is a file" test -s "$CHART_TEST_SCRAPE"
+  pyassert check_dashboard.py "$DASHBOARD" "$CHART_TEST_SCRAPE" "${CHART_TEST_SCRAPE_TYPE:-application/openmetrics-text; version=1.0.0}" \
+    "$WORK/promql-check" "$WORK/realistic.yaml"
+else
+  pyassert check_dashboard.py "$DASHBOARD"
+fi
 
 if [[ "${CHART_TEST_SKIP_CLUSTER:-}" == 1 ]]; then
   if [[ "${CI:-}" == true ]]; then fail "CHART_TEST_SKIP_CLUSTER=1 is not allowed in CI"; fi
@@ -253,7 +308,7 @@ must "KWOK nodes created (2 on-demand in 2 zones, 1 spot)" nodes
 
 install_realistic() {
   local out
-  out="$("$HELM" upgrade --install "$RELEASE" "$CHART" -n "$NS" -f "$REALISTIC" --wait --timeout 120s 2>&1)" || { echo "$out"; return 1; }
+  out="$("$HELM" upgrade --install "$RELEASE" "$CHART" -n "$NS" -f "$REALISTIC" "${IMAGE_SET[@]}" --wait --timeout 120s 2>&1)" || { echo "$out"; return 1; }
   grep -q "^autoscaler is installed in namespace kube-system" <<<"$out" || { echo "NOTES missing: $out"; return 1; }
 }
 notes_default() {
@@ -268,6 +323,10 @@ check "autoscaler replicas on the two on-demand nodes (anti-affinity, nodeSelect
 check "PDB allows exactly one disruption" is 1 k -n "$NS" get pdb autoscaler -o jsonpath='{.status.disruptionsAllowed}'
 check "placeholder pod Ready" k -n "$NS" wait --for=condition=Ready pod -l "$OP" --timeout=60s
 check "placeholder pod on the spot node" is spot-c k -n "$NS" get pods -l "$OP" -o jsonpath='{.items[*].spec.nodeName}'
+if [[ -n "${CHART_TEST_IMAGE:-}" ]]; then
+  check "installed Deployment runs the image under test" \
+    is "$CHART_TEST_IMAGE" k -n "$NS" get deploy autoscaler -o jsonpath='{.spec.template.spec.containers[0].image}'
+fi
 
 # ---------------------------------------------------------------- RBAC: can-i
 can() { # yes|no VERB RESOURCE [flags...]
@@ -361,7 +420,7 @@ check "as SA: evict a placeholder pod (eviction API)" evict
 
 # ---------------------------------------------------------------- upgrade keeps what the autoscaler owns
 must "helm upgrade (second revision, same values) --wait" \
-  "$HELM" upgrade "$RELEASE" "$CHART" -n "$NS" -f "$REALISTIC" --wait --timeout 120s
+  "$HELM" upgrade "$RELEASE" "$CHART" -n "$NS" -f "$REALISTIC" "${IMAGE_SET[@]}" --wait --timeout 120s
 check "helm upgrade leaves the placeholder replicas (2) alone" \
   is 2 k -n "$NS" get deploy autoscaler-overprovisioning -o jsonpath='{.spec.replicas}'
 check "helm upgrade leaves the status ConfigMap written by the autoscaler alone" \

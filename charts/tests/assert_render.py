@@ -165,7 +165,7 @@ elif case == "realistic":
         ("AutoscalerAllPoolsInCooloff", "autoscaler_pools_available"),
         ("AutoscalerOnDemandShareAboveBudget", "autoscaler_on_demand_node_share"),
         ("AutoscalerZoneSkew", "autoscaler_zone_skew"),
-        ("AutoscalerAWSThrottled", "autoscaler_aws_throttled_calls_total"),
+        ("AutoscalerAWSThrottled", "autoscaler_aws_api_throttled_total"),
     ]:
         check(f"realistic: alert {name} on {metric}", name in alerts and metric in alerts[name]["expr"])
     check("realistic: on-demand budget from values (0.25)", "> 0.25" in alerts.get("AutoscalerOnDemandShareAboveBudget", {}).get("expr", ""))

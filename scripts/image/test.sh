@@ -211,7 +211,8 @@ check "no shell in the image" bash -c "! ls '$WORK/image/bin/sh' '$WORK/image/us
 
 # ------------------------------------------------------------------ 5. run it
 IMG="$WORK/image"
-as_nonroot() { env -i PATH=/ HOME=/home/nonroot chroot --userspec=65532:65532 "$IMG" "$@"; }
+CHROOT="$(command -v chroot)"
+as_nonroot() { env -i PATH=/ HOME=/home/nonroot "$CHROOT" --userspec=65532:65532 "$IMG" "$@"; }
 check "chroot as 65532: /autoscaler --version = 'autoscaler $VERSION (commit $COMMIT)'" \
   is "autoscaler $VERSION (commit $COMMIT)" as_nonroot /autoscaler --version
 help_ok() { local out; out="$(as_nonroot /autoscaler --help)" || return 1; grep -q -- '--cloud-provider' <<<"$out" && grep -q -- '--dry-run' <<<"$out" || { echo "$out" | head; return 1; }; }
@@ -255,7 +256,7 @@ install -m 0644 "$KUBECONFIG" "$IMG/tmp/kubeconfig"
 METRICS_PORT="$(free_port)"
 env -i PATH=/ HOME=/home/nonroot AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing \
   AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
-  chroot --userspec=65532:65532 "$IMG" /autoscaler \
+  "$CHROOT" --userspec=65532:65532 "$IMG" /autoscaler \
   --kubeconfig=/tmp/kubeconfig --cloud-provider=aws --aws-region=us-east-1 \
   "--aws-endpoint-url=$MOTO" --node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/image-test \
   "--event-queue-url=$QUEUE" --dry-run "--namespace=$NS" --leader-elect=false --scan-interval=2s \
