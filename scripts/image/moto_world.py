@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
 """The AWS side of the image test (scripts/image/test.sh), in a moto server.
 
-usage: moto_world.py setup ENDPOINT CLUSTER   -> prints the event queue URL
+usage: moto_world.py setup ENDPOINT CLUSTER   -> prints "QUEUE_URL INSTANCE_ID"
        moto_world.py desired ENDPOINT GROUP   -> prints the group's desired capacity
 
-`setup` makes one spot AutoScalingGroup (min 0, max 3, desired 0, us-east-1a, m5.large)
-carrying cluster-autoscaler's auto-discovery tags for CLUSTER, and an SQS queue for
---event-queue-url: what the binary in the image needs to go round with the AWS provider.
+`setup` makes two spot AutoScalingGroups of m5.large carrying cluster-autoscaler's
+auto-discovery tags for CLUSTER, one per zone so that they form a zone-balance set:
+image-test-a in us-east-1a with one instance (the test registers it as a KWOK Node, idle:
+a scale-down candidate) and image-test-b in us-east-1b with none; and an SQS queue for
+--event-queue-url. It prints the queue URL and the id of image-test-a's instance.
 """
 import sys
 
 import boto3
 
-GROUP = "image-test-spot"
+GROUPS = {"image-test-a": ("us-east-1a", 1), "image-test-b": ("us-east-1b", 0)}
 
 
 def client(service, endpoint):
@@ -22,22 +24,28 @@ def client(service, endpoint):
 
 def setup(endpoint, cluster):
     ec2 = client("ec2", endpoint)
-    subnet = next(s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]
-                  if s["AvailabilityZone"] == "us-east-1a")
+    asg = client("autoscaling", endpoint)
+    subnets = {s["AvailabilityZone"]: s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]}
     lt = ec2.create_launch_template(
-        LaunchTemplateName=f"lt-{GROUP}",
+        LaunchTemplateName="lt-image-test",
         LaunchTemplateData={"ImageId": "ami-12c6146b", "InstanceType": "m5.large",
                             "InstanceMarketOptions": {"MarketType": "spot"}},
     )["LaunchTemplate"]["LaunchTemplateId"]
-    tags = [{"ResourceId": GROUP, "ResourceType": "auto-scaling-group", "Key": k, "Value": v,
-             "PropagateAtLaunch": True}
-            for k, v in [("k8s.io/cluster-autoscaler/enabled", "true"),
-                         (f"k8s.io/cluster-autoscaler/{cluster}", "owned")]]
-    client("autoscaling", endpoint).create_auto_scaling_group(
-        AutoScalingGroupName=GROUP, MinSize=0, MaxSize=3, DesiredCapacity=0,
-        VPCZoneIdentifier=subnet,
-        LaunchTemplate={"LaunchTemplateId": lt, "Version": "$Latest"}, Tags=tags)
-    print(client("sqs", endpoint).create_queue(QueueName="autoscaler-events")["QueueUrl"])
+    for group, (zone, desired) in GROUPS.items():
+        tags = [{"ResourceId": group, "ResourceType": "auto-scaling-group", "Key": k, "Value": v,
+                 "PropagateAtLaunch": True}
+                for k, v in [("k8s.io/cluster-autoscaler/enabled", "true"),
+                             (f"k8s.io/cluster-autoscaler/{cluster}", "owned")]]
+        asg.create_auto_scaling_group(
+            AutoScalingGroupName=group, MinSize=0, MaxSize=3, DesiredCapacity=desired,
+            VPCZoneIdentifier=subnets[zone],
+            LaunchTemplate={"LaunchTemplateId": lt, "Version": "$Latest"}, Tags=tags)
+    instances = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["image-test-a"])[
+        "AutoScalingGroups"][0]["Instances"]
+    if len(instances) != 1:
+        sys.exit(f"moto_world.py: image-test-a has {len(instances)} instances, want 1")
+    queue = client("sqs", endpoint).create_queue(QueueName="autoscaler-events")["QueueUrl"]
+    print(queue, instances[0]["InstanceId"])
 
 
 def desired(endpoint, group):

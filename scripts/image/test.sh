@@ -131,7 +131,9 @@ while IFS= read -r line; do
 done <<<"$pyout"
 old_rust() {
   sed 's/^ARG RUST_VERSION=.*/ARG RUST_VERSION=1.85/' "$ROOT/charts/Dockerfile" >"$WORK/Dockerfile.old"
-  python3 "$HERE/check_dockerfile.py" "$WORK/Dockerfile.old" | grep '^not ok - .*rust-version'
+  local out
+  out="$(python3 "$HERE/check_dockerfile.py" "$WORK/Dockerfile.old")" && { echo "passed: $out"; return 1; }
+  grep '^not ok - .*rust-version' <<<"$out"
 }
 check "check_dockerfile.py fails a Dockerfile pinning Rust 1.85 (below the workspace's rust-version)" old_rust
 
@@ -230,25 +232,46 @@ k() { "$KUBECTL" "$@"; }
 command -v moto_server >/dev/null || { fail "moto_server on PATH" "install it: pip install 'moto[server]'"; exit 1; }
 MOTO_PORT="$(free_port)"
 moto_server -H 127.0.0.1 -p "$MOTO_PORT" >"$WORK/moto.log" 2>&1 &
-PIDS+=($!)
+MOTO_PID=$!
+PIDS+=("$MOTO_PID")
 MOTO="http://127.0.0.1:$MOTO_PORT"
 must "moto server answers on $MOTO" wait_until 60 curl -fsS "$MOTO/moto-api/"
-QUEUE="$(python3 "$HERE/moto_world.py" setup "$MOTO" image-test)"
-must "moto: a spot ASG with the auto-discovery tags and an SQS queue" test -n "$QUEUE"
-pending_pod() {
-  k create namespace "$NS" &&
-    k -n "$NS" create -f - <<'EOF'
+read -r QUEUE INSTANCE < <(python3 "$HERE/moto_world.py" setup "$MOTO" image-test)
+must "moto: two spot ASGs (us-east-1a with one instance, us-east-1b) with the auto-discovery tags, an SQS queue" \
+  test -n "$QUEUE" -a -n "${INSTANCE:-}"
+NODE=ip-10-0-1-10.ec2.internal
+world() { # the instance of image-test-a as an idle KWOK Node; a pod only us-east-1b can take
+  k create namespace "$NS" && k apply -f - <<EOF && k -n "$NS" create -f - <<'EOF2'
+apiVersion: v1
+kind: Node
+metadata:
+  name: $NODE
+  annotations: {kwok.x-k8s.io/node: fake}
+  labels:
+    kubernetes.io/hostname: $NODE
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    topology.kubernetes.io/region: us-east-1
+    topology.kubernetes.io/zone: us-east-1a
+    node.kubernetes.io/instance-type: m5.large
+spec:
+  providerID: aws:///us-east-1a/$INSTANCE
+status:
+  allocatable: {cpu: "2", memory: 7Gi, pods: "110"}
+  capacity: {cpu: "2", memory: 8Gi, pods: "110"}
+EOF
 apiVersion: v1
 kind: Pod
 metadata: {name: pending}
 spec:
+  nodeSelector: {topology.kubernetes.io/zone: us-east-1b}
   containers:
     - name: app
       image: registry.k8s.io/pause:3.10
       resources: {requests: {cpu: "1", memory: 1Gi}}
-EOF
+EOF2
 }
-must "namespace $NS and a pod no node can take" pending_pod
+must "namespace $NS, the idle node of image-test-a, a pod only a us-east-1b node can take" world
 
 # The kubeconfig (client certificate and CA inside) goes into the image's /tmp, readable
 # by the nonroot user; the control plane and moto are on 127.0.0.1 (same network).
@@ -260,13 +283,14 @@ env -i PATH=/ HOME=/home/nonroot AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY
   --kubeconfig=/tmp/kubeconfig --cloud-provider=aws --aws-region=us-east-1 \
   "--aws-endpoint-url=$MOTO" --node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/image-test \
   "--event-queue-url=$QUEUE" --dry-run "--namespace=$NS" --leader-elect=false --scan-interval=2s \
+  --scale-down-unneeded-time=1s --scale-down-delay-after-add=0s \
   "--metrics-address=127.0.0.1:$METRICS_PORT" >"$WORK/controller.log" 2>&1 &
 CONTROLLER=$!
 PIDS+=("$CONTROLLER")
 METRICS="http://127.0.0.1:$METRICS_PORT"
 metric() { curl -fsS "$METRICS/metrics" | awk -v n="$1" '$1 == n {print $2}'; }
 rounds_done() { local n; n="$(metric autoscaler_decision_round_seconds_count)"; [[ -n "$n" && "${n%.*}" -ge 2 ]]; }
-status_written() { k -n "$NS" get configmap cluster-autoscaler-status -o jsonpath='{.data.status}' | grep -q .; }
+status_written() { k -n "$NS" get configmap cluster-autoscaler-status -o jsonpath='{.data.status}' | grep -q autoscalerStatus; }
 if wait_until 90 rounds_done && wait_until 30 status_written; then
   pass "the image's controller (dry-run, AWS via moto) went round: status ConfigMap written, 2+ rounds on /metrics"
 else
@@ -276,13 +300,26 @@ check "the controller process runs as uid/gid 65532" \
   is "65532 65532" bash -c "awk '/^Uid:/{u=\$2} /^Gid:/{g=\$2} END{print u, g}' /proc/$CONTROLLER/status"
 check "/healthz answers 200" curl -fsS "$METRICS/healthz"
 check "no failed round (autoscaler_round_failures_total absent)" bash -c "! curl -fsS '$METRICS/metrics' | grep '^autoscaler_round_failures_total'"
-check "the ASG was discovered (cluster_autoscaler_node_groups_count 1)" is 1 metric cluster_autoscaler_node_groups_count
-scale_up_reported() { wait_until 30 bash -c "curl -fsS '$METRICS/metrics' | grep -q '^autoscaler_decisions_total{reason=\"scale_up\"}'"; }
-check "the pending pod led to a (dry-run) scale-up decision" scale_up_reported
-check "dry-run changed nothing in AWS (desired capacity still 0)" is 0 python3 "$HERE/moto_world.py" desired "$MOTO" image-test-spot
+check "both ASGs discovered (cluster_autoscaler_node_groups_count 2)" is 2 metric cluster_autoscaler_node_groups_count
+reported() { wait_until 30 bash -c "curl -fsS '$METRICS/metrics' | grep -qF '$1'"; }
+check "the pending pod led to a (dry-run) scale-up decision" reported 'autoscaler_decisions_total{reason="scale_up"}'
+check "the idle node led to a (dry-run) scale-down decision" reported 'cluster_autoscaler_scaled_down_nodes_total{reason="underutilized"}'
+check "the two groups form a zone-balance set (autoscaler_zone_skew)" reported 'autoscaler_zone_skew{'
+desired_both() { echo "$(python3 "$HERE/moto_world.py" desired "$MOTO" image-test-a) $(python3 "$HERE/moto_world.py" desired "$MOTO" image-test-b)"; }
+check "dry-run changed nothing in AWS (desired capacities still 1 and 0)" is "1 0" desired_both
+check "dry-run left the idle node alone (not cordoned, not tainted)" \
+  is "|" k get node "$NODE" -o jsonpath='{.spec.unschedulable}|{.spec.taints}'
 status_text() { k -n "$NS" get configmap cluster-autoscaler-status -o jsonpath='{.data.status}'; }
 echo "# status ConfigMap written by the image's controller (first lines):"
 status_text 2>&1 | head -n 8 | sed 's/^/    /'
+# AWS goes away: rounds fail on the cloud provider's side and say so, the process stays up
+# (and healthy within its stall window). The scrape then also has the failure families.
+kill "$MOTO_PID" && wait "$MOTO_PID" 2>/dev/null
+check "AWS unreachable: failed rounds counted (autoscaler_round_failures_total{reason=\"cloud_provider\"})" \
+  reported 'autoscaler_round_failures_total{reason="cloud_provider"}'
+check "AWS unreachable: the error's kind and action counted (autoscaler_cloud_provider_errors_total)" \
+  reported 'autoscaler_cloud_provider_errors_total{kind="transport",action="autoscaling:DescribeAutoScalingGroups"}'
+check "AWS unreachable: /healthz still 200 within the stall window" curl -fsS "$METRICS/healthz"
 curl -fsS -D "$WORK/metrics.headers" "$METRICS/metrics" >"$WORK/metrics.txt"
 CONTENT_TYPE="$(sed -n 's/^[Cc]ontent-[Tt]ype: *//p' "$WORK/metrics.headers" | tr -d '\r')"
 check "/metrics scraped ($(grep -c '^# TYPE' "$WORK/metrics.txt") families, $CONTENT_TYPE)" grep -q '^autoscaler_aws_api_calls_total' "$WORK/metrics.txt"
@@ -296,7 +333,9 @@ stop() {
   kill -0 "$CONTROLLER" 2>/dev/null && { echo "still running 10 s after SIGTERM"; return 1; }
   wait "$CONTROLLER"
 }
-check "SIGTERM: the controller exits 0 within 10 s" stop
+# not through check: `wait` needs the controller to be this shell's child
+if stop >"$WORK/stop.out" 2>&1; then pass "SIGTERM: the controller exits 0 within 10 s"
+else fail "SIGTERM: the controller exits 0 within 10 s" "$(cat "$WORK/stop.out")"; fi
 
 # charts/test.sh starts its own control plane: this one goes first (memory)
 "$CP" down "$RUN_DIR" >/dev/null 2>&1
