@@ -162,6 +162,19 @@ pub struct BalanceConfig {
     /// How long skew must last before replacing nodes.
     #[serde(with = "duration_secs")]
     pub rebalance_after: Duration,
+    /// Replace nodes only at rest: no scale-up for pending pods and no scale-down in
+    /// the balance set for this long (a skew that appears while load moves is healed
+    /// for free by the next scale-up or scale-down).
+    #[serde(with = "duration_secs")]
+    pub rest_after: Duration,
+    /// The tolerated skew grows with the set: at least this share of the mean nodes per
+    /// zone (0.2: a set of 3 × 20 nodes tolerates a skew of 4), so small sets are left
+    /// alone and big ones are not churned for a node or two.
+    pub skew_fraction: f64,
+    /// Disruption budget per balance set, shared by rebalancing and drain-back: pods
+    /// those replacements may evict in any hour (scale-down is not counted: it only
+    /// removes what is unneeded).
+    pub evictions_per_hour: u32,
 }
 
 impl Default for BalanceConfig {
@@ -172,6 +185,9 @@ impl Default for BalanceConfig {
             rebalance: true,
             skew_threshold: 1,
             rebalance_after: Duration::from_secs(600),
+            rest_after: Duration::from_secs(1800),
+            skew_fraction: 0.2,
+            evictions_per_hour: 30,
         }
     }
 }

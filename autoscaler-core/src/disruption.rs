@@ -15,6 +15,7 @@ use crate::scaleup::{classify, estimate, GroupPlan, Unavailable};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// A replacement in progress: launch first, drain `node` once the new nodes are ready.
 #[derive(Clone, Debug, PartialEq)]
@@ -207,6 +208,9 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
         .unwrap_or(0.0)
 }
 
+/// Disruption budget window.
+const BUDGET_WINDOW: Duration = Duration::from_secs(3600);
+
 /// Removal order: on-demand first, then the heaviest zone of the balance set, then the
 /// most expensive per vCPU, then the least utilized, then by name.
 pub(crate) fn removal_order(
@@ -362,10 +366,14 @@ impl Candidate<'_> {
     /// Long-unready nodes first, then empty ones (no drain needed), then
     /// [`removal_order`].
     fn order(&self, other: &Self) -> std::cmp::Ordering {
+        let od = |c: CapacityType| c == CapacityType::OnDemand;
         self.long_unready
             .cmp(&other.long_unready)
             .then(self.pods.is_empty().cmp(&other.pods.is_empty()))
+            .then(od(self.capacity_type).cmp(&od(other.capacity_type)))
             .reverse()
+            // Fewest evictions next (as cluster-autoscaler), then removal_order.
+            .then(self.pods.len().cmp(&other.pods.len()))
             .then_with(|| removal_order(&self.key(), &other.key()))
     }
 
@@ -400,6 +408,11 @@ pub(crate) struct DisruptionState {
     pub(crate) last_removal_failure: BTreeMap<String, Timestamp>,
     /// Since when each balance set has been skewed above the threshold.
     pub(crate) skew_since: BTreeMap<String, Timestamp>,
+    /// Last scale-up for pending pods per group (rebalancing waits for rest).
+    pub(crate) last_demand_scale_up: BTreeMap<String, Timestamp>,
+    /// Pods evicted (or to be) by rebalancing and drain-back per balance set, with
+    /// when: the disruption budget's last hour.
+    pub(crate) voluntary_evictions: BTreeMap<String, Vec<(Timestamp, u32)>>,
     pub(crate) overprovisioning: Option<Overprovisioning>,
     pub(crate) last_overprovisioning: Option<u32>,
 }
@@ -407,6 +420,21 @@ pub(crate) struct DisruptionState {
 impl DisruptionState {
     /// Runs every step of [`Step::ORDER`] against the round.
     pub(crate) fn plan(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
+        for a in w.actions.iter() {
+            if let Decision::ScaleUp {
+                group,
+                cause: ScaleUpCause::PendingPods | ScaleUpCause::ZoneBalance,
+                ..
+            } = a
+            {
+                self.last_demand_scale_up.insert(group.clone(), r.now);
+            }
+        }
+        for spent in self.voluntary_evictions.values_mut() {
+            spent.retain(|(at, _)| r.now.since(*at) < BUDGET_WINDOW);
+        }
+        self.voluntary_evictions
+            .retain(|_, spent| !spent.is_empty());
         for step in Step::ORDER {
             match step {
                 Step::FinishReplacements => self.finish_replacements(r, w),
@@ -559,11 +587,17 @@ impl DisruptionState {
             let unready_for =
                 (!n.ready).then(|| now.since(n.ready_changed_at.unwrap_or(n.created_at)));
             let long_unready = unready_for.is_some_and(|d| d >= sd.unready_time);
+            if !w.nodes[ni].placed.is_empty() {
+                // Pending pods (often the ones a drain just evicted) go here this round:
+                // not a candidate now, but its unneeded time keeps running, as in
+                // cluster-autoscaler, or every drain would restart its neighbours' clocks.
+                seen.insert(n.name.clone());
+                continue;
+            }
             if (!n.ready && !long_unready)
                 || n.unschedulable
                 || w.removed[ni]
                 || self.replacements.contains_key(&n.name)
-                || !w.nodes[ni].placed.is_empty()
             {
                 continue;
             }
@@ -574,7 +608,11 @@ impl DisruptionState {
             }
             match movable_pods(snap, ni, r.config, &w.pdb_left) {
                 Err(reason) => {
-                    self.unneeded_since.remove(&n.name);
+                    // A PDB at zero is transient (a drain elsewhere is under way): the
+                    // node stays unneeded and waits its turn rather than starting over.
+                    if !matches!(reason, ScaleDownBlocker::PdbExhausted { .. }) {
+                        self.unneeded_since.remove(&n.name);
+                    }
                     w.blocked(&n.name, reason);
                 }
                 Ok(pods) => cands.push(Candidate {
@@ -785,9 +823,14 @@ impl DisruptionState {
             if pods.is_empty() {
                 continue; // an empty node is scale-down's job
             }
+            let set = r.sets.of_group[od_gi];
+            if !self.budget_allows(r, set, pods.len()) {
+                continue;
+            }
             let Some((gi, count, by)) = spot_home(r, w, ni, od_gi, &pods) else {
                 continue;
             };
+            self.spend_budget(r, set, pods.len());
             let reason = format!(
                 "drain-back: replace on-demand node {} (age {}) with {count} spot node(s) of {} (chosen by {by}); the node is drained once they are ready",
                 n.name,
@@ -803,6 +846,37 @@ impl DisruptionState {
             };
             self.begin_replacement(&n.name, gi, replacement, reason, w);
         }
+    }
+
+    /// Whether balance set `set` can still take `pods` evictions within the hour's
+    /// disruption budget.
+    fn budget_allows(&self, r: &Round<'_>, set: usize, pods: usize) -> bool {
+        let spent: u32 = self
+            .voluntary_evictions
+            .get(&r.sets.names[set])
+            .map_or(0, |v| v.iter().map(|(_, n)| n).sum());
+        spent as usize + pods <= r.config.balance.evictions_per_hour as usize
+    }
+
+    fn spend_budget(&mut self, r: &Round<'_>, set: usize, pods: usize) {
+        self.voluntary_evictions
+            .entry(r.sets.names[set].clone())
+            .or_default()
+            .push((r.now, pods as u32));
+    }
+
+    /// Whether balance set `set` has been at rest (no scale-up for pending pods, no
+    /// scale-down) for `balance.rest_after`.
+    fn at_rest(&self, r: &Round<'_>, set: usize) -> bool {
+        let groups = r.snap.groups();
+        let rest = r.config.balance.rest_after;
+        r.snap.group_indexes().all(|gi| {
+            let name = &groups[gi].name;
+            r.sets.of_group[gi] != set
+                || [&self.last_demand_scale_up, &self.last_scale_down]
+                    .iter()
+                    .all(|m| m.get(name).is_none_or(|&t| r.now.since(t) >= rest))
+        })
     }
 
     /// Replaces a node of the heaviest zone by one in the lightest, when skew lasts.
@@ -824,12 +898,17 @@ impl DisruptionState {
                 continue;
             }
             let c = &counts[set];
-            if skew(c) <= r.config.balance.skew_threshold {
+            let total: i64 = c.values().sum();
+            let mean = total as f64 / c.len().max(1) as f64;
+            // Truncation: the share of the mean, rounded down.
+            let grown = (r.config.balance.skew_fraction * mean) as u32;
+            let threshold = r.config.balance.skew_threshold.max(grown);
+            if skew(c) <= threshold || total < 2 * c.len() as i64 {
                 self.skew_since.remove(name);
                 continue;
             }
             let since = *self.skew_since.entry(name.clone()).or_insert(r.now);
-            if r.now.since(since) < r.config.balance.rebalance_after {
+            if r.now.since(since) < r.config.balance.rebalance_after || !self.at_rest(r, set) {
                 continue;
             }
             let busy = self.replacements.values().any(|rep| {
@@ -858,10 +937,15 @@ impl DisruptionState {
             let Some(vi) = self.rebalance_victim(r, w, set, heavy) else {
                 continue;
             };
+            let pods = movable_pods(snap, vi, r.config, &w.pdb_left).map_or(0, |p| p.len());
+            if !self.budget_allows(r, set, pods) {
+                continue;
+            }
+            self.spend_budget(r, set, pods);
             let reason = format!(
                 "zone rebalance: balance set skew {} > {} for {}; launch in {light} first, then drain {} in {heavy}",
                 skew(c),
-                r.config.balance.skew_threshold,
+                threshold,
                 human_duration(r.now.since(since)),
                 snap.nodes()[vi].name
             );

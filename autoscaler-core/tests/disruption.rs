@@ -894,7 +894,8 @@ fn on_demand_sets_are_left_to_drain_back_not_rebalanced_with_new_on_demand_nodes
         .iter()
         .map(|(n, z)| group(n, CapacityType::OnDemand, &[z], &["m5.xlarge"]))
         .collect();
-    let nodes: Vec<Node> = (0..3)
+    // Six nodes, all in zone a: big enough a set to be rebalanced.
+    let nodes: Vec<Node> = (0..6)
         .map(|i| node(&format!("a{i}"), &groups[0], A, "m5.xlarge", at(0)))
         .collect();
     let pods: Vec<Pod> = nodes
@@ -925,4 +926,206 @@ fn on_demand_sets_are_left_to_drain_back_not_rebalanced_with_new_on_demand_nodes
     let mut e = Autoscaler::new(config).unwrap();
     let _ = e.decide(&s, at(1));
     assert_eq!(scale_ups(&e.decide(&s, at(15))).len(), 1);
+}
+
+// ------------------------------------------------- rebalancing at rest, within a budget
+
+/// `per_zone` busy nodes (one 2.5-CPU pod each) in zones a, b, c of [`zonal_set`].
+fn skewed(per_zone: [usize; 3]) -> (Vec<NodeGroup>, Vec<Node>, Vec<Pod>) {
+    let groups = zonal_set();
+    let mut nodes = Vec::new();
+    for (zi, (count, zone)) in per_zone.iter().zip([A, B, C]).enumerate() {
+        for i in 0..*count {
+            nodes.push(node(
+                &format!("{}{i}", &zone[zone.len() - 1..]),
+                &groups[zi],
+                zone,
+                "m5.xlarge",
+                at(0),
+            ));
+        }
+    }
+    let pods = nodes
+        .iter()
+        .map(|n| {
+            pod(
+                &format!("{}-busy", n.name),
+                "busy",
+                2500,
+                1024,
+                Some(&n.name),
+            )
+        })
+        .collect();
+    let groups = groups.into_iter().map(|g| with_target(g, &nodes)).collect();
+    (groups, nodes, pods)
+}
+
+fn rebalance_ups(d: &Decisions) -> usize {
+    d.actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Decision::ScaleUp {
+                    cause: ScaleUpCause::Replacement(RemovalKind::Rebalance),
+                    ..
+                }
+            )
+        })
+        .count()
+}
+
+#[test]
+fn rebalancing_waits_until_the_set_has_been_at_rest() {
+    let (groups, mut nodes, mut pods) = skewed([5, 1, 1]);
+    pods.push(pod("new-0", "web", 2000, 1024, None));
+    let busy = snapshot(groups.clone(), nodes.clone(), pods.clone(), vec![]);
+    let mut e = engine();
+    // Load moves at minute 1: a scale-up for a pending pod in the set...
+    let ups = scale_ups(&e.decide(&busy, at(1)));
+    assert_eq!(ups.len(), 1);
+    // ...whose node arrives and takes the pod.
+    let g = groups.iter().find(|g| g.name == ups[0].0).unwrap();
+    nodes.push(node("up0", g, &g.zones[0], "m5.xlarge", at(2)));
+    pods.last_mut().unwrap().node_name = Some("up0".into());
+    let groups: Vec<NodeGroup> = groups.into_iter().map(|g| with_target(g, &nodes)).collect();
+    let calm = snapshot(groups, nodes, pods, vec![]);
+    // Skew has lasted long enough (rebalance_after, 10 min), but the set is not at rest.
+    for m in [12, 20, 30] {
+        let d = e.decide(&calm, at(m));
+        assert_eq!(rebalance_ups(&d), 0, "minute {m}: {:?}", d.actions);
+    }
+    // 30 min of rest (balance.rest_after) after the last scale-up: now it replaces.
+    assert_eq!(rebalance_ups(&e.decide(&calm, at(32))), 1);
+}
+
+#[test]
+fn the_tolerated_skew_grows_with_the_set_and_small_sets_are_left_alone() {
+    let rebalances = |per_zone: [usize; 3], config: AutoscalerConfig| {
+        let (groups, nodes, pods) = skewed(per_zone);
+        let s = snapshot(groups, nodes, pods, vec![]);
+        let mut e = Autoscaler::new(config).unwrap();
+        let _ = e.decide(&s, at(1));
+        rebalance_ups(&e.decide(&s, at(45)))
+    };
+    let fixed = || {
+        let mut c = AutoscalerConfig::default();
+        c.balance.skew_fraction = 0.0;
+        c
+    };
+    // 21/21/18: skew 3 is within a fifth of the mean (20 nodes per zone).
+    assert_eq!(rebalances([21, 21, 18], AutoscalerConfig::default()), 0);
+    assert_eq!(rebalances([21, 21, 18], fixed()), 1, "threshold 1 alone");
+    // Three nodes over three zones (2/1/0) are not worth a replacement.
+    assert_eq!(rebalances([2, 1, 0], fixed()), 0);
+    assert_eq!(rebalances([4, 1, 1], fixed()), 1);
+}
+
+#[test]
+fn rebalancing_and_drain_back_share_an_hourly_eviction_budget() {
+    let (groups, mut nodes, mut pods) = skewed([9, 1, 1]);
+    let mut config = AutoscalerConfig::default();
+    config.balance.evictions_per_hour = 1;
+    let mut e = Autoscaler::new(config).unwrap();
+    let mut drained_at = Vec::new();
+    let mut launched = 0;
+    // Rounds every 2 min for 100 min; new nodes are ready at once, drains are instant.
+    for round in 0..50 {
+        let now = 12 + 2 * round;
+        let gs: Vec<NodeGroup> = groups
+            .iter()
+            .cloned()
+            .map(|g| with_target(g, &nodes))
+            .collect();
+        let s = snapshot(gs.clone(), nodes.clone(), pods.clone(), vec![]);
+        let d = e.decide(&s, at(now));
+        for a in &d.actions {
+            match a {
+                Decision::ScaleUp { group, delta, .. } => {
+                    let g = gs.iter().find(|g| &g.name == group).unwrap();
+                    for _ in 0..*delta {
+                        launched += 1;
+                        nodes.push(node(
+                            &format!("new{launched}"),
+                            g,
+                            &g.zones[0],
+                            "m5.xlarge",
+                            at(now),
+                        ));
+                    }
+                }
+                Decision::RemoveNode {
+                    node: victim,
+                    kind: RemovalKind::Rebalance,
+                    ..
+                } => {
+                    drained_at.push(now);
+                    let target = nodes.last().unwrap().name.clone();
+                    for p in pods
+                        .iter_mut()
+                        .filter(|p| p.node_name.as_deref() == Some(victim))
+                    {
+                        p.node_name = Some(target.clone());
+                    }
+                    nodes.retain(|n| &n.name != victim);
+                }
+                _ => {}
+            }
+        }
+    }
+    // One pod per node, one eviction an hour: two replacements in 100 minutes, an
+    // hour apart, though the skew (8) asked for more.
+    assert_eq!(drained_at.len(), 2, "{drained_at:?}");
+    assert!(drained_at[1] - drained_at[0] >= 60, "{drained_at:?}");
+}
+
+#[test]
+fn a_pdb_at_zero_pauses_a_removal_without_restarting_its_unneeded_time() {
+    let (g, nodes, pods) = busy_and_light();
+    let pdb = |allowed| PodDisruptionBudget {
+        namespace: "default".into(),
+        name: "small".into(),
+        selector: LabelSelector::labels([("app", "small")]),
+        disruptions_allowed: allowed,
+    };
+    let mut e = engine();
+    let free = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![pdb(1)]);
+    let held = snapshot(vec![g], nodes, pods, vec![pdb(0)]);
+    let _ = e.decide(&free, at(0));
+    // Another drain holds the PDB at zero for a while.
+    for m in [3, 6, 9] {
+        assert!(removals(&e.decide(&held, at(m))).is_empty());
+    }
+    // Free again at minute 11: unneeded since minute 0, so it goes now.
+    assert_eq!(
+        removals(&e.decide(&free, at(11))),
+        vec![("light".into(), RemovalKind::ScaleDown)]
+    );
+}
+
+#[test]
+fn scale_down_takes_the_node_with_fewer_pods_to_evict_first() {
+    let g = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let nodes = vec![
+        node("many", &g, A, "m5.xlarge", Timestamp::ZERO),
+        node("one", &g, A, "m5.xlarge", Timestamp::ZERO),
+        node("busy", &g, A, "m5.xlarge", Timestamp::ZERO),
+    ];
+    // "many" holds 3 small pods (less CPU in all than "one"'s single pod).
+    let mut pods: Vec<Pod> = (0..3)
+        .map(|i| pod(&format!("m-{i}"), "m", 100, 256, Some("many")))
+        .collect();
+    pods.push(pod("o-0", "o", 500, 256, Some("one")));
+    pods.push(pod("b-0", "b", 2000, 1024, Some("busy")));
+    let s = snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert_eq!(
+        removals(&d)[0],
+        ("one".into(), RemovalKind::ScaleDown),
+        "{:?}",
+        d.actions
+    );
 }

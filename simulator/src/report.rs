@@ -81,6 +81,22 @@ pub struct Disruptions {
     pub pod_seconds_lost: u64,
 }
 
+/// How long the on-demand nodes bought while spot was short stayed after spot came back.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OnDemandReturn {
+    /// Second the last spot capacity outage of the scenario ended.
+    pub spot_returned_s: u64,
+    /// On-demand instances at the start of the run (the base the fallback returns to).
+    pub base: u32,
+    /// Most on-demand instances at any second of the run.
+    pub peak: u32,
+    /// Seconds after `spot_returned_s` until on-demand was back at `base` (`None`: not
+    /// by the end of the run).
+    pub back_after_s: Option<u64>,
+    /// Seconds of the run after `spot_returned_s` (how long there was to get back).
+    pub observed_s: u64,
+}
+
 /// Node-hours by market.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct NodeHours {
@@ -124,6 +140,15 @@ pub struct PolicyReport {
     pub disruptions: Disruptions,
     /// Pods evicted (scale-down drains, interruptions, ASG scale-in).
     pub evictions: u64,
+    /// `evictions` by cause: `scale-down`, `rebalance`, `drain-back`, `interruption`.
+    pub evictions_by_cause: BTreeMap<String, u64>,
+    /// Nodes a policy started to remove (scale-down, rebalance, drain-back) less than
+    /// 10 min after their launch: flapping.
+    pub young_removals: u64,
+    /// Requests served (by ready pods, slowly or not), for cost per served request.
+    pub served_requests: f64,
+    /// The on-demand fallback's way back (`None` when the scenario has no spot outage).
+    pub on_demand_return: Option<OnDemandReturn>,
     /// Spot interruption notices.
     pub interruptions: u64,
     /// Failed ASG launch attempts.
@@ -186,6 +211,7 @@ impl PolicyReport {
             max: d.last().copied().unwrap_or(0),
             steps: d.len(),
         };
+        self.served_requests = (total_requests - unserved).max(0.0).round();
         self.unserved_request_fraction = if total_requests > 0.0 {
             round(unserved / total_requests, 6)
         } else {

@@ -493,6 +493,16 @@ pub struct Loaded {
     pub trace: Trace,
 }
 
+impl Loaded {
+    /// Seconds simulated: the scenario's `duration_s`, else the trace's length.
+    pub fn duration_s(&self) -> u64 {
+        self.scenario
+            .duration_s
+            .unwrap_or(self.trace.len_s())
+            .max(1)
+    }
+}
+
 impl Scenario {
     /// Parses YAML; `file` is used in errors.
     pub fn from_yaml(text: &str, file: &str) -> Result<Scenario, InputError> {

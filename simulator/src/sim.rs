@@ -30,7 +30,7 @@
 //!   scale-down with its parallelism budgets.
 
 pub use crate::aws_messages::AwsLaunchFailure;
-use crate::report::{Episode, LogEntry, PolicyReport, SeriesPoint};
+use crate::report::{Episode, LogEntry, OnDemandReturn, PolicyReport, SeriesPoint};
 use crate::scenario::{Dist, Loaded, MaxUnavailable, Scenario, SchedulerKind};
 use autoscaler_core::hpa::{Hpa, ResourceMetrics};
 use autoscaler_core::model::{
@@ -40,7 +40,7 @@ use autoscaler_core::{
     Autoscaler, AutoscalerConfig, BalanceConfig, BalanceSets, CapacityType, ClusterSnapshot,
     CoolOffPolicy, Decision, DrainBackConfig, Event, InstanceType, InterruptionKind, LabelSelector,
     LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef, Pod, PodDisruptionBudget,
-    Resources, ScaleDownConfig, SchedulingSpec, SnapshotParts, Timestamp,
+    RemovalKind, Resources, ScaleDownConfig, SchedulingSpec, SnapshotParts, Timestamp,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -52,6 +52,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const NONE: u32 = u32::MAX;
+/// A removal started this soon after the node's launch counts as flapping.
+const YOUNG_REMOVAL_S: u64 = 600;
 
 /// Which autoscaler drives the cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -201,6 +203,34 @@ struct Inst {
     spot: bool,
     core: Option<Node>,
     unneeded_since: Option<u64>,
+    /// Second the instance was launched (for the "no removal within 10 min" check).
+    launched_at: u64,
+    /// Why its pods are being evicted, once a removal or an interruption started.
+    cause: Cause,
+}
+
+/// Why a pod was evicted: the report counts evictions by cause.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cause {
+    /// Scale-down of an unneeded node.
+    ScaleDown,
+    /// Zone rebalancing (ours).
+    Rebalance,
+    /// On-demand drain-back (ours).
+    DrainBack,
+    /// A spot interruption: drained on notice, or lost with the instance.
+    Interruption,
+}
+
+impl Cause {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Cause::ScaleDown => "scale-down",
+            Cause::Rebalance => "rebalance",
+            Cause::DrainBack => "drain-back",
+            Cause::Interruption => "interruption",
+        }
+    }
 }
 
 struct Asg {
@@ -228,6 +258,8 @@ enum Ev {
 struct Sim<'a> {
     sc: &'a Scenario,
     loaded: &'a Loaded,
+    /// Seconds simulated.
+    duration: u64,
     kind: PolicyKind,
     rng: ChaCha8Rng,
     engine: Autoscaler,
@@ -456,6 +488,7 @@ impl<'a> Sim<'a> {
         Sim {
             sc,
             loaded,
+            duration: loaded.duration_s(),
             kind,
             rng: ChaCha8Rng::seed_from_u64(seed),
             engine: engine_for(sc, kind, seed),
@@ -553,6 +586,8 @@ impl<'a> Sim<'a> {
             spot,
             core: Some(node),
             unneeded_since: None,
+            launched_at: now,
+            cause: Cause::ScaleDown,
         });
         self.asgs[gi].live.push(id);
         self.zone_counts[zi as usize] += 1;
@@ -582,6 +617,7 @@ impl<'a> Sim<'a> {
         let gi = inst.group as usize;
         let zi = inst.zone as usize;
         let pods = inst.pods.clone();
+        let cause = inst.cause;
         let (price, spot) = (inst.price, inst.spot);
         self.ready_nodes.retain(|&n| n != id);
         self.asgs[gi].live.retain(|&n| n != id);
@@ -599,15 +635,20 @@ impl<'a> Sim<'a> {
         }
         // The instance is gone: its pods die whatever their PDB says.
         for p in pods {
-            self.evict(p, now);
+            self.evict(p, now, cause);
         }
         self.dirty = true;
     }
 
     /// Evicts one pod from its node (drained or gone): the ReplicaSet creates its
     /// replacement at once, and the time until that one is Ready is lost.
-    fn evict(&mut self, p: u32, now: u64) {
+    fn evict(&mut self, p: u32, now: u64, cause: Cause) {
         let svc = self.pods[p as usize].svc as usize;
+        *self
+            .report
+            .evictions_by_cause
+            .entry(cause.name().to_string())
+            .or_default() += 1;
         self.settle_eviction(p, now);
         self.unbind(p);
         self.svcs[svc].starting.remove(&p);
@@ -622,12 +663,16 @@ impl<'a> Sim<'a> {
     /// (taint, evictions, the pods' graceful shutdown) terminate the instance with
     /// decrement when `terminate`. The same model for every policy (and for
     /// aws-node-termination-handler, with `terminate` false: AWS takes the instance).
-    fn start_removal(&mut self, id: u32, now: u64, terminate: bool) -> bool {
+    fn start_removal(&mut self, id: u32, now: u64, terminate: bool, cause: Cause) -> bool {
         let inst = &mut self.insts[id as usize];
         if !inst.alive || inst.draining {
             return false;
         }
+        if cause != Cause::Interruption && now < inst.launched_at + YOUNG_REMOVAL_S {
+            self.report.young_removals += 1;
+        }
         inst.draining = true;
+        inst.cause = cause;
         inst.terminate_when_drained = terminate;
         inst.drain_had_pods = !inst.pods.is_empty();
         self.draining_list.push(id);
@@ -640,10 +685,11 @@ impl<'a> Sim<'a> {
     /// the termination.
     fn drain_node(&mut self, id: u32, now: u64) {
         let pods = self.insts[id as usize].pods.clone();
+        let cause = self.insts[id as usize].cause;
         for p in pods {
             let svc = self.pods[p as usize].svc as usize;
             if self.svcs[svc].disruptions_allowed() > 0 {
-                self.evict(p, now);
+                self.evict(p, now, cause);
             }
         }
         let inst = &mut self.insts[id as usize];
@@ -1081,7 +1127,7 @@ impl<'a> Sim<'a> {
                 Ev::Terminate(id) => self.terminate(id, false, t),
                 Ev::Drained(id) => self.terminate(id, true, t),
                 Ev::NthDrain(id) => {
-                    if self.start_removal(id, t, false) {
+                    if self.start_removal(id, t, false, Cause::Interruption) {
                         let gi = self.insts[id as usize].group as usize;
                         let group = self.sc.node_groups[gi].name.clone();
                         let target = self.asgs[gi].desired;
@@ -1119,6 +1165,7 @@ impl<'a> Sim<'a> {
                 }
                 let pick = (self.rng.next_u64() % cands.len() as u64) as usize;
                 let id = cands.swap_remove(pick);
+                self.insts[id as usize].cause = Cause::Interruption;
                 self.report.interruptions += 1;
                 self.last_interruption = Some(t);
                 self.push(t + notice, Ev::Terminate(id));
@@ -1307,7 +1354,13 @@ impl<'a> Sim<'a> {
                         .strip_prefix("node-")
                         .and_then(|n| n.parse::<u32>().ok())
                         .filter(|&id| (id as usize) < self.insts.len());
-                    let started = id.is_some_and(|id| self.start_removal(id, t, true));
+                    let cause = match kind {
+                        RemovalKind::ScaleDown => Cause::ScaleDown,
+                        RemovalKind::Rebalance => Cause::Rebalance,
+                        RemovalKind::DrainBack => Cause::DrainBack,
+                        RemovalKind::Interruption => Cause::Interruption,
+                    };
+                    let started = id.is_some_and(|id| self.start_removal(id, t, true, cause));
                     // Desired capacity once every node of the group being drained is gone.
                     let target = self.group_index(&group).map_or(0, |gi| {
                         let a = &self.asgs[gi];
@@ -1521,7 +1574,7 @@ impl<'a> Sim<'a> {
             }
             headroom[gi] -= 1;
             let group = self.sc.node_groups[gi].name.clone();
-            self.start_removal(id, t, true);
+            self.start_removal(id, t, true, Cause::ScaleDown);
             let target = self.asgs[gi].desired.saturating_sub(1);
             self.log(
                 t,
@@ -1612,6 +1665,23 @@ impl<'a> Sim<'a> {
             self.set_replicas(svc, n, 0);
         }
         self.schedule(0, true);
+        // Spot comes back when the scenario's last spot outage ends.
+        let duration = self.duration;
+        let spot_returned = self
+            .sc
+            .cloud
+            .ice
+            .iter()
+            .filter(|w| w.capacity_type != Some(CapacityType::OnDemand) && w.from_s < duration)
+            .map(|w| w.to_s)
+            .max();
+        self.report.on_demand_return = spot_returned.map(|at| OnDemandReturn {
+            spot_returned_s: at,
+            base: self.od_live,
+            peak: self.od_live,
+            back_after_s: None,
+            observed_s: duration.saturating_sub(at),
+        });
         let unplaced: usize = self.svcs.iter().map(|s| s.pending.len()).sum();
         if unplaced > 0 {
             self.report.warnings.push(format!(
@@ -1651,6 +1721,12 @@ impl<'a> Sim<'a> {
         self.report.pending_pod_seconds += pending as u64;
         self.report.node_seconds_spot += u64::from(self.spot_live);
         self.report.node_seconds_on_demand += u64::from(self.od_live);
+        if let Some(r) = self.report.on_demand_return.as_mut() {
+            r.peak = r.peak.max(self.od_live);
+            if t >= r.spot_returned_s && r.back_after_s.is_none() && self.od_live <= r.base {
+                r.back_after_s = Some(t - r.spot_returned_s);
+            }
+        }
         self.report.cost_usd += self.price_rate / 3600.0;
         let merge = self.sc.sim.episode_merge_s;
         if pending > 0 {
@@ -1791,11 +1867,7 @@ pub fn run(
     seed: u64,
     progress: &(dyn Fn(u64) + Sync),
 ) -> PolicyReport {
-    let duration = loaded
-        .scenario
-        .duration_s
-        .unwrap_or(loaded.trace.len_s())
-        .max(1);
+    let duration = loaded.duration_s();
     let mut sim = Sim::new(loaded, kind, seed);
     sim.init();
     for t in 0..duration {

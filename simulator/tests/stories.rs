@@ -243,11 +243,20 @@ fn tv_peak_ice_ours_drains_back_to_spot_and_removes_nodes() {
 }
 
 #[test]
-fn az_imbalance_ours_keeps_zones_within_one_node() {
+fn az_imbalance_ours_keeps_zones_within_its_tolerance() {
     let r = both(&load("az-imbalance"));
     let ours = &r.policies["ours"];
+    let ca = &r.policies["ca-1.33"];
     assert!(ours.steady_samples > 500, "{}", ours.steady_samples);
-    assert!(ours.max_az_skew <= 1, "{}", ours.max_az_skew);
+    // Rebalancing waits for rest and tolerates a fifth of the mean nodes per zone
+    // (balance.skew_fraction), so a set of ~10 nodes per zone may sit at 2.
+    assert!(ours.max_az_skew <= 2, "{}", ours.max_az_skew);
+    assert!(
+        ours.max_az_skew * 4 <= ca.max_az_skew,
+        "ours {} vs ca {}",
+        ours.max_az_skew,
+        ca.max_az_skew
+    );
 }
 
 #[test]
