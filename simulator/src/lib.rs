@@ -21,6 +21,7 @@ pub mod error;
 pub mod html;
 pub mod report;
 pub mod scenario;
+pub mod scoreboard;
 pub mod sim;
 pub mod trace;
 

@@ -62,6 +62,26 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Replay every built-in story and every repository trace (under the
+    /// tv-peak-ice and breaking-news clouds) with ours and every cluster-autoscaler
+    /// variant, and judge each row against issue 12's criteria
+    Scoreboard {
+        /// Folder of traces (`*.csv`) [default: the repository's simulator/traces]
+        #[arg(long)]
+        traces: Option<PathBuf>,
+        /// Only the rows whose scenario or trace name contains this
+        #[arg(long)]
+        only: Option<String>,
+        /// Write the rows and verdicts as JSON here
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the table as an HTML page here
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Exit with status 3 when any criterion fails
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 fn main() {
@@ -81,6 +101,34 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Scenarios => {
             for (name, desc) in list_builtins() {
                 println!("{name:<22} {desc}");
+            }
+            Ok(())
+        }
+        Command::Scoreboard {
+            traces,
+            only,
+            json,
+            html,
+            strict,
+        } => {
+            let traces = traces
+                .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/traces")));
+            let board = simulator::scoreboard::run(&traces, only.as_deref(), &|row| {
+                if std::io::stderr().is_terminal() {
+                    eprintln!("replaying {row}");
+                }
+            })?;
+            print!("{}", board.table());
+            if let Some(p) = json {
+                let text = serde_json::to_string_pretty(&board).context("serializing")?;
+                std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = html {
+                std::fs::write(&p, board.html())
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if strict && !board.all_pass() {
+                std::process::exit(3);
             }
             Ok(())
         }

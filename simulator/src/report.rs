@@ -147,6 +147,8 @@ pub struct PolicyReport {
     pub young_removals: u64,
     /// Requests served (by ready pods, slowly or not), for cost per served request.
     pub served_requests: f64,
+    /// Balance sets of the cluster (`ours`' grouping), for the disruption budget.
+    pub balance_sets: usize,
     /// The on-demand fallback's way back (`None` when the scenario has no spot outage).
     pub on_demand_return: Option<OnDemandReturn>,
     /// Spot interruption notices.

@@ -1675,6 +1675,7 @@ impl<'a> Sim<'a> {
             .filter(|w| w.capacity_type != Some(CapacityType::OnDemand) && w.from_s < duration)
             .map(|w| w.to_s)
             .max();
+        self.report.balance_sets = self.balance_sets.len();
         self.report.on_demand_return = spot_returned.map(|at| OnDemandReturn {
             spot_returned_s: at,
             base: self.od_live,

@@ -201,3 +201,52 @@ fn run_writes_identical_json_twice_and_an_html_report() {
         assert!(html.contains(row), "the HTML report shows {row}");
     }
 }
+
+#[test]
+fn the_scoreboard_judges_ours_against_every_ca_variant() {
+    let json = tmp("board.json");
+    let html = tmp("board.html");
+    // The Azure trace under both crisis clouds: 2 rows x 3 CA variants.
+    let o = sim(&[
+        "scoreboard",
+        "--only",
+        "azure",
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+        "--strict",
+    ]);
+    let table = String::from_utf8_lossy(&o.stdout).into_owned();
+    let board: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = board["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6, "{table}");
+    for r in rows {
+        assert_eq!(r["crisis"], true, "{r}");
+        let checks = r["checks"].as_array().unwrap();
+        assert_eq!(checks.len(), 6, "{r}");
+        // Ours wins every criterion on these rows today: a regression turns one red.
+        assert!(checks.iter().all(|c| c["pass"] == true), "{r}\n{table}");
+    }
+    let variants: Vec<&str> = rows
+        .iter()
+        .map(|r| r["variant"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        &variants[..3],
+        ["ca-1.33", "ca-1.33+balance+nth", "ca-1.30"]
+    );
+    assert!(o.status.success(), "--strict passes: {}", stderr(&o));
+    assert!(table.contains("0 ✗ in 6 rows"), "{table}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<tr>").count(), 7, "header + 6 rows");
+    // A row that fails makes --strict exit 3.
+    let o = sim(&["scoreboard", "--only", "front-outage-return", "--strict"]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
