@@ -668,6 +668,56 @@ fn scale_ups_are_split_toward_the_lightest_zones() {
     );
 }
 
+/// Plays a round at each of `minutes`, applying the decisions as the adapters would:
+/// new nodes are ready at once, a removed node's pods move to the newest node. Returns
+/// the removals with their minute.
+fn play(
+    e: &mut Autoscaler,
+    groups: &[NodeGroup],
+    nodes: &mut Vec<Node>,
+    pods: &mut [Pod],
+    minutes: impl Iterator<Item = u64>,
+) -> Vec<(u64, RemovalKind)> {
+    let mut removed = Vec::new();
+    let mut launched = 0;
+    for now in minutes {
+        let gs: Vec<NodeGroup> = groups
+            .iter()
+            .cloned()
+            .map(|g| with_target(g, nodes))
+            .collect();
+        let s = snapshot(gs.clone(), nodes.clone(), pods.to_vec(), vec![]);
+        let d = e.decide(&s, at(now));
+        for a in &d.actions {
+            match a {
+                Decision::ScaleUp { group, delta, .. } => {
+                    let g = gs.iter().find(|g| &g.name == group).unwrap();
+                    for _ in 0..*delta {
+                        launched += 1;
+                        let name = format!("new{launched}");
+                        nodes.push(node(&name, g, &g.zones[0], "m5.xlarge", at(now)));
+                    }
+                }
+                Decision::RemoveNode {
+                    node: victim, kind, ..
+                } => {
+                    removed.push((now, *kind));
+                    let target = nodes.last().unwrap().name.clone();
+                    for p in pods
+                        .iter_mut()
+                        .filter(|p| p.node_name.as_deref() == Some(victim))
+                    {
+                        p.node_name = Some(target.clone());
+                    }
+                    nodes.retain(|n| &n.name != victim);
+                }
+                _ => {}
+            }
+        }
+    }
+    removed
+}
+
 #[test]
 fn zone_skew_after_a_spike_in_one_zone_is_healed_by_replacement() {
     let groups = zonal_set();
@@ -690,8 +740,6 @@ fn zone_skew_after_a_spike_in_one_zone_is_healed_by_replacement() {
         })
         .collect();
     let mut e = engine();
-    let mut now = 30;
-    let mut launched = 0;
     let skew_of = |nodes: &[Node]| {
         let mut c: BTreeMap<&str, i64> = BTreeMap::from([(A, 0), (B, 0), (C, 0)]);
         for n in nodes {
@@ -701,45 +749,13 @@ fn zone_skew_after_a_spike_in_one_zone_is_healed_by_replacement() {
     };
     assert_eq!(skew_of(&nodes), 4);
     // Play rounds: apply each decision as the adapters would (new nodes ready at once).
-    for _ in 0..40 {
-        let gs: Vec<NodeGroup> = groups
-            .iter()
-            .cloned()
-            .map(|g| with_target(g, &nodes))
-            .collect();
-        let s = snapshot(gs.clone(), nodes.clone(), pods.clone(), vec![]);
-        let d = e.decide(&s, at(now));
-        for a in &d.actions {
-            match a {
-                Decision::ScaleUp { group, delta, .. } => {
-                    let g = gs.iter().find(|g| &g.name == group).unwrap();
-                    for _ in 0..*delta {
-                        launched += 1;
-                        nodes.push(node(
-                            &format!("new{launched}"),
-                            g,
-                            &g.zones[0],
-                            "m5.xlarge",
-                            at(now + 1),
-                        ));
-                    }
-                }
-                Decision::RemoveNode { node: victim, .. } => {
-                    // Drained: its pods move to the newest node, the node goes.
-                    let target = nodes.last().unwrap().name.clone();
-                    for p in pods
-                        .iter_mut()
-                        .filter(|p| p.node_name.as_deref() == Some(victim))
-                    {
-                        p.node_name = Some(target.clone());
-                    }
-                    nodes.retain(|n| &n.name != victim);
-                }
-                _ => {}
-            }
-        }
-        now += 2;
-    }
+    let _ = play(
+        &mut e,
+        &groups,
+        &mut nodes,
+        &mut pods,
+        (0..40).map(|i| 30 + 2 * i),
+    );
     assert!(
         skew_of(&nodes) <= 1,
         "skew {} with {:?}",
@@ -1028,52 +1044,18 @@ fn rebalancing_and_drain_back_share_an_hourly_eviction_budget() {
     let mut config = AutoscalerConfig::default();
     config.balance.evictions_per_hour = 1;
     let mut e = Autoscaler::new(config).unwrap();
-    let mut drained_at = Vec::new();
-    let mut launched = 0;
-    // Rounds every 2 min for 100 min; new nodes are ready at once, drains are instant.
-    for round in 0..50 {
-        let now = 12 + 2 * round;
-        let gs: Vec<NodeGroup> = groups
-            .iter()
-            .cloned()
-            .map(|g| with_target(g, &nodes))
-            .collect();
-        let s = snapshot(gs.clone(), nodes.clone(), pods.clone(), vec![]);
-        let d = e.decide(&s, at(now));
-        for a in &d.actions {
-            match a {
-                Decision::ScaleUp { group, delta, .. } => {
-                    let g = gs.iter().find(|g| &g.name == group).unwrap();
-                    for _ in 0..*delta {
-                        launched += 1;
-                        nodes.push(node(
-                            &format!("new{launched}"),
-                            g,
-                            &g.zones[0],
-                            "m5.xlarge",
-                            at(now),
-                        ));
-                    }
-                }
-                Decision::RemoveNode {
-                    node: victim,
-                    kind: RemovalKind::Rebalance,
-                    ..
-                } => {
-                    drained_at.push(now);
-                    let target = nodes.last().unwrap().name.clone();
-                    for p in pods
-                        .iter_mut()
-                        .filter(|p| p.node_name.as_deref() == Some(victim))
-                    {
-                        p.node_name = Some(target.clone());
-                    }
-                    nodes.retain(|n| &n.name != victim);
-                }
-                _ => {}
-            }
-        }
-    }
+    // Rounds every 2 min for 100 min.
+    let drained_at: Vec<u64> = play(
+        &mut e,
+        &groups,
+        &mut nodes,
+        &mut pods,
+        (0..50).map(|i| 12 + 2 * i),
+    )
+    .into_iter()
+    .filter(|(_, kind)| *kind == RemovalKind::Rebalance)
+    .map(|(at, _)| at)
+    .collect();
     // One pod per node, one eviction an hour: two replacements in 100 minutes, an
     // hour apart, though the skew (8) asked for more.
     assert_eq!(drained_at.len(), 2, "{drained_at:?}");
