@@ -327,6 +327,22 @@ async fn serve<P: NodeGroupProvider + Clone>(
         failures_tx,
         notify.clone(),
     );
+    let recording = if flags.record_dir.is_empty() {
+        None
+    } else {
+        let encoder = autoscaler_core::recording::Encoder::new(
+            engine.config().clone(),
+            u64::try_from(flags.scan_interval.as_millis()).unwrap_or(u64::MAX),
+            flags.dry_run,
+        );
+        let dir = std::path::Path::new(&flags.record_dir);
+        tracing::info!(dir = %dir.display(), max_bytes = flags.record_max_bytes, "recording rounds");
+        Some(crate::recording::RecordingWriter::open(
+            dir,
+            flags.record_max_bytes,
+            encoder,
+        )?)
+    };
     tracing::info!(dry_run = flags.dry_run, metrics = %addr, "autoscaler started");
     let mut ctl = Controller {
         flags,
@@ -344,6 +360,7 @@ async fn serve<P: NodeGroupProvider + Clone>(
         priorities_text: None,
         overprovisioning_text: None,
         wake_at: None,
+        recording,
     };
     let main = ctl.main_loop(notify);
     tokio::select! {
@@ -397,6 +414,8 @@ struct Controller<P: NodeGroupProvider + Clone> {
     overprovisioning_text: Option<String>,
     /// The engine's next deadline after the last successful round.
     wake_at: Option<tokio::time::Instant>,
+    /// `--record-dir`'s writer.
+    recording: Option<crate::recording::RecordingWriter>,
 }
 
 /// Sleeps until `at`, or forever when there is no deadline.
@@ -553,7 +572,13 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         self.refresh_configmaps();
         let t = now();
         let started = tokio::time::Instant::now();
+        // The round's events, kept only when recording.
+        let mut seen_events = Vec::new();
+        let recording = self.recording.is_some();
         while let Ok(ev) = self.removal_failures.try_recv() {
+            if recording {
+                seen_events.push(ev.clone());
+            }
             self.engine.handle_event(ev, t);
         }
         for ev in self
@@ -563,6 +588,9 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             .context("polling provider events")?
         {
             tracing::info!(event = ?ev, "provider event");
+            if recording {
+                seen_events.push(ev.clone());
+            }
             self.engine.handle_event(ev, t);
         }
         let snap = build_snapshot(&self.caches, &self.provider).await?;
@@ -578,6 +606,13 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         let unix_secs = i64::try_from(t.as_millis() / 1000).unwrap_or(0);
         self.metrics
             .record_round(snap.nodes(), &decisions, unix_secs);
+        if let Some(r) = &mut self.recording {
+            let priorities = self.priorities_text.as_deref();
+            if let Err(e) = r.round(t, priorities, &snap, &seen_events, &decisions.actions) {
+                // A full disk must not stop autoscaling.
+                tracing::warn!(error = %e, "recording the round failed");
+            }
+        }
         self.carry_out(&decisions).await;
         self.report_pods(&decisions);
         self.report_nodes(&decisions);

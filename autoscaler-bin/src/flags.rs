@@ -291,6 +291,14 @@ pub struct Flags {
     /// (annotated `kwok.x-k8s.io/node: fake`, so KWOK makes it Ready); for e2e tests.
     #[arg(long, default_value_t = false, action = bool_flag(), num_args = 0..=1, default_missing_value = "true")]
     pub static_create_kwok_nodes: bool,
+    /// Record what the engine sees each round (workloads' pod counts and scheduling
+    /// specs, nodes per group, events, decisions) to rotating JSON Lines files in this
+    /// folder, for `autoscaler-sim replay` and `tune` (empty: off). Works with --dry-run.
+    #[arg(long, default_value = "")]
+    pub record_dir: String,
+    /// Most bytes the recording files may take in --record-dir; the oldest go first.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    pub record_max_bytes: u64,
 }
 
 fn parse_cloud_provider(s: &str) -> Result<CloudProvider, String> {

@@ -16,6 +16,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pod_cache;
 pub mod provider;
+pub mod recording;
 pub mod static_provider;
 pub mod status;
 pub mod translate;

@@ -74,6 +74,7 @@ this map, see "autoscaler.args".
 {{- $_ := set $f "balance-zones" .Values.zoneBalancing.enabled -}}
 {{- $_ := set $f "zone-skew-threshold" .Values.zoneBalancing.skewThreshold -}}
 {{- if .Values.eventQueue.url -}}{{- $_ := set $f "event-queue-url" .Values.eventQueue.url -}}{{- end -}}
+{{- if .Values.recording.enabled -}}{{- $_ := set $f "record-dir" "/recording" -}}{{- $_ := set $f "record-max-bytes" (int64 .Values.recording.maxBytes) -}}{{- end -}}
 {{- range $k, $v := .Values.extraArgs -}}
 {{- $key := regexFind "^[^_]+" $k -}}
 {{- if eq $key $k -}}
