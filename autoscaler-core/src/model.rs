@@ -100,6 +100,10 @@ pub struct Toleration {
     /// Effect; `None` matches every effect.
     #[serde(default)]
     pub effect: Option<TaintEffect>,
+    /// `tolerationSeconds`: how long a `NoExecute` taint is tolerated once it appears.
+    /// It bounds eviction, not placement: kube-scheduler tolerates the taint regardless.
+    #[serde(default)]
+    pub toleration_seconds: Option<i64>,
 }
 
 impl Toleration {
@@ -169,13 +173,19 @@ impl Requirement {
     }
 }
 
+/// The only field a node selector's `matchFields` may name (the API server rejects others).
+pub const NODE_NAME_FIELD: &str = "metadata.name";
+
 /// A node selector term: all requirements must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeSelectorTerm {
-    /// Requirements, ANDed.
+    /// Requirements on labels, ANDed.
     #[serde(default)]
     pub match_expressions: Vec<Requirement>,
+    /// Requirements on fields (`metadata.name`, the node's name), ANDed with the above.
+    #[serde(default)]
+    pub match_fields: Vec<Requirement>,
 }
 
 /// A label selector (`matchLabels` and `matchExpressions`, ANDed).
@@ -214,14 +224,15 @@ impl LabelSelector {
     }
 }
 
-/// Required pod anti-affinity: no pod matching `label_selector` in the same topology domain.
+/// A required pod (anti-)affinity term: pods matching `label_selector` in the same
+/// topology domain (the nodes sharing the value of `topology_key`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodAntiAffinityTerm {
-    /// Pods this pod must not share a domain with.
+    /// The pods the term is about.
     pub label_selector: LabelSelector,
-    /// Domain key; `kubernetes.io/hostname` is modelled, others are treated like it
-    /// (a stricter check would need per-domain counts; see the README's limits).
+    /// Domain key: any node label (`kubernetes.io/hostname`, `topology.kubernetes.io/zone`,
+    /// a custom one). A node without the label is in no domain.
     pub topology_key: String,
     /// Namespaces of the pods to match; empty means the pod's own namespace.
     #[serde(default)]
@@ -249,6 +260,40 @@ pub struct TopologySpreadConstraint {
     pub when_unsatisfiable: WhenUnsatisfiable,
     /// The pods counted.
     pub label_selector: LabelSelector,
+}
+
+/// A required pod affinity term has the same shape as an anti-affinity term.
+pub type PodAffinityTerm = PodAntiAffinityTerm;
+
+/// A host port a container asks for (`containers[].ports[].hostPort`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostPort {
+    /// The port on the node.
+    pub port: u16,
+    /// `TCP`, `UDP` or `SCTP`.
+    #[serde(default = "tcp")]
+    pub protocol: String,
+    /// The host IP; empty or `0.0.0.0` means every address.
+    #[serde(default)]
+    pub host_ip: String,
+}
+
+fn tcp() -> String {
+    "TCP".into()
+}
+
+impl HostPort {
+    /// Whether two host ports cannot share a node (kube-scheduler's NodePorts filter):
+    /// same port and protocol, and the addresses overlap (a wildcard overlaps all).
+    pub fn conflicts_with(&self, other: &HostPort) -> bool {
+        let wildcard = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (wildcard(&self.host_ip)
+                || wildcard(&other.host_ip)
+                || self.host_ip == other.host_ip)
+    }
 }
 
 /// A pod's controller.
@@ -295,6 +340,17 @@ pub struct SchedulingSpec {
     /// Topology spread constraints.
     #[serde(default)]
     pub topology_spread: Vec<TopologySpreadConstraint>,
+    /// Required pod affinity terms (`podAffinity.requiredDuringScheduling...`), ANDed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub affinity: Vec<PodAffinityTerm>,
+    /// Host ports of its containers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<HostPort>,
+    /// Scheduling features the pod uses that the engine does not model (DRA resource
+    /// claims, ...), by name. Such a pod is never placed by the simulation and never
+    /// triggers a scale-up: its reason names the feature instead of a guess.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unsupported: Vec<String>,
 }
 
 /// A pod. `node_name: None` means pending (not yet bound).

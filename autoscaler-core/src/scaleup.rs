@@ -5,13 +5,14 @@ use crate::cooloff::CoolOffs;
 use crate::index::{GroupIdx, PodIdx};
 use crate::model::{Labels, NodeGroup, Pod, CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
 use crate::predicates::{
-    full_fit, resource_fit, static_fit, AffinityState, SimNode, SpreadState, Unfit, Variant,
+    anti_affinity_fit, full_fit, resource_fit, static_fit, AffinityState, SimNode, SpreadState,
+    Unfit, Variant,
 };
 use crate::resources::{ResourceName, Resources};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Default pod slots when a node reports none (the kubelet's default).
 pub(crate) const DEFAULT_MAX_PODS: u64 = 110;
@@ -28,7 +29,17 @@ pub(crate) struct GroupPlan {
     pub capacity: Resources,
     pub price_per_hour: f64,
     pub pod_slots: u64,
+    /// Where the next new nodes will land, when it can be told: for the k-th new node,
+    /// the variants of the zones AWS may pick for it. An ASG launches into the zone
+    /// where it has the fewest instances, so with every instance's zone known (none in
+    /// flight, no pool cooled off) the zone of each new node follows from the counts;
+    /// ties keep every tied zone. Empty: unknown, every variant applies.
+    pub launch_order: Vec<Vec<Variant>>,
 }
+
+/// How many new nodes' zones [`GroupPlan::launch_order`] predicts (a scale-up of one
+/// group is rarely larger; later nodes fall back to every variant).
+const PREDICTED_LAUNCHES: usize = 64;
 
 /// Why a group cannot be planned this round.
 #[derive(Clone, Debug)]
@@ -138,7 +149,9 @@ impl GroupPlan {
             }
         }
         allocatable.pods = pod_slots;
+        let launch_order = launch_order(gi, group, snap, &variants);
         Ok(GroupPlan {
+            launch_order,
             group: gi,
             variants,
             labels,
@@ -147,6 +160,20 @@ impl GroupPlan {
             price_per_hour,
             pod_slots,
         })
+    }
+
+    /// The `k`-th new node of this plan: in its predicted zone(s) when known.
+    pub fn new_node<'a>(
+        &'a self,
+        group: &'a NodeGroup,
+        k: usize,
+        hostname: impl Into<std::borrow::Cow<'a, str>>,
+    ) -> SimNode<'a> {
+        let mut node = self.fresh_node(group, hostname);
+        if let Some(variants) = self.launch_order.get(k) {
+            node.variants = variants;
+        }
+        node
     }
 
     /// A fresh hypothetical node of this plan.
@@ -170,6 +197,65 @@ impl GroupPlan {
             hostname: hostname.into(),
         }
     }
+}
+
+/// The zones of the next new nodes of a group (see [`GroupPlan::launch_order`]).
+fn launch_order(
+    gi: GroupIdx,
+    group: &NodeGroup,
+    snap: &ClusterSnapshot,
+    variants: &[Variant],
+) -> Vec<Vec<Variant>> {
+    let zones: BTreeSet<&str> = variants.iter().map(|v| v.zone.as_str()).collect();
+    let nodes = snap.nodes_of_group(gi);
+    // A pool in cool-off, or instances whose zone we do not see yet: AWS's pick is
+    // not predictable from the counts.
+    let every_pool = group.zones.len() * group.instance_types.len();
+    if zones.len() < 2
+        || variants.len() < every_pool
+        || group.target_size as usize != nodes.len()
+        || group
+            .current_instances
+            .is_some_and(|c| c as usize != nodes.len())
+    {
+        return Vec::new();
+    }
+    let mut counts: BTreeMap<&str, usize> = zones.iter().map(|z| (*z, 0)).collect();
+    for &ni in nodes {
+        match snap.nodes()[ni].zone().and_then(|z| counts.get_mut(z)) {
+            Some(c) => *c += 1,
+            None => return Vec::new(),
+        }
+    }
+    let mut order = Vec::new();
+    while order.len() < PREDICTED_LAUNCHES {
+        let min = counts.values().copied().min().unwrap_or(0);
+        let tied: Vec<&str> = counts
+            .iter()
+            .filter(|(_, c)| **c == min)
+            .map(|(z, _)| *z)
+            .collect();
+        if tied.len() > 1 {
+            // A tie: this node and the next tied.len() - 1 go one to each tied zone,
+            // in an order we cannot know.
+            let any_tied: Vec<Variant> = variants
+                .iter()
+                .filter(|v| tied.contains(&v.zone.as_str()))
+                .cloned()
+                .collect();
+            for z in &tied {
+                if order.len() < PREDICTED_LAUNCHES {
+                    order.push(any_tied.clone());
+                }
+                counts.insert(z, min + 1);
+            }
+        } else {
+            let z = tied[0];
+            order.push(variants.iter().filter(|v| v.zone == z).cloned().collect());
+            counts.insert(z, min + 1);
+        }
+    }
+    order
 }
 
 /// Pending pods that are interchangeable for scheduling.
@@ -210,6 +296,12 @@ pub(crate) fn classify(snap: &ClusterSnapshot, pending: &[PodIdx]) -> Vec<PodCla
     classes
 }
 
+/// Whether a node that refused a pod may take an identical one after more placements:
+/// only pod affinity opens domains (anti-affinity and resources only close them).
+fn placements_can_open_nodes(pod: &Pod) -> bool {
+    !pod.spec.affinity.is_empty()
+}
+
 /// First-fit of a class onto `nodes`; returns the pods that found no room and, for each
 /// placed pod, the node index. A node that rejects a pod for any reason but topology
 /// spread rejects the identical pods after it too (free room only shrinks, pods only
@@ -223,18 +315,23 @@ pub(crate) fn place_class(
     mut on_placed: impl FnMut(PodIdx, usize),
 ) -> Vec<PodIdx> {
     let pods = snap.pods();
-    let affinity = AffinityState::build(&pods[class.rep], snap);
+    let rep = &pods[class.rep];
+    let mut affinity = AffinityState::build_with_placed(rep, snap, nodes);
     let mut candidates: Vec<usize> = Vec::new();
     let mut cursor = 0usize;
     for (i, &p) in class.pods.iter().enumerate() {
         let pod = &pods[p];
-        let found = if spread.is_empty() {
+        let found = if spread.is_empty() && !placements_can_open_nodes(rep) {
             let found = (cursor..nodes.len())
                 .find(|&k| full_fit(pod, &nodes[k], snap, spread, &affinity).is_ok());
             cursor = found.unwrap_or(nodes.len());
             found
         } else {
             if i == 0 {
+                candidates = (0..nodes.len()).collect();
+            }
+            // Pod affinity can open a node that refused an earlier pod.
+            if !rep.spec.affinity.is_empty() {
                 candidates = (0..nodes.len()).collect();
             }
             let mut keep = 0;
@@ -247,7 +344,7 @@ pub(crate) fn place_class(
                         found = Some(k);
                         break;
                     }
-                    Err(Unfit::TopologySpread { .. }) => {
+                    Err(Unfit::TopologySpread { .. } | Unfit::PodAffinity { .. }) => {
                         candidates[keep] = k;
                         keep += 1;
                     }
@@ -262,6 +359,7 @@ pub(crate) fn place_class(
             Some(k) => {
                 nodes[k].place(p, &pod.spec.requests);
                 spread.record(&nodes[k]);
+                affinity.record(rep, pod, p, &nodes[k]);
                 on_placed(p, k);
             }
             // Nothing changed, so the identical pods left cannot fit either.
@@ -299,26 +397,38 @@ pub(crate) fn estimate<'a>(
     let mut nodes: Vec<SimNode<'a>> = Vec::new();
     let mut helped = Vec::new();
     let mut requested = Resources::default();
-    // New nodes hold only simulated pods: no bound pod can conflict.
-    let affinity = AffinityState::default();
     for (ci, class) in classes.iter().enumerate() {
         let rep = &pods[class.rep];
-        let fresh = plan.fresh_node(group, "");
-        if resource_fit(rep, &fresh)
-            .and(static_fit(rep, &fresh))
+        let first = plan.new_node(group, nodes.len(), "");
+        if resource_fit(rep, &first)
+            .and(static_fit(rep, &first))
             .is_err()
         {
             continue;
         }
+        // Bound pods (any topology key) and what earlier classes put on these nodes.
+        let mut affinity = AffinityState::build_with_placed(rep, snap, &nodes);
         let mut spread = spreads[ci].clone();
+        if !spread.is_empty() {
+            for node in &nodes {
+                for &q in &node.placed {
+                    spread.record_other(rep, &pods[q], node);
+                }
+            }
+        }
+        let rescan = !spread.is_empty() || placements_can_open_nodes(rep);
         let mut cursor = 0usize;
         for &p in &class.pods {
             let pod = &pods[p];
-            let start = if spread.is_empty() { cursor } else { 0 };
+            let start = if rescan { 0 } else { cursor };
             let mut found = (start..nodes.len())
                 .find(|&k| full_fit(pod, &nodes[k], snap, &spread, &affinity).is_ok());
             if found.is_none() && (nodes.len() as u32) < max_new {
-                let node = plan.fresh_node(group, format!("new-{}-{}", group.name, nodes.len()));
+                let node = plan.new_node(
+                    group,
+                    nodes.len(),
+                    format!("new-{}-{}", group.name, nodes.len()),
+                );
                 if full_fit(pod, &node, snap, &spread, &affinity).is_ok() {
                     nodes.push(node);
                     found = Some(nodes.len() - 1);
@@ -327,6 +437,7 @@ pub(crate) fn estimate<'a>(
             let Some(k) = found else { break };
             nodes[k].place(p, &pod.spec.requests);
             spread.record(&nodes[k]);
+            affinity.record(rep, pod, p, &nodes[k]);
             helped.push(p);
             requested.add(&pod.spec.requests);
             cursor = k;
@@ -348,9 +459,11 @@ pub(crate) fn explain_misfit(
     snap: &ClusterSnapshot,
     spread: &SpreadState,
 ) -> Option<String> {
-    let fresh = plan.fresh_node(group, format!("new-{}", group.name));
-    let unfit = resource_fit(pod, &fresh)
-        .and(static_fit(pod, &fresh))
+    let fresh = plan.new_node(group, 0, format!("new-{}", group.name));
+    let affinity = AffinityState::build(pod, snap);
+    let unfit = static_fit(pod, &fresh)
+        .and(resource_fit(pod, &fresh))
+        .and(anti_affinity_fit(pod, &fresh, snap, &affinity))
         .and(spread.check(pod, &fresh, snap))
         .err()?;
     Some(match unfit {

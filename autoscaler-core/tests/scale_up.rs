@@ -207,6 +207,7 @@ fn required_node_affinity_in_and_not_in() {
             operator: SelectorOperator::NotIn,
             values: vec!["m5.xlarge".into()],
         }],
+        ..NodeSelectorTerm::default()
     }];
     let s = snap(vec![m5.clone(), c5.clone()], vec![], vec![p.clone()]);
     assert_eq!(
