@@ -19,11 +19,13 @@
 pub mod aws_messages;
 pub mod error;
 pub mod html;
+pub mod replay;
 pub mod report;
 pub mod scenario;
 pub mod scoreboard;
 pub mod sim;
 pub mod trace;
+pub mod tune;
 
 pub use error::InputError;
 pub use report::{PolicyReport, Report};

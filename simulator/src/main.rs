@@ -62,6 +62,84 @@ enum Command {
         #[arg(long)]
         html: Option<PathBuf>,
     },
+    /// Replay a recording made by `autoscaler --record-dir` through the policies, and
+    /// compare the replay's `ours` decisions with the live controller's
+    Replay {
+        /// The folder given to --record-dir (or one recording-*.jsonl file).
+        #[arg(long)]
+        recording: PathBuf,
+        /// Start, seconds after the first recorded round.
+        #[arg(long)]
+        from: Option<u64>,
+        /// End, seconds after the first recorded round.
+        #[arg(long)]
+        to: Option<u64>,
+        /// Re-derive replica counts from recorded utilisation through the HPA model
+        /// (not available: recordings hold pod counts, not CPU usage).
+        #[arg(long)]
+        hpa: bool,
+        /// Seed (default: the scenario's `cloud.seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Policies, comma-separated: ours, ca-1.33 (alias ca-baseline), ca-1.30.
+        #[arg(long, default_value = "ours,ca-1.33")]
+        policy: String,
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the HTML report here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+        /// Write the scenario the recording became (YAML) here.
+        #[arg(long)]
+        scenario_out: Option<PathBuf>,
+    },
+    /// Run `ours` over a grid of settings: Pareto frontier of cost vs degraded+unserved
+    /// vs evictions, and the cheapest setting meeting the objective
+    Tune {
+        /// Built-in name or YAML file.
+        #[arg(long, conflicts_with = "recording")]
+        scenario: Option<String>,
+        /// A recording folder instead of a scenario.
+        #[arg(long)]
+        recording: Option<PathBuf>,
+        /// `flag=v1,v2,...` (repeatable): ice-cooloff, ice-cooloff-max, drain-back-after,
+        /// drain-back-budget, scale-down-unneeded-time, scale-down-utilization-threshold,
+        /// scale-down-delay-after-add, zone-skew-threshold, hpa-scale-down-window,
+        /// hpa-scale-up-window, hpa-target, or a scenario path (autoscaler.balance.rebalance_after)
+        #[arg(long, required = true)]
+        vary: Vec<String>,
+        /// Constraints, comma-separated, e.g. `degraded<=0.1%,evictions<=20`.
+        #[arg(long, default_value = "degraded<=0.1%")]
+        objective: String,
+        /// Metric to minimise among the settings meeting the objective.
+        #[arg(long, default_value = "cost")]
+        minimise: String,
+        /// Seed (default: the scenario's `cloud.seed`).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Run slice i of n (`i/n`) and write it with --json for `merge`.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Write the result (or the shard) as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the frontier chart (HTML) here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
+    /// Join `tune --shard` outputs into the unsharded result
+    Merge {
+        /// Shard JSON files.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// Write the result as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the frontier chart (HTML) here.
+        #[arg(long)]
+        html: Option<PathBuf>,
+    },
     /// Replay every built-in story and every repository trace (under the
     /// tv-peak-ice and breaking-news clouds) with ours and every cluster-autoscaler
     /// variant, and judge each row against issue 12's criteria
@@ -132,6 +210,127 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Replay {
+            recording,
+            from,
+            to,
+            hpa,
+            seed,
+            policy,
+            json,
+            html,
+            scenario_out,
+        } => {
+            if hpa {
+                return Err(InputError::Usage("--hpa needs recorded CPU utilisation, which recordings do not hold yet (the controller reads no metrics API); replay without --hpa replays the recorded replica counts".into()).into());
+            }
+            let policies = parse_policies(&policy)?;
+            let rec = simulator::replay::Recording::load(&recording)?.window(from, to)?;
+            let (loaded, warnings) = rec.to_loaded()?;
+            if let Some(p) = scenario_out {
+                let yaml = serde_yaml_ng::to_string(&loaded.scenario).context("serializing")?;
+                std::fs::write(&p, yaml).with_context(|| format!("writing {}", p.display()))?;
+            }
+            let bar = progress_bar(loaded.duration_s() * policies.len() as u64);
+            let mut report = simulator::run_policies(&loaded, &policies, seed, &|n| bar.inc(n));
+            bar.finish_and_clear();
+            for r in report.policies.values_mut() {
+                r.warnings.extend(warnings.iter().cloned());
+            }
+            print!("{}", report.table());
+            if let Some(ours) = report.policies.get("ours") {
+                let tolerance = loaded.scenario.sim.scan_interval_s;
+                let matches =
+                    simulator::replay::match_decisions(&rec.live_decisions(), &ours.decisions);
+                print!("{}", simulator::replay::match_table(&matches, tolerance));
+            }
+            if let Some(p) = json {
+                std::fs::write(&p, report.to_json())
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = html {
+                std::fs::write(&p, simulator::html::render(&report))
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            Ok(())
+        }
+        Command::Tune {
+            scenario,
+            recording,
+            vary,
+            objective,
+            minimise,
+            seed,
+            shard,
+            json,
+            html,
+        } => {
+            use simulator::tune;
+            let (loaded, input) = match (scenario, recording) {
+                (Some(s), None) => {
+                    let (sc, path) = Scenario::load(&s)?;
+                    (sc.resolve(path.as_deref(), None)?, s)
+                }
+                (None, Some(r)) => {
+                    let rec = simulator::replay::Recording::load(&r)?.window(None, None)?;
+                    (rec.to_loaded()?.0, r.display().to_string())
+                }
+                _ => return Err(InputError::Usage("give --scenario or --recording".into()).into()),
+            };
+            tune::check_metric(&minimise)?;
+            let question = tune::Question {
+                input,
+                seed: seed.unwrap_or(loaded.scenario.cloud.seed),
+                vary: vary
+                    .iter()
+                    .map(|v| tune::Vary::parse(v))
+                    .collect::<Result<_, _>>()?,
+                objective: tune::Objective::parse_all(&objective)?,
+                minimise,
+            };
+            let slice = match &shard {
+                None => (0, 1),
+                Some(text) => text
+                    .split_once('/')
+                    .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)))
+                    .ok_or_else(|| {
+                        InputError::Usage(format!("--shard {text:?}: write it as i/n, e.g. 0/4"))
+                    })?,
+            };
+            let size = tune::grid_size(&question.vary);
+            let bar = progress_bar(size.div_ceil(slice.1) as u64);
+            let started = std::time::Instant::now();
+            let part = tune::run_shard(&loaded, &question, slice, &|| bar.inc(1))?;
+            bar.finish_and_clear();
+            eprintln!(
+                "{} of {size} points in {:.1} s",
+                part.points.len(),
+                started.elapsed().as_secs_f64()
+            );
+            if shard.is_some() {
+                let p = json.ok_or_else(|| {
+                    InputError::Usage("--shard needs --json FILE (the input of `merge`)".into())
+                })?;
+                let text = serde_json::to_string_pretty(&part).context("serializing")?;
+                std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                return Ok(());
+            }
+            let result = tune::merge(vec![part])?;
+            write_tune(&result, json, html)
+        }
+        Command::Merge { shards, json, html } => {
+            let mut parts = Vec::new();
+            for p in &shards {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading {}", p.display()))?;
+                parts.push(serde_json::from_str(&text).map_err(|e| InputError::File {
+                    file: p.display().to_string(),
+                    message: format!("not a `tune --shard` output: {e}"),
+                })?);
+            }
+            let result = simulator::tune::merge(parts)?;
+            write_tune(&result, json, html)
+        }
         Command::Run {
             scenario,
             trace,
@@ -191,4 +390,46 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_policies(policy: &str) -> anyhow::Result<Vec<PolicyKind>> {
+    let policies = policy
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.parse::<PolicyKind>().map_err(InputError::Usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    if policies.is_empty() {
+        return Err(InputError::Usage("--policy is empty".into()).into());
+    }
+    Ok(policies)
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+fn progress_bar(len: u64) -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len}, {elapsed} elapsed")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn write_tune(
+    result: &simulator::tune::TuneResult,
+    json: Option<PathBuf>,
+    html: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    print!("{}", result.table());
+    print!("{}", result.recommendation());
+    if let Some(p) = json {
+        std::fs::write(&p, result.to_json()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    if let Some(p) = html {
+        std::fs::write(&p, result.html()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
