@@ -13,6 +13,7 @@ import http.client
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -170,6 +171,7 @@ class ControlPlane:
 
     def __exit__(self, *exc):
         subprocess.run(["bash", self.script, "down", self.dir], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ peers --
@@ -537,7 +539,7 @@ def wait_until(what, pred, timeout, proc=None, peer=None):
 def one_run(args, peer, scenario, run_index, out_dir):
     """Runs one scenario once for one peer on a fresh control plane; returns its figures."""
     pods = scenario["pods"]
-    run_dir = os.path.join(out_dir, f"{slug(peer.name)}-{scenario['name']}-{run_index}")
+    run_dir = os.path.join(out_dir, "logs", f"{slug(peer.name)}-{scenario['name']}-{run_index}")
     os.makedirs(run_dir, exist_ok=True)
     with ControlPlane(args.controlplane, args.qps) as cp:
         api = cp.api
@@ -555,6 +557,10 @@ def one_run(args, peer, scenario, run_index, out_dir):
                 "floor nodes not Ready in 300 s"
             )
         proc = peer.start(cp, run_dir)
+        # Pods arrive at any point of a loop-driven peer's scan interval: spread the start
+        # over 10 s (CA's default scan) so that runs sample every phase, not just the
+        # worst one right after the first loop (which is when a peer turns ready).
+        time.sleep(10.0 * (run_index + 0.5) / args.runs if proc is not None else 0)
         try:
             return measure(args, api, peer, proc, scenario)
         finally:
@@ -588,6 +594,7 @@ def measure(args, api, peer, proc, scenario):
     api.watch("/api/v1/events", rec.on_event, stop)
     time.sleep(0.5)  # let the watches open
     cpu0 = proc_usage(proc.pid)[0] if proc else 0.0
+    load0 = os.getloadavg()[0]  # the machine is shared: a busy one slows every peer
     t0 = time.monotonic()
     arrival = scenario.get("arrival_s", 0)
     if arrival:
@@ -615,6 +622,7 @@ def measure(args, api, peer, proc, scenario):
         alloc_m = sum(v["alloc_m"] for v in new_nodes.values())
     cpu1, rss = proc_usage(proc.pid) if proc else (0.0, 0.0)
     result = {
+        "load_avg_1m_at_start": load0,
         "pods": pods,
         "all_running": done,
         "pods_bound": len(bound),
@@ -696,7 +704,7 @@ def markdown(results, meta):
         scale = any("scale_down_all_gone_s" in p["summary"] for p in sc["peers"])
         head = "| peer | runs | first node | all bound | all Running | above floor (p50) | nodes | bin-packing | CPU s | peak RSS MB |"
         if scale:
-            head += " scale-down: all gone | evictions |"
+            head += " scale-down: all gone | nodes removed | evictions |"
         lines.append(head)
         lines.append("|" + "---|" * (head.count("|") - 1))
         floor = next((p["summary"] for p in sc["peers"] if p["peer"].startswith("floor")), None)
@@ -714,7 +722,8 @@ def markdown(results, meta):
                 f"{s.get('cpu_s', '–')} | {s.get('peak_rss_mb', '–')} |"
             )
             if scale:
-                row += f" {fmt_t(s.get('scale_down_all_gone_s'))} | {s.get('evictions', '–')} |"
+                removed = s.get("scale_down_nodes_removed", "–")
+                row += f" {fmt_t(s.get('scale_down_all_gone_s'))} | {removed} of {s.get('nodes_launched', '–')} | {s.get('evictions', '–')} |"
             lines.append(row)
         lines.append("")
     return "\n".join(lines)
@@ -764,18 +773,25 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--scale-down-timeout", type=float, default=300)
     ap.add_argument("--command", default="benches/peers/run.sh")
-    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--append", action="store_true", help="add to (or replace rows of) OUT/results.json")
     args = ap.parse_args()
     for var in ("CONTROLPLANE", "OURS_BIN", "CA_BIN", "KARPENTER_BIN", "KARPENTER_CRDS"):
         setattr(args, var.lower(), os.environ.get(var, ""))
     os.makedirs(args.out, exist_ok=True)
     peers = make_peers(args)
     results = {"scenarios": []}
+    previous = os.path.join(args.out, "results.json")
+    if args.append and os.path.exists(previous):
+        # keep what earlier invocations measured; rows of the peers run now are replaced
+        results = json.load(open(previous))
     for key in args.scenarios.split(","):
         if key not in SCENARIOS:
             raise ArenaError(f"--scenarios: unknown scenario '{key}' (known: {', '.join(SCENARIOS)})")
         sc = SCENARIOS[key]
-        entry = {"name": key, "title": sc["title"], "peers": []}
+        entry = next((e for e in results["scenarios"] if e["name"] == key), None)
+        if entry is None:
+            entry = {"name": key, "title": sc["title"], "peers": []}
+            results["scenarios"].append(entry)
         for peer in peers:
             if sc.get("scale_down") and isinstance(peer, Floor):
                 continue
@@ -789,9 +805,13 @@ def main():
                     r = {"all_running": False, "error": str(e)}
                 log(f"  {json.dumps(r)}")
                 runs.append(r)
-            entry["peers"].append({"peer": peer.name, "runs": runs, "summary": summarize(runs)})
-        results["scenarios"].append(entry)
-        write_outputs(args, results)
+            row = {"peer": peer.name, "runs": runs, "summary": summarize(runs)}
+            old = [i for i, p in enumerate(entry["peers"]) if p["peer"] == peer.name]
+            if old:
+                entry["peers"][old[0]] = row
+            else:
+                entry["peers"].append(row)
+            write_outputs(args, results)
     return results
 
 
@@ -802,7 +822,7 @@ def write_outputs(args, results):
         "commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": args.command,
-        "host": f"{os.cpu_count()} CPUs, control plane client QPS {args.qps}",
+        "host": f"{os.cpu_count()} CPUs, control plane client QPS {args.qps}, load average {os.getloadavg()[0]:.1f} at the end",
     }
     results["meta"] = meta
     with open(os.path.join(args.out, "results.json"), "w") as f:
