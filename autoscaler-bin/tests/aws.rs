@@ -993,3 +993,137 @@ async fn aws_sqs_errors_delay_events_and_lose_none() {
     cleanup(&client, ns, "sq-a").await;
     cleanup(&client, ns, "sq-b").await;
 }
+
+/// `--record-dir` beside a live peak with an ICE (issue 13): `web` grows to 2 pods (asg-spot
+/// raised), asg-spot reports InsufficientInstanceCapacity through SQS (the failover to
+/// asg-od), then the peak: 8 pods, all on asg-od while spot cools off. The recording
+/// must hold every decision the controller logged, the ICE event and the counts, and
+/// nothing else. With `AUTOSCALER_RECORDING_OUT=DIR` the recording is copied there
+/// (how `simulator/recordings/e2e-ice` was made; `autoscaler-sim replay` reads it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_recording_of_a_peak_with_ice() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let ns = "e2e-aws-rec";
+    namespace(&client, ns).await;
+    let w = world(
+        &client,
+        ns,
+        &[("asg-spot", true, 50), ("asg-od", false, 10)],
+    )
+    .await;
+    let dir = cp.dir.join("recording");
+    let _ = std::fs::remove_dir_all(&dir);
+    let record = format!("--record-dir={}", dir.display());
+    let asc = w
+        .start(cp, ns, &[&record, "--record-max-bytes=1048576"])
+        .await;
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), ns);
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment("web", 2, "500m", serde_json::json!({})),
+        )
+        .await
+        .expect("create deployment");
+    wait_desired(&w.asg, "asg-spot", 1).await;
+    w.send_ice("asg-spot").await;
+    wait_desired(&w.asg, "asg-od", 1).await;
+    // Out of capacity means no instance: take back the one moto started at once, then
+    // let instances register as nodes (before this, a spot node would have taken the
+    // pods ahead of the ICE event).
+    for (id, group) in w.instances().await {
+        if group == "asg-spot" {
+            w.asg
+                .terminate_instance_in_auto_scaling_group()
+                .instance_id(id)
+                .should_decrement_desired_capacity(true)
+                .send()
+                .await
+                .expect("terminate the ICE'd spot instance");
+        }
+    }
+    let registrar = w.spawn_registrar(client.clone());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let scale = |n: u32| serde_json::json!({"spec": {"replicas": n}});
+    deployments
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(scale(8)),
+        )
+        .await
+        .expect("scale web to 8");
+    wait_for("8 web pods Running", Duration::from_secs(60), || {
+        let client = client.clone();
+        async move {
+            let pods = app_pods(&client, ns, "web").await;
+            (pods.len() == 8 && pods.iter().all(is_running)).then_some(())
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let log = log_text(&asc);
+    finish(asc, registrar, &client, ns, ["asg-spot", "asg-od"]).await;
+
+    let mut lines = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("the recording folder exists")
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in &files {
+        lines.extend(autoscaler_bin::recording::read_lines(f).expect("recording parses"));
+    }
+    use autoscaler_core::recording::RecordLine;
+    let rounds: Vec<_> = lines
+        .iter()
+        .filter_map(|l| match l {
+            RecordLine::Round(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let recorded: Vec<(String, String)> = rounds
+        .iter()
+        .flat_map(|r| {
+            r.decisions
+                .iter()
+                .map(|d| (d.kind.clone(), d.group.clone()))
+        })
+        .collect();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("\"message\":\"decision\""))
+        .count();
+    println!(
+        "recording: {} files, {} rounds, decisions {recorded:?}",
+        files.len(),
+        rounds.len()
+    );
+    assert_eq!(recorded.len(), logged, "every logged decision is recorded");
+    for want in [("ScaleUp", "asg-spot"), ("ScaleUp", "asg-od")] {
+        assert!(
+            recorded.iter().any(|(k, g)| k == want.0 && g == want.1),
+            "{want:?} recorded: {recorded:?}"
+        );
+    }
+    assert!(
+        rounds.iter().flat_map(|r| &r.events).any(|e| matches!(e,
+            autoscaler_core::Event::LaunchFailed { group, reason: autoscaler_core::LaunchFailureReason::InsufficientInstanceCapacity, .. } if group == "asg-spot")),
+        "the ICE event is recorded"
+    );
+    let peak = rounds
+        .iter()
+        .flat_map(|r| &r.workloads)
+        .map(|c| c.pods)
+        .max();
+    assert_eq!(peak, Some(8), "the peak's pods are counted");
+    if let Ok(out) = std::env::var("AUTOSCALER_RECORDING_OUT") {
+        std::fs::create_dir_all(&out).expect("AUTOSCALER_RECORDING_OUT folder");
+        for f in &files {
+            std::fs::copy(f, std::path::Path::new(&out).join(f.file_name().unwrap()))
+                .expect("copy recording");
+        }
+    }
+}
