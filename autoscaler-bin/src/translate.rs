@@ -4,6 +4,7 @@
 //! requests add up, what counts as local storage, ...) are unit-tested here.
 
 use autoscaler_core::model::CAPACITY_TYPE_LABEL;
+use autoscaler_core::model::{HostPort, PodAffinityTerm};
 use autoscaler_core::quantity::{parse_bytes, parse_count, parse_cpu_millis, QuantityError};
 use autoscaler_core::{
     CapacityType, DaemonSet, LabelSelector, Labels, Node, NodeSelectorTerm, OwnerRef, Pod,
@@ -178,26 +179,30 @@ pub fn scheduling_spec(
                         .flatten()
                         .map(|r| requirement(&r.key, &r.operator, &r.values))
                         .collect(),
+                    match_fields: t
+                        .match_fields
+                        .iter()
+                        .flatten()
+                        .map(|r| requirement(&r.key, &r.operator, &r.values))
+                        .collect(),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let anti_affinity = affinity
-        .and_then(|a| a.pod_anti_affinity.as_ref())
-        .and_then(|p| {
+    let anti_affinity = pod_affinity_terms(
+        affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+    );
+    let pod_affinity = pod_affinity_terms(affinity.and_then(|a| a.pod_affinity.as_ref()).and_then(
+        |p| {
             p.required_during_scheduling_ignored_during_execution
                 .as_ref()
-        })
-        .into_iter()
-        .flatten()
-        .filter_map(|t| {
-            Some(PodAntiAffinityTerm {
-                label_selector: label_selector(t.label_selector.as_ref())?,
-                topology_key: t.topology_key.clone(),
-                namespaces: t.namespaces.clone().unwrap_or_default(),
-            })
-        })
-        .collect();
+        },
+    ));
     let topology_spread = spec
         .topology_spread_constraints
         .iter()
@@ -228,6 +233,7 @@ pub fn scheduling_spec(
             },
             value: t.value.clone().unwrap_or_default(),
             effect: t.effect.as_deref().and_then(effect),
+            toleration_seconds: t.toleration_seconds,
         })
         .collect();
     Ok(SchedulingSpec {
@@ -238,7 +244,102 @@ pub fn scheduling_spec(
         tolerations,
         anti_affinity,
         topology_spread,
+        affinity: pod_affinity,
+        host_ports: host_ports(spec),
+        unsupported: unsupported_features(spec),
     })
+}
+
+/// Required pod (anti-)affinity terms. A term with a null selector selects no pod.
+fn pod_affinity_terms(terms: Option<&Vec<core::PodAffinityTerm>>) -> Vec<PodAffinityTerm> {
+    terms
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some(PodAntiAffinityTerm {
+                label_selector: label_selector(t.label_selector.as_ref())?,
+                topology_key: t.topology_key.clone(),
+                namespaces: t.namespaces.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Host ports of the containers, init containers included (the scheduler counts both).
+fn host_ports(spec: &core::PodSpec) -> Vec<HostPort> {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let port = u16::try_from(p.host_port?).ok().filter(|p| *p > 0)?;
+            Some(HostPort {
+                port,
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Scheduling features of the pod the engine does not model, by name, so the pod's
+/// reason says so instead of the engine guessing a fit.
+pub fn unsupported_features(spec: &core::PodSpec) -> Vec<String> {
+    let mut out = Vec::new();
+    if spec.resource_claims.as_ref().is_some_and(|c| !c.is_empty()) {
+        out.push("dynamic resource allocation (spec.resourceClaims)".to_string());
+    }
+    if spec.resources.is_some() {
+        out.push("pod-level resources (spec.resources)".to_string());
+    }
+    let affinity = spec.affinity.as_ref();
+    let terms = affinity
+        .and_then(|a| a.pod_affinity.as_ref())
+        .and_then(|p| {
+            p.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .into_iter()
+        .chain(
+            affinity
+                .and_then(|a| a.pod_anti_affinity.as_ref())
+                .and_then(|p| {
+                    p.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                }),
+        )
+        .flatten();
+    for t in terms {
+        if t.namespace_selector.is_some() {
+            out.push("pod affinity namespaceSelector".to_string());
+        }
+        if t.match_label_keys.as_ref().is_some_and(|k| !k.is_empty())
+            || t.mismatch_label_keys
+                .as_ref()
+                .is_some_and(|k| !k.is_empty())
+        {
+            out.push("pod affinity matchLabelKeys/mismatchLabelKeys".to_string());
+        }
+    }
+    for c in spec.topology_spread_constraints.iter().flatten() {
+        if c.when_unsatisfiable != "DoNotSchedule" {
+            continue;
+        }
+        if c.min_domains.is_some() {
+            out.push("topology spread minDomains".to_string());
+        }
+        if c.match_label_keys.as_ref().is_some_and(|k| !k.is_empty()) {
+            out.push("topology spread matchLabelKeys".to_string());
+        }
+        if c.node_affinity_policy.as_deref() == Some("Ignore")
+            || c.node_taints_policy.as_deref() == Some("Honor")
+        {
+            out.push("topology spread nodeAffinityPolicy/nodeTaintsPolicy".to_string());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Whether the pod mounts local storage that a drain would lose: an emptyDir not backed
@@ -610,6 +711,44 @@ mod tests {
             "false"
         );
         assert_eq!(pod.annotations.len(), 1, "only CA's annotations are kept");
+    }
+
+    #[test]
+    fn scheduling_features_of_issue_18_are_kept() {
+        let spec: core::PodSpec = from(serde_json::json!({
+            "containers": [{"name": "c", "ports": [
+                {"containerPort": 80, "hostPort": 8080},
+                {"containerPort": 81, "hostPort": 8081, "protocol": "UDP", "hostIP": "10.0.0.1"},
+                {"containerPort": 82}
+            ]}],
+            "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}],
+            "affinity": {
+                "nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}
+                ]}},
+                "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "topology.kubernetes.io/zone"}
+                ]}
+            },
+            "resourceClaims": [{"name": "gpu", "resourceClaimName": "gpu-claim"}]
+        }));
+        let s = scheduling_spec(&spec, "Pod/x").unwrap();
+        assert_eq!(s.host_ports.len(), 2);
+        assert_eq!(
+            (s.host_ports[0].port, s.host_ports[0].protocol.as_str()),
+            (8080, "TCP")
+        );
+        assert_eq!(s.host_ports[1].host_ip, "10.0.0.1");
+        assert_eq!(s.tolerations[0].toleration_seconds, Some(30));
+        assert_eq!(
+            s.required_node_affinity[0].match_fields[0].key,
+            "metadata.name"
+        );
+        assert_eq!(s.affinity[0].topology_key, "topology.kubernetes.io/zone");
+        assert_eq!(
+            s.unsupported,
+            vec!["dynamic resource allocation (spec.resourceClaims)".to_string()]
+        );
     }
 
     #[test]
