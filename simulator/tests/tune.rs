@@ -17,7 +17,7 @@ fn question() -> (simulator::scenario::Loaded, Question) {
             Vary::parse("ice-cooloff=30s,3m").unwrap(),
             Vary::parse("scale-down-unneeded-time=10s,10m").unwrap(),
         ],
-        objective: Objective::parse_all("unserved<=5%").unwrap(),
+        objective: Objective::parse_all("unserved<=25%").unwrap(),
         minimise: "cost".into(),
     };
     (loaded, q)
@@ -48,19 +48,19 @@ fn shards_merged_are_byte_identical_to_the_unsharded_run() {
 fn the_recommendation_applied_and_run_again_meets_the_objective() {
     let (loaded, q) = question();
     let result = tune::merge(vec![tune::run_shard(&loaded, &q, (0, 1), &|| {}).unwrap()]).unwrap();
-    let best = result.best.expect("some point meets unserved<=5%");
+    let best = result.best.expect("some point meets unserved<=25%");
     let point = &result.points[best];
     let applied = tune::apply(&loaded, &q.vary, &point.values).unwrap();
     let r = simulator::sim::run(&applied, simulator::PolicyKind::Ours, q.seed, &|_| {});
     assert!(
-        r.unserved_request_fraction <= 0.05,
+        r.unserved_request_fraction <= 0.25,
         "{}",
         r.unserved_request_fraction
     );
     assert_eq!(r.cost_usd, point.metrics.cost);
     // Nothing that meets the objective is cheaper.
     for p in &result.points {
-        if p.metrics.unserved <= 0.05 {
+        if p.metrics.unserved <= 0.25 {
             assert!(
                 p.metrics.cost >= point.metrics.cost,
                 "{p:?} beats {point:?}"
