@@ -91,8 +91,7 @@ fn bad_vary_and_objective_say_what_to_write() {
         &[Vary::parse("autoscaler.no_such_field=1").unwrap()],
         &["1".into()],
     )
-    .err()
-    .expect("unknown field refused")
+    .expect_err("unknown field refused")
     .to_string();
     assert!(e.contains("no_such_field"), "{e}");
 }
