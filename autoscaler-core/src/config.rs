@@ -231,6 +231,8 @@ pub struct AutoscalerConfig {
     pub drain_back: DrainBackConfig,
     /// Zone balancing.
     pub balance: BalanceConfig,
+    /// Placeholder headroom sized from demand growth and boot time.
+    pub headroom: crate::headroom::HeadroomConfig,
 }
 
 impl Default for AutoscalerConfig {
@@ -257,6 +259,7 @@ impl Default for AutoscalerConfig {
             scale_down: ScaleDownConfig::default(),
             drain_back: DrainBackConfig::default(),
             balance: BalanceConfig::default(),
+            headroom: crate::headroom::HeadroomConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::decision::{
     Decision, NodeOutcome, NodeVerdict, RemovalKind, ScaleDownBlocker, ScaleUpCause,
 };
 use crate::expander::{self, OptionScore, PriorityConfig};
+use crate::headroom::HeadroomState;
 use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::{CapacityType, NodeGroup, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
 use crate::overprovisioning::Overprovisioning;
@@ -415,6 +416,8 @@ pub(crate) struct DisruptionState {
     pub(crate) voluntary_evictions: BTreeMap<String, Vec<(Timestamp, u32)>>,
     pub(crate) overprovisioning: Option<Overprovisioning>,
     pub(crate) last_overprovisioning: Option<u32>,
+    /// Headroom sizing from demand growth and measured boot time.
+    pub(crate) headroom: HeadroomState,
 }
 
 impl DisruptionState {
@@ -430,6 +433,7 @@ impl DisruptionState {
                 self.last_demand_scale_up.insert(group.clone(), r.now);
             }
         }
+        self.headroom.note_scale_ups(w.actions, r.now);
         for spent in self.voluntary_evictions.values_mut() {
             spent.retain(|(at, _)| r.now.since(*at) < BUDGET_WINDOW);
         }
@@ -745,31 +749,44 @@ impl DisruptionState {
         self.unneeded_since.remove(&n.name);
     }
 
-    /// Overprovisioning placeholders sized from the schedulable nodes.
+    /// Placeholder replicas: the overprovisioning rule's (sized from the schedulable
+    /// nodes) plus the headroom that demand growth and boot time call for.
     fn overprovision(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
-        let Some(rule) = &self.overprovisioning else {
+        let headroom = &r.config.headroom;
+        if self.overprovisioning.is_none() && !headroom.enabled {
             return;
-        };
+        }
         let schedulable = r
             .snap
             .nodes()
             .iter()
             .filter(|n| n.ready && !n.unschedulable && !self.removing.contains_key(&n.name));
-        let (mut cores, mut count) = (0u64, 0u64);
+        let (mut millis, mut count) = (0u64, 0u64);
         for n in schedulable {
             let c = if n.capacity.is_zero() {
                 &n.allocatable
             } else {
                 &n.capacity
             };
-            cores += c.cpu_millis / 1000;
+            millis += c.cpu_millis;
             count += 1;
         }
-        let (replicas, why) = rule.replicas(cores, count);
+        let mut replicas = 0u32;
+        let mut why = Vec::new();
+        if let Some(rule) = &self.overprovisioning {
+            let (n, text) = rule.replicas(millis / 1000, count);
+            replicas += n;
+            why.push(text);
+        }
+        if headroom.enabled {
+            let sized = self.headroom.size(headroom, r.snap, r.now, millis);
+            replicas = replicas.saturating_add(sized.replicas);
+            why.push(sized.reason);
+        }
         if self.last_overprovisioning != Some(replicas) {
             w.actions.push(Decision::SetOverprovisioning {
                 replicas,
-                reason: why,
+                reason: why.join("; "),
             });
             self.last_overprovisioning = Some(replicas);
         }

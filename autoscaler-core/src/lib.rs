@@ -79,6 +79,7 @@ pub mod engine;
 pub mod events;
 pub mod expander;
 pub mod fixtures;
+pub mod headroom;
 pub mod hpa;
 pub mod index;
 pub mod model;
@@ -103,6 +104,7 @@ pub use decision::{
 pub use engine::Autoscaler;
 pub use events::{Event, InterruptionKind, LaunchFailureReason};
 pub use expander::{Expander, ExpanderChain, ExpanderError, PriorityConfig};
+pub use headroom::{HeadroomConfig, HeadroomWindow};
 pub use index::{GroupIdx, NodeIdx, PodIdx};
 pub use model::{
     CapacityType, DaemonSet, GroupOptions, InstanceType, LabelSelector, Labels, Node, NodeGroup,

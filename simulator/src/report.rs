@@ -153,6 +153,11 @@ pub struct PolicyReport {
     pub on_demand_return: Option<OnDemandReturn>,
     /// Spot interruption notices.
     pub interruptions: u64,
+    /// Placeholder pods (`ours`' headroom) preempted to make room for real pods at once.
+    pub preemptions: u64,
+    /// What the room placeholders held cost (their share of their nodes' price): part of
+    /// `cost_usd`, shown apart.
+    pub headroom_cost_usd: f64,
     /// Failed ASG launch attempts.
     pub launch_failures: u64,
     /// Problems with the scenario noticed during the run.
@@ -229,6 +234,7 @@ impl PolicyReport {
             pod_seconds_lost: self.pod_seconds_lost,
         };
         self.cost_usd = round(self.cost_usd, 2);
+        self.headroom_cost_usd = round(self.headroom_cost_usd, 2);
         self.node_hours = NodeHours {
             spot: round(self.node_seconds_spot as f64 / 3600.0, 3),
             on_demand: round(self.node_seconds_on_demand as f64 / 3600.0, 3),

@@ -38,9 +38,10 @@ use autoscaler_core::model::{
 };
 use autoscaler_core::{
     Autoscaler, AutoscalerConfig, BalanceConfig, BalanceSets, CapacityType, ClusterSnapshot,
-    CoolOffPolicy, Decision, DrainBackConfig, Event, InstanceType, InterruptionKind, LabelSelector,
-    LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef, Pod, PodDisruptionBudget,
-    RemovalKind, Resources, ScaleDownConfig, SchedulingSpec, SnapshotParts, Timestamp,
+    CoolOffPolicy, Decision, DrainBackConfig, Event, HeadroomConfig, InstanceType,
+    InterruptionKind, LabelSelector, LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef,
+    Pod, PodDisruptionBudget, RemovalKind, Resources, ScaleDownConfig, SchedulingSpec,
+    SnapshotParts, Timestamp,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -144,6 +145,9 @@ struct Svc {
     pdb: Option<MaxUnavailable>,
     /// Bound pods per zone index (default topology spread).
     zone_pods: Vec<u32>,
+    /// The overprovisioning placeholder Deployment: no traffic, no HPA, preempted by
+    /// every real pod; not counted as demand, pending pods or evictions.
+    placeholder: bool,
 }
 
 impl Svc {
@@ -308,11 +312,62 @@ struct Sim<'a> {
     report: PolicyReport,
     open_episode: Option<Episode>,
     price_rate: f64,
+    /// $/h of the node shares that bound placeholders hold (headroom's cost).
+    placeholder_rate: f64,
     spot_live: u32,
     od_live: u32,
     total_requests: f64,
     unserved: f64,
     degraded: f64,
+}
+
+/// The placeholder Deployment `ours` sizes (`SetOverprovisioning`): pods of the size
+/// the engine's headroom assumes (2 GiB per CPU, the chart's default), priority -1 (below
+/// every workload, above the expendable cutoff so they still bring nodes).
+fn placeholder_svc(sc: &Scenario, like: &crate::scenario::ServiceSpec, zones: usize) -> Svc {
+    let cpu = sc.autoscaler.headroom.placeholder_cpu_millis.max(1);
+    let req = Resources {
+        cpu_millis: cpu,
+        memory_bytes: cpu * 2 * 1024 * 1024 * 1024 / 1000,
+        ..Resources::default()
+    };
+    let mut labels = autoscaler_core::Labels::new();
+    labels.insert("app".into(), "overprovisioning".into());
+    let template = Pod {
+        namespace: "default".into(),
+        name: String::new(),
+        labels,
+        owner: Some(OwnerRef {
+            kind: "ReplicaSet".into(),
+            name: "overprovisioning".into(),
+        }),
+        spec: SchedulingSpec {
+            requests: req.clone(),
+            priority: -1,
+            ..SchedulingSpec::default()
+        },
+        ..Pod::default()
+    };
+    Svc {
+        name: "overprovisioning".into(),
+        rpp: 0.0,
+        limit: 1.0,
+        req,
+        // Never synced: the engine sets the replicas.
+        hpa: Hpa::new(like.hpa()).expect("validated with the scenario"),
+        start: Dist::Uniform(1.0, 2.0),
+        share: 0.0,
+        factors: Vec::new(),
+        template,
+        pending: BTreeSet::new(),
+        starting: BTreeSet::new(),
+        running: BTreeSet::new(),
+        load: 0.0,
+        saturation: 1.0,
+        pdb: None,
+        zone_pods: vec![0; zones],
+        placeholder: true,
+    }
 }
 
 fn priorities_yaml(sc: &Scenario) -> String {
@@ -370,6 +425,12 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
                     enabled: ca.balance_similar_node_groups,
                     rebalance: false,
                     ..BalanceConfig::default()
+                },
+                // CA sizes no placeholders (a static overprovisioning Deployment is the
+                // user's own; none in these scenarios, for either policy).
+                headroom: HeadroomConfig {
+                    enabled: false,
+                    ..HeadroomConfig::default()
                 },
                 ..AutoscalerConfig::default()
             }
@@ -433,9 +494,14 @@ impl<'a> Sim<'a> {
                     saturation: s.saturation_utilization,
                     pdb: s.pdb_max_unavailable,
                     zone_pods: vec![0; zones.len()],
+                    placeholder: false,
                 }
             })
             .collect();
+        let mut svcs: Vec<Svc> = svcs;
+        if let Some(first) = sc.services.first() {
+            svcs.push(placeholder_svc(sc, first, zones.len()));
+        }
         let core_groups: Vec<NodeGroup> = sc
             .node_groups
             .iter()
@@ -521,6 +587,7 @@ impl<'a> Sim<'a> {
             report,
             open_episode: None,
             price_rate: 0.0,
+            placeholder_rate: 0.0,
             spot_live: 0,
             od_live: 0,
             total_requests: 0.0,
@@ -644,6 +711,10 @@ impl<'a> Sim<'a> {
     /// replacement at once, and the time until that one is Ready is lost.
     fn evict(&mut self, p: u32, now: u64, cause: Cause) {
         let svc = self.pods[p as usize].svc as usize;
+        if self.svcs[svc].placeholder {
+            self.preempt(p, now);
+            return;
+        }
         *self
             .report
             .evictions_by_cause
@@ -656,6 +727,81 @@ impl<'a> Sim<'a> {
         self.report.evictions += 1;
         let replacement = self.new_pod(svc, now);
         self.pods[replacement as usize].evicted_at = now;
+    }
+
+    /// A placeholder leaves its node (preempted or drained): its Deployment creates a
+    /// pending one at once, which is what asks for the next node.
+    fn preempt(&mut self, p: u32, now: u64) {
+        let svc = self.pods[p as usize].svc as usize;
+        self.unbind(p);
+        self.svcs[svc].starting.remove(&p);
+        self.svcs[svc].running.remove(&p);
+        self.new_pod(svc, now);
+    }
+
+    /// kube-scheduler's preemption for a pod of `svc` that fits nowhere: the node where
+    /// the fewest placeholders (the only lower-priority pods here) make room; those are
+    /// preempted. Returns the node.
+    fn preempt_for(&mut self, svc: usize, now: u64) -> Option<u32> {
+        let ph = self.svcs.iter().position(|s| s.placeholder)?;
+        if self.svcs[ph].running.is_empty() && self.svcs[ph].starting.is_empty() {
+            return None;
+        }
+        let (ph_cpu, ph_mem) = (self.svcs[ph].req.cpu_millis, self.svcs[ph].req.memory_bytes);
+        let req = self.svcs[svc].req.clone();
+        let sel = self.svcs[svc].template.spec.node_selector.clone();
+        let mut best: Option<(u64, u32)> = None;
+        for &node in &self.ready_nodes {
+            let inst = &self.insts[node as usize];
+            let have = u64::from(inst.svc_pods[ph]);
+            if inst.draining || have == 0 {
+                continue;
+            }
+            if !sel.is_empty()
+                && !inst
+                    .core
+                    .as_ref()
+                    .is_some_and(|n| sel.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+            {
+                continue;
+            }
+            let need = |used: u64, alloc: u64, want: u64, per: u64| -> Option<u64> {
+                let over = (used + want).saturating_sub(alloc);
+                Some(if over == 0 {
+                    0
+                } else {
+                    over.div_ceil(per.max(1))
+                })
+            };
+            let k = need(inst.used_cpu, inst.alloc.cpu_millis, req.cpu_millis, ph_cpu)
+                .max(need(
+                    inst.used_mem,
+                    inst.alloc.memory_bytes,
+                    req.memory_bytes,
+                    ph_mem,
+                ))
+                .unwrap_or(u64::MAX)
+                .max(u64::from(inst.pods.len() as u64 >= inst.alloc.pods));
+            if k == 0 || k > have {
+                continue;
+            }
+            if best.is_none_or(|(b, _)| k < b) {
+                best = Some((k, node));
+            }
+        }
+        let (k, node) = best?;
+        let victims: Vec<u32> = self.insts[node as usize]
+            .pods
+            .iter()
+            .copied()
+            .filter(|&p| self.pods[p as usize].svc as usize == ph)
+            .take(k as usize)
+            .collect();
+        for v in victims {
+            self.preempt(v, now);
+        }
+        self.report.preemptions += k;
+        Some(node)
     }
 
     /// Starts removing node `id`: cordon now, evict its pods as their PDBs allow
@@ -747,6 +893,10 @@ impl<'a> Sim<'a> {
             let svc = rec.svc as usize;
             let req = &self.svcs[svc].req;
             let inst = &mut self.insts[rec.node as usize];
+            if self.svcs[svc].placeholder {
+                self.placeholder_rate -=
+                    inst.price * req.cpu_millis as f64 / inst.alloc.cpu_millis.max(1) as f64;
+            }
             inst.pods.retain(|&x| x != p);
             inst.used_cpu -= req.cpu_millis;
             inst.used_mem -= req.memory_bytes;
@@ -828,6 +978,9 @@ impl<'a> Sim<'a> {
             self.svcs[svc].req.memory_bytes,
         );
         let inst = &mut self.insts[node as usize];
+        if self.svcs[svc].placeholder {
+            self.placeholder_rate += inst.price * cpu as f64 / inst.alloc.cpu_millis.max(1) as f64;
+        }
         inst.pods.push(p);
         inst.used_cpu += cpu;
         inst.used_mem += mem;
@@ -958,6 +1111,10 @@ impl<'a> Sim<'a> {
             self.feasible = feasible;
             match best {
                 Some((node, _)) => self.bind(p, node, now, immediate),
+                None if !self.svcs[svc].placeholder => match self.preempt_for(svc, now) {
+                    Some(node) => self.bind(p, node, now, immediate),
+                    None => unfit[svc] = true,
+                },
                 None => unfit[svc] = true,
             }
         }
@@ -977,6 +1134,9 @@ impl<'a> Sim<'a> {
     fn hpa_sync(&mut self, t: u64) {
         for svc in 0..self.svcs.len() {
             let s = &self.svcs[svc];
+            if s.placeholder {
+                continue;
+            }
             let ready = s.running.len() as u32;
             let per_pod_max = s.rpp * s.limit;
             let served = s.load.min(f64::from(ready) * per_pod_max);
@@ -1389,7 +1549,9 @@ impl<'a> Sim<'a> {
                     );
                 }
                 Decision::SetOverprovisioning { replicas, reason } => {
-                    // No placeholder pods are modelled; logged only.
+                    if let Some(ph) = self.svcs.iter().position(|s| s.placeholder) {
+                        self.set_replicas(ph, replicas, t);
+                    }
                     self.log(t, "SetOverprovisioning", "", 0, replicas, reason);
                 }
             }
@@ -1658,6 +1820,9 @@ impl<'a> Sim<'a> {
         for svc in 0..self.svcs.len() {
             let load = self.demand(svc, 0);
             let s = &self.svcs[svc];
+            if s.placeholder {
+                continue;
+            }
             let spec = s.hpa.spec();
             let want = (load / (s.rpp * f64::from(spec.target_utilization) / 100.0)).ceil() as u32;
             let n = want.clamp(spec.min_replicas, spec.max_replicas);
@@ -1696,7 +1861,7 @@ impl<'a> Sim<'a> {
         let mut demand = 0.0;
         let mut capacity = 0.0;
         let mut over_target = false;
-        for s in &self.svcs {
+        for s in self.svcs.iter().filter(|s| !s.placeholder) {
             pending += s.pending.len();
             let cap = s.capacity_rps();
             demand += s.load;
@@ -1729,6 +1894,7 @@ impl<'a> Sim<'a> {
             }
         }
         self.report.cost_usd += self.price_rate / 3600.0;
+        self.report.headroom_cost_usd += self.placeholder_rate.max(0.0) / 3600.0;
         let merge = self.sc.sim.episode_merge_s;
         if pending > 0 {
             if self.open_episode.is_none() {

@@ -356,3 +356,63 @@ fn replays_the_world_cup_flash_crowd_trace() {
         harm(&r.policies["ca-1.33"])
     );
 }
+
+/// Headroom (off by default): placeholders sized from demand growth and the measured boot
+/// time are preempted by the peak's pods, so those wait for a node less; a scheduled
+/// window for a known event (the ad break) has the room there before it starts.
+#[test]
+fn tv_peak_ice_headroom_beats_node_boot_time_and_shows_its_cost() {
+    let base = load("tv-peak-ice");
+    let run = |loaded: &Loaded| {
+        run_policies(loaded, &[PolicyKind::Ours], None, &|_| {})
+            .policies
+            .remove("ours")
+            .expect("ours ran")
+    };
+    let without = run(&base);
+    let mut growth = load("tv-peak-ice");
+    growth.scenario.autoscaler.headroom.enabled = true;
+    let with_growth = run(&growth);
+    let mut known = load("tv-peak-ice");
+    known.scenario.autoscaler.headroom.enabled = true;
+    known.scenario.autoscaler.headroom.max_fraction = 1.0;
+    // The ad break at 1800 s is on the broadcaster's schedule: 300 CPU for 10 minutes.
+    known.scenario.autoscaler.headroom.windows = vec![autoscaler_core::HeadroomWindow {
+        start_s: 1800,
+        end_s: 2400,
+        cpu_millis: 300_000,
+    }];
+    let with_window = run(&known);
+    assert_eq!(without.preemptions, 0);
+    assert_eq!(without.headroom_cost_usd, 0.0);
+    assert!(with_growth.preemptions > 0 && with_growth.headroom_cost_usd > 0.0);
+    assert!(
+        with_growth.time_to_capacity_s.p95 * 4 < without.time_to_capacity_s.p95 * 3,
+        "growth headroom: {} s vs {} s without",
+        with_growth.time_to_capacity_s.p95,
+        without.time_to_capacity_s.p95
+    );
+    assert!(
+        with_growth.cost_usd < without.cost_usd * 1.05,
+        "growth headroom costs ${} vs ${}",
+        with_growth.cost_usd,
+        without.cost_usd
+    );
+    // Launch latency alone is 40-90 s: pods served from the window's room wait less.
+    assert!(
+        with_window.time_to_capacity_s.p95 < 40,
+        "window: {} s",
+        with_window.time_to_capacity_s.p95
+    );
+    assert!(with_window.degraded_request_fraction < with_growth.degraded_request_fraction);
+    // At rest the room is gone: the last placeholder decision sets zero.
+    for r in [&with_growth, &with_window] {
+        let last = r
+            .decisions
+            .iter()
+            .rev()
+            .find(|d| d.kind == "SetOverprovisioning")
+            .expect("placeholders were sized");
+        assert_eq!(last.new_target, 0, "{}", last.reason);
+    }
+}
