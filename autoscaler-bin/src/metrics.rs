@@ -1,7 +1,7 @@
 //! Prometheus metrics (`cluster_autoscaler_*` where the meaning is CA's, `autoscaler_*`
 //! for ours) and the `/metrics` + `/healthz` HTTP server.
 
-use autoscaler_core::{CapacityType, Decision, Decisions, RemovalKind};
+use autoscaler_core::{CapacityType, Decision, Decisions, PodVerdict, RemovalKind};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -104,6 +104,9 @@ pub struct Metrics {
     /// `autoscaler_scale_ups_total{cause}`: scale-up decisions by cause (pending pods,
     /// zone balance, replacement for drain-back or rebalance).
     pub scale_ups: Family<CauseLabel, Counter>,
+    /// `autoscaler_unsupported_pods`: pending pods that use a scheduling feature the engine
+    /// does not model (DRA claims, ...), so never trigger a scale-up.
+    pub unsupported_pods: Gauge,
     /// `autoscaler_watch_objects{state}`: objects in the reflector caches, by kind.
     pub cache_objects: Family<StateLabel, Gauge>,
     /// Last time (ms since process start) the main loop went round; for /healthz.
@@ -131,6 +134,7 @@ impl Metrics {
             registry: Registry::default(),
             nodes_count: Family::default(),
             unschedulable_pods: Gauge::default(),
+            unsupported_pods: Gauge::default(),
             node_groups: Gauge::default(),
             scaled_up_nodes: Counter::default(),
             scaled_down_nodes: Family::default(),
@@ -163,6 +167,11 @@ impl Metrics {
             "cluster_autoscaler_unschedulable_pods_count",
             "Unschedulable pods considered for scale-up.",
             m.unschedulable_pods.clone(),
+        );
+        r.register(
+            "autoscaler_unsupported_pods",
+            "Pending pods using a scheduling feature the autoscaler does not model (never scaled for).",
+            m.unsupported_pods.clone(),
         );
         r.register(
             "cluster_autoscaler_node_groups_count",
@@ -342,6 +351,16 @@ impl Metrics {
         });
         self.unschedulable_pods
             .set(i64::try_from(d.status.pending_pods).unwrap_or(i64::MAX));
+        let unsupported = d
+            .pods
+            .iter()
+            .filter(|p| {
+                matches!(&p.verdict, PodVerdict::NotTriggerScaleUp { reason }
+                    if reason.contains(autoscaler_core::predicates::UNSUPPORTED_FEATURE))
+            })
+            .count();
+        self.unsupported_pods
+            .set(i64::try_from(unsupported).unwrap_or(i64::MAX));
         self.node_groups
             .set(i64::try_from(d.status.groups.len()).unwrap_or(i64::MAX));
         let now = unix_secs;
@@ -498,6 +517,27 @@ mod tests {
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn counts_pods_using_unsupported_features() {
+        let m = Metrics::new();
+        let reason = |r: String| autoscaler_core::PodOutcome {
+            pod: "ns/p".into(),
+            verdict: PodVerdict::NotTriggerScaleUp { reason: r },
+        };
+        let d = Decisions {
+            pods: vec![
+                reason(format!(
+                    "1 group(s) [g]: pod uses DRA, {}",
+                    autoscaler_core::predicates::UNSUPPORTED_FEATURE
+                )),
+                reason("1 group(s) [g]: max node group size reached (3)".into()),
+            ],
+            ..Decisions::default()
+        };
+        m.record_round(&[], &d, 1_700_000_000);
+        assert!(m.encode().contains("autoscaler_unsupported_pods 1"));
     }
 
     #[test]

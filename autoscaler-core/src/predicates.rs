@@ -23,6 +23,10 @@ pub struct Variant {
     pub instance_type: String,
 }
 
+/// The words every reason about an unsupported scheduling feature carries (metrics count
+/// the pending pods whose `NotTriggerScaleUp` reason has them).
+pub const UNSUPPORTED_FEATURE: &str = "which the autoscaler does not model";
+
 /// Why a pod does not fit a node.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unfit {
@@ -116,7 +120,7 @@ impl fmt::Display for Unfit {
             }
             Unfit::Unsupported { feature } => write!(
                 f,
-                "pod uses {feature}, which the autoscaler does not model (it never guesses a fit)"
+                "pod uses {feature}, {UNSUPPORTED_FEATURE} (it never guesses a fit)"
             ),
             Unfit::TopologySpread {
                 topology_key,
