@@ -6,7 +6,7 @@
 //! a message saying what to use instead, rather than clap's generic "unexpected argument".
 
 pub use autoscaler_aws::{AutoDiscovery, NodesSpec, SpecError};
-use autoscaler_core::{AutoscalerConfig, Budget, Range};
+use autoscaler_core::{AutoscalerConfig, Budget, HeadroomWindow, Range};
 use clap::{ArgAction, Parser, ValueEnum};
 use std::time::Duration;
 use thiserror::Error;
@@ -37,6 +37,52 @@ pub enum FlagError {
     /// The engine refused the configuration.
     #[error("{0}")]
     Config(String),
+    /// A `--headroom-window` that does not parse.
+    #[error("invalid --headroom-window {value:?}: {why}; write START/DURATION/CPU, e.g. 2026-12-24T20:00:00Z/1h/40")]
+    HeadroomWindow {
+        /// The value given.
+        value: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A CPU quantity that does not parse.
+    #[error("invalid CPU quantity {0:?}: write it like 1, 500m or 2.5")]
+    Cpu(String),
+}
+
+/// Parses a CPU quantity (`1`, `500m`) into millicores.
+pub fn parse_cpu(input: &str) -> Result<u64, FlagError> {
+    autoscaler_core::quantity::parse_cpu_millis(input.trim())
+        .ok()
+        .filter(|m| *m > 0)
+        .ok_or_else(|| FlagError::Cpu(input.to_string()))
+}
+
+/// Parses `--headroom-window=START/DURATION/CPU` (START in RFC 3339).
+pub fn parse_headroom_window(input: &str) -> Result<HeadroomWindow, FlagError> {
+    let bad = |why: String| FlagError::HeadroomWindow {
+        value: input.to_string(),
+        why,
+    };
+    let parts: Vec<&str> = input.trim().split('/').collect();
+    let [start, duration, cpu] = parts[..] else {
+        return Err(bad(format!("{} part(s) instead of 3", parts.len())));
+    };
+    let start: k8s_openapi::jiff::Timestamp = start
+        .parse()
+        .map_err(|e| bad(format!("start {start:?} is not RFC 3339 ({e})")))?;
+    let start_s =
+        u64::try_from(start.as_second()).map_err(|_| bad("start is before 1970".to_string()))?;
+    let duration = parse_duration(duration).map_err(|e| bad(e.to_string()))?;
+    if duration.is_zero() {
+        return Err(bad("the duration is 0".to_string()));
+    }
+    let cpu_millis = parse_cpu(cpu).map_err(|e| bad(e.to_string()))?;
+    Ok(HeadroomWindow {
+        start_s,
+        end_s: start_s + duration.as_secs(),
+        cpu_millis,
+    })
 }
 
 /// Parses a Go `time.Duration` (`10s`, `15m0s`, `1h30m`, `500ms`, `1.5h`, `0`).
@@ -264,6 +310,35 @@ pub struct Flags {
     /// Tolerated difference in nodes between the fullest and emptiest zone.
     #[arg(long, default_value_t = 1)]
     pub zone_skew_threshold: u32,
+    /// The tolerated skew grows with the balance set: at least this share of the mean
+    /// nodes per zone (0.2: 3 zones x 20 nodes tolerate a skew of 4).
+    #[arg(long, default_value_t = 0.2)]
+    pub zone_skew_fraction: f64,
+    /// Rebalance a set only after this long without a scale-up for pending pods or a
+    /// scale-down in it (skew that appears while load moves heals for free).
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub rebalance_rest_after: Duration,
+    /// Pods rebalancing and drain-back together may evict per balance set per hour.
+    #[arg(long, default_value_t = 30)]
+    pub disruption_evictions_per_hour: u32,
+    /// Size the placeholder Deployment (--overprovisioning-name, which must exist) from
+    /// demand growth x measured node boot time, on top of its ladder: pods arriving
+    /// during a peak preempt placeholders instead of waiting for a node.
+    #[arg(long, default_value_t = false, action = bool_flag(), num_args = 0..=1, default_missing_value = "true")]
+    pub headroom: bool,
+    /// CPU request of one placeholder pod (a Kubernetes quantity: `1`, `500m`).
+    #[arg(long, default_value = "1", value_parser = parse_cpu)]
+    pub headroom_placeholder_cpu: u64,
+    /// Headroom never exceeds this share of the schedulable CPU.
+    #[arg(long, default_value_t = 0.1)]
+    pub headroom_max_fraction: f64,
+    /// How long the room stays after demand stops growing.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub headroom_hold: Duration,
+    /// A known event: `START/DURATION/CPU`, e.g. `2026-12-24T20:00:00Z/1h/40` keeps 40
+    /// CPUs free from one boot time before 20:00 UTC for an hour; repeatable.
+    #[arg(long, value_parser = parse_headroom_window)]
+    pub headroom_window: Vec<HeadroomWindow>,
     /// SQS queue URL with EventBridge ICE / interruption events.
     #[arg(long, default_value = "")]
     pub event_queue_url: String,
@@ -443,6 +518,15 @@ impl Flags {
         c.balance.enabled = self.balance_zones || self.balance_similar_node_groups;
         c.balance.rebalance = self.balance_zones;
         c.balance.skew_threshold = self.zone_skew_threshold;
+        c.balance.skew_fraction = self.zone_skew_fraction;
+        c.balance.rest_after = self.rebalance_rest_after;
+        c.balance.evictions_per_hour = self.disruption_evictions_per_hour;
+        let h = &mut c.headroom;
+        h.enabled = self.headroom;
+        h.placeholder_cpu_millis = self.headroom_placeholder_cpu;
+        h.max_fraction = self.headroom_max_fraction;
+        h.hold = self.headroom_hold;
+        h.windows = self.headroom_window.clone();
         c.validate().map_err(|e| FlagError::Config(e.to_string()))?;
         Ok(c)
     }
@@ -487,6 +571,66 @@ mod tests {
         let mut all = vec!["autoscaler"];
         all.extend_from_slice(args);
         parse(&all)
+    }
+
+    #[test]
+    fn headroom_and_balance_flags_reach_the_engine() {
+        let f = p(&[
+            "--nodes=0:10:web",
+            "--headroom",
+            "--headroom-placeholder-cpu=500m",
+            "--headroom-max-fraction=0.2",
+            "--headroom-hold=5m",
+            "--headroom-window=2026-12-24T20:00:00Z/1h/40",
+            "--headroom-window=2026-12-31T23:00:00+01:00/30m/2.5",
+            "--zone-skew-fraction=0.3",
+            "--rebalance-rest-after=1h",
+            "--disruption-evictions-per-hour=12",
+        ])
+        .unwrap();
+        let c = f.to_config().unwrap();
+        assert!(c.headroom.enabled);
+        assert_eq!(c.headroom.placeholder_cpu_millis, 500);
+        assert_eq!(c.headroom.max_fraction, 0.2);
+        assert_eq!(c.headroom.hold, Duration::from_secs(300));
+        // 2026-12-24T20:00:00Z is 1798142400 s after the Unix epoch.
+        assert_eq!(
+            c.headroom.windows[0],
+            HeadroomWindow {
+                start_s: 1_798_142_400,
+                end_s: 1_798_146_000,
+                cpu_millis: 40_000
+            }
+        );
+        assert_eq!(c.headroom.windows[1].start_s, 1_798_754_400);
+        assert_eq!(c.headroom.windows[1].cpu_millis, 2_500);
+        assert_eq!(c.balance.skew_fraction, 0.3);
+        assert_eq!(c.balance.rest_after, Duration::from_secs(3600));
+        assert_eq!(c.balance.evictions_per_hour, 12);
+        // Off by default: it needs the placeholder Deployment.
+        assert!(
+            !p(&["--nodes=0:10:web"])
+                .unwrap()
+                .to_config()
+                .unwrap()
+                .headroom
+                .enabled
+        );
+    }
+
+    #[test]
+    fn bad_headroom_windows_say_what_to_write() {
+        for (value, says) in [
+            ("2026-12-24T20:00:00Z/1h", "2 part(s)"),
+            ("tomorrow/1h/4", "not RFC 3339"),
+            ("2026-12-24T20:00:00Z/soon/4", "invalid duration"),
+            ("2026-12-24T20:00:00Z/0/4", "duration is 0"),
+            ("2026-12-24T20:00:00Z/1h/lots", "invalid CPU quantity"),
+        ] {
+            let e = parse_headroom_window(value).unwrap_err().to_string();
+            assert!(e.contains(says), "{value}: {e}");
+            assert!(e.contains("START/DURATION/CPU"), "{e}");
+        }
     }
 
     #[test]

@@ -73,6 +73,12 @@ this map, see "autoscaler.args".
 {{- $_ := set $f "drain-back-budget" .Values.drainBack.budget -}}
 {{- $_ := set $f "balance-zones" .Values.zoneBalancing.enabled -}}
 {{- $_ := set $f "zone-skew-threshold" .Values.zoneBalancing.skewThreshold -}}
+{{- if and .Values.overprovisioning.enabled .Values.overprovisioning.headroom.enabled -}}
+{{- $_ := set $f "headroom" true -}}
+{{- $_ := set $f "headroom-max-fraction" .Values.overprovisioning.headroom.maxFraction -}}
+{{- $_ := set $f "headroom-hold" .Values.overprovisioning.headroom.hold -}}
+{{- with .Values.overprovisioning.resources.requests -}}{{- if .cpu -}}{{- $_ := set $f "headroom-placeholder-cpu" (toString .cpu) -}}{{- end -}}{{- end -}}
+{{- end -}}
 {{- if .Values.eventQueue.url -}}{{- $_ := set $f "event-queue-url" .Values.eventQueue.url -}}{{- end -}}
 {{- if .Values.recording.enabled -}}{{- $_ := set $f "record-dir" "/recording" -}}{{- $_ := set $f "record-max-bytes" (int64 .Values.recording.maxBytes) -}}{{- end -}}
 {{- range $k, $v := .Values.extraArgs -}}
@@ -92,6 +98,11 @@ this map, see "autoscaler.args".
 {{- end }}
 {{- range .Values.autoscalingGroups }}
 - {{ printf "--nodes=%v:%v:%s" (required "autoscalingGroups[].minSize is required" .minSize) (required "autoscalingGroups[].maxSize is required" .maxSize) (required "autoscalingGroups[].name is required" .name) | quote }}
+{{- end }}
+{{- if and .Values.overprovisioning.enabled .Values.overprovisioning.headroom.enabled }}
+{{- range .Values.overprovisioning.headroom.windows }}
+- {{ printf "--headroom-window=%s" . | quote }}
+{{- end }}
 {{- end }}
 {{- range $k, $v := .Values.extraArgs }}
 {{- $key := regexFind "^[^_]+" $k }}
