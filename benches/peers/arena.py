@@ -8,6 +8,7 @@ KARPENTER_BIN, KARPENTER_CRDS, CA_BIN, OURS_BIN, CONTROLPLANE (tests/e2e/control
 """
 
 import argparse
+import atexit
 import datetime
 import http.client
 import json
@@ -675,11 +676,11 @@ def pct(values, q):
 
 def summarize(runs):
     s = {"runs": len(runs), "failed_runs": sum(1 for r in runs if not r["all_running"])}
-    for key in ("first_node_s", "all_bound_s", "all_running_s", "scale_down_all_gone_s"):
+    for key in ("first_node_s", "all_bound_s", "all_running_s", "scale_down_first_gone_s", "scale_down_all_gone_s"):
         vals = [r.get(key) for r in runs if r.get(key) is not None]
         if vals:
             s[key] = {"p50": statistics.median(vals), "p95": pct(vals, 95), "max": max(vals)}
-    for key in ("nodes_launched", "binpacking", "cpu_s", "peak_rss_mb", "evictions", "scale_down_nodes_removed"):
+    for key in ("nodes_launched", "binpacking", "cpu_s", "peak_rss_mb", "evictions", "scale_down_nodes_removed", "cpu_s_scale_down"):
         vals = [r.get(key) for r in runs if r.get(key) is not None]
         if vals:
             s[key] = statistics.median(vals)
@@ -704,7 +705,7 @@ def markdown(results, meta):
         scale = any("scale_down_all_gone_s" in p["summary"] for p in sc["peers"])
         head = "| peer | runs | first node | all bound | all Running | above floor (p50) | nodes | bin-packing | CPU s | peak RSS MB |"
         if scale:
-            head += " scale-down: all gone | nodes removed | evictions |"
+            head += " scale-down: first gone | all gone | nodes removed | evictions | CPU s (scale-down) |"
         lines.append(head)
         lines.append("|" + "---|" * (head.count("|") - 1))
         floor = next((p["summary"] for p in sc["peers"] if p["peer"].startswith("floor")), None)
@@ -723,7 +724,10 @@ def markdown(results, meta):
             )
             if scale:
                 removed = s.get("scale_down_nodes_removed", "–")
-                row += f" {fmt_t(s.get('scale_down_all_gone_s'))} | {removed} of {s.get('nodes_launched', '–')} | {s.get('evictions', '–')} |"
+                row += (
+                    f" {fmt_t(s.get('scale_down_first_gone_s'))} | {fmt_t(s.get('scale_down_all_gone_s'))} | "
+                    f"{removed} of {s.get('nodes_launched', '–')} | {s.get('evictions', '–')} | {s.get('cpu_s_scale_down', '–')} |"
+                )
             lines.append(row)
         lines.append("")
     return "\n".join(lines)
@@ -774,10 +778,27 @@ def main():
     ap.add_argument("--scale-down-timeout", type=float, default=300)
     ap.add_argument("--command", default="benches/peers/run.sh")
     ap.add_argument("--append", action="store_true", help="add to (or replace rows of) OUT/results.json")
+    ap.add_argument("--render", action="store_true", help="only rewrite OUT/results.md from OUT/results.json")
     args = ap.parse_args()
     for var in ("CONTROLPLANE", "OURS_BIN", "CA_BIN", "KARPENTER_BIN", "KARPENTER_CRDS"):
         setattr(args, var.lower(), os.environ.get(var, ""))
     os.makedirs(args.out, exist_ok=True)
+    if args.render:
+        results = json.load(open(os.path.join(args.out, "results.json")))
+        for sc in results["scenarios"]:
+            for p in sc["peers"]:
+                p["summary"] = summarize(p["runs"])
+        with open(os.path.join(args.out, "results.md"), "w") as f:
+            f.write(markdown(results, results["meta"]) + "\n")
+        return results
+    if args.ours_bin and "ours" in args.peers.split(","):
+        # a private copy: the shared target dir may be rebuilt by someone else mid-arena
+        private_dir = tempfile.mkdtemp(prefix="peers-ours.")
+        atexit.register(shutil.rmtree, private_dir, True)
+        private = os.path.join(private_dir, "autoscaler")
+        shutil.copy2(args.ours_bin, private)
+        args.ours_bin = private
+        args.ours_version = subprocess.run([private, "--version"], capture_output=True, text=True).stdout.strip()
     peers = make_peers(args)
     results = {"scenarios": []}
     previous = os.path.join(args.out, "results.json")
@@ -805,7 +826,13 @@ def main():
                     r = {"all_running": False, "error": str(e)}
                 log(f"  {json.dumps(r)}")
                 runs.append(r)
-            row = {"peer": peer.name, "runs": runs, "summary": summarize(runs)}
+            row = {
+                "peer": peer.name,
+                "runs": runs,
+                "summary": summarize(runs),
+                "measured": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "version": getattr(args, "ours_version", None) if isinstance(peer, Ours) else None,
+            }
             old = [i for i, p in enumerate(entry["peers"]) if p["peer"] == peer.name]
             if old:
                 entry["peers"][old[0]] = row
