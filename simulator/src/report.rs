@@ -153,6 +153,11 @@ pub struct PolicyReport {
     pub on_demand_return: Option<OnDemandReturn>,
     /// Spot interruption notices.
     pub interruptions: u64,
+    /// Scale-ups for pending pods decided while no pod was pending (must stay 0).
+    pub scale_ups_without_pending: u64,
+    /// Drain-back or rebalance removals started before a node of their replacement was
+    /// Ready (must stay 0: replacement first, then drain).
+    pub drains_before_replacement_ready: u64,
     /// Placeholder pods (`ours`' headroom) preempted to make room for real pods at once.
     pub preemptions: u64,
     /// What the room placeholders held cost (their share of their nodes' price): part of

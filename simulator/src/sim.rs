@@ -40,8 +40,8 @@ use autoscaler_core::{
     Autoscaler, AutoscalerConfig, BalanceConfig, BalanceSets, CapacityType, ClusterSnapshot,
     CoolOffPolicy, Decision, DrainBackConfig, Event, HeadroomConfig, InstanceType,
     InterruptionKind, LabelSelector, LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef,
-    Pod, PodDisruptionBudget, RemovalKind, Resources, ScaleDownConfig, SchedulingSpec,
-    SnapshotParts, Timestamp,
+    Pod, PodDisruptionBudget, RemovalKind, Resources, ScaleDownConfig, ScaleUpCause,
+    SchedulingSpec, SnapshotParts, Timestamp,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -314,6 +314,8 @@ struct Sim<'a> {
     price_rate: f64,
     /// $/h of the node shares that bound placeholders hold (headroom's cost).
     placeholder_rate: f64,
+    /// Per group: when replacements (drain-back, rebalance) were asked for.
+    replacement_asked: Vec<Vec<u64>>,
     spot_live: u32,
     od_live: u32,
     total_requests: f64,
@@ -588,6 +590,7 @@ impl<'a> Sim<'a> {
             open_episode: None,
             price_rate: 0.0,
             placeholder_rate: 0.0,
+            replacement_asked: vec![Vec::new(); sc.node_groups.len()],
             spot_live: 0,
             od_live: 0,
             total_requests: 0.0,
@@ -727,6 +730,32 @@ impl<'a> Sim<'a> {
         self.report.evictions += 1;
         let replacement = self.new_pod(svc, now);
         self.pods[replacement as usize].evicted_at = now;
+    }
+
+    /// Whether the replacement a drain-back or rebalance removal names (`... replacement
+    /// node(s) of GROUP are ready ...`) has a Ready node launched since it was asked for
+    /// (within the last hour).
+    fn replacement_ready(&self, reason: &str, t: u64) -> bool {
+        let Some(group) = reason
+            .split_once("replacement node(s) of ")
+            .and_then(|(_, rest)| rest.split_once(" are ready"))
+            .map(|(g, _)| g)
+        else {
+            return false;
+        };
+        let Some(gi) = self.group_index(group) else {
+            return false;
+        };
+        let Some(&asked) = self.replacement_asked[gi]
+            .iter()
+            .find(|&&at| at + 3600 >= t)
+        else {
+            return false;
+        };
+        self.asgs[gi].live.iter().any(|&id| {
+            let inst = &self.insts[id as usize];
+            inst.ready && inst.launched_at >= asked
+        })
     }
 
     /// A placeholder leaves its node (preempted or drained): its Deployment creates a
@@ -1469,8 +1498,21 @@ impl<'a> Sim<'a> {
                     delta,
                     new_target,
                     reason,
-                    ..
+                    cause,
                 } => {
+                    // Checked here, against the world the decision was made in.
+                    match cause {
+                        ScaleUpCause::PendingPods | ScaleUpCause::ZoneBalance => {
+                            if self.svcs.iter().all(|s| s.pending.is_empty()) {
+                                self.report.scale_ups_without_pending += 1;
+                            }
+                        }
+                        ScaleUpCause::Replacement(_) => {
+                            if let Some(gi) = self.group_index(&group) {
+                                self.replacement_asked[gi].push(t);
+                            }
+                        }
+                    }
                     if let Some(gi) = self.group_index(&group) {
                         let target = new_target.min(self.sc.node_groups[gi].max);
                         self.asgs[gi].desired = target;
@@ -1514,6 +1556,11 @@ impl<'a> Sim<'a> {
                         .strip_prefix("node-")
                         .and_then(|n| n.parse::<u32>().ok())
                         .filter(|&id| (id as usize) < self.insts.len());
+                    if matches!(kind, RemovalKind::Rebalance | RemovalKind::DrainBack)
+                        && !self.replacement_ready(&reason, t)
+                    {
+                        self.report.drains_before_replacement_ready += 1;
+                    }
                     let cause = match kind {
                         RemovalKind::ScaleDown => Cause::ScaleDown,
                         RemovalKind::Rebalance => Cause::Rebalance,
