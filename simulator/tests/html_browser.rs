@@ -196,3 +196,58 @@ fn the_probe_catches_errors() {
     assert_eq!(p.charts, vec![(0.0, 0.0, 0)]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Counts what the tune page draws: one circle per grid point plus the recommendation's
+/// ring, each laid out inside a non-empty chart.
+const TUNE_PROBE: &str = r#"<script>
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message || 'error event')); }, true);
+window.addEventListener('load', function () {
+  var s = document.querySelector('svg');
+  var r = s ? s.getBoundingClientRect() : { width: 0, height: 0 };
+  var inside = [].filter.call(document.querySelectorAll('svg circle'), function (c) {
+    var b = c.getBoundingClientRect();
+    return b.width > 0 && b.left >= r.left && b.right <= r.right && b.top >= r.top && b.bottom <= r.bottom;
+  }).length;
+  var ring = document.querySelectorAll('svg circle[stroke]').length;
+  document.title = 'PROBE' + JSON.stringify({ charts: [{ w: Math.round(r.width), h: Math.round(r.height), lines: inside }], errors: window.__errors, ring: ring });
+});
+</script>"#;
+
+#[test]
+fn tune_frontier_renders_in_headless_chromium() {
+    let dir = tmp_dir().join("tune");
+    std::fs::create_dir_all(&dir).unwrap();
+    let recording = Path::new(env!("CARGO_MANIFEST_DIR")).join("recordings/e2e-ice");
+    let html = dir.join("tune.html");
+    let o = Command::new(env!("CARGO_BIN_EXE_autoscaler-sim"))
+        .args(["tune", "--recording"])
+        .arg(&recording)
+        .args([
+            "--vary",
+            "hpa-target=40,50,70",
+            "--vary",
+            "ice-cooloff=30s,3m",
+            "--objective",
+            "unserved<=25%",
+            "--html",
+        ])
+        .arg(&html)
+        .output()
+        .expect("the binary runs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(!page.contains("<script"), "the page itself has no script");
+    let probed = page.replacen("<head>", &format!("<head>{TUNE_PROBE}"), 1);
+    assert_ne!(probed, page, "no <head> to inject the probe into");
+    let probe_page = dir.join("tune-probe.html");
+    std::fs::write(&probe_page, probed).unwrap();
+    let p = load_in_chromium(&probe_page, &dir.join("profile"));
+    assert!(p.errors.is_empty(), "page errors {:?}", p.errors);
+    let (w, h, circles) = p.charts[0];
+    assert!(w > 300.0 && h > 200.0, "the chart is {w}x{h}");
+    // Six grid points, each a visible circle inside the chart, plus the recommendation's
+    // ring (the objective is met by at least one point).
+    assert_eq!(circles, 7, "circles drawn inside the chart");
+    let _ = std::fs::remove_dir_all(&dir);
+}
