@@ -9,9 +9,9 @@
 //! for `hold` after the growth stops, plus scheduled windows for known events, capped at
 //! a share of the cluster. At rest (no growth, no window) it is zero and costs nothing.
 
-use crate::config::duration_secs;
 use crate::decision::{Decision, ScaleUpCause};
 use crate::snapshot::ClusterSnapshot;
+use crate::time::duration_secs;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

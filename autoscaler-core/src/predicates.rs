@@ -788,6 +788,9 @@ pub(crate) fn full_fit(
     spread.check(pod, node, snap)
 }
 
+/// Default pod slots when a node reports none (the kubelet's default).
+pub(crate) const DEFAULT_MAX_PODS: u64 = 110;
+
 /// The filter as the engine evaluates it, for one pod against every node of the snapshot
 /// as it stands (bound pods counted, nothing placed): in snapshot order, `Ok` where the
 /// pod fits. Cordoned nodes refuse; readiness is not looked at (the scheduler does not
@@ -798,7 +801,7 @@ pub fn fit_on_nodes(snap: &ClusterSnapshot, pod: &Pod) -> Vec<Result<(), Unfit>>
         .zip(snap.nodes())
         .map(|(ni, n)| {
             let pod_slots = if n.allocatable.pods == 0 {
-                crate::scaleup::DEFAULT_MAX_PODS
+                DEFAULT_MAX_PODS
             } else {
                 n.allocatable.pods
             };

@@ -14,8 +14,7 @@ use crate::time::Timestamp;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Default pod slots when a node reports none (the kubelet's default).
-pub(crate) const DEFAULT_MAX_PODS: u64 = 110;
+pub(crate) use crate::predicates::DEFAULT_MAX_PODS;
 
 /// What a new node of a group looks like this round, given its cool-offs.
 #[derive(Clone, Debug)]
