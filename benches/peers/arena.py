@@ -699,7 +699,7 @@ def markdown(results, meta):
         "Times in seconds from the Deployment's creation, p50 / p95 / max over the runs.",
         "",
     ]
-    for sc in results["scenarios"]:
+    for sc in sorted(results["scenarios"], key=lambda sc: sc["title"]):
         lines.append(f"### {sc['title']}")
         lines.append("")
         scale = any("scale_down_all_gone_s" in p["summary"] for p in sc["peers"])
