@@ -299,7 +299,7 @@ def burst(pods, log_path, pid, metrics_url):
     with cf.ThreadPoolExecutor(32) as pool:
         list(pool.map(lambda i: kube.create("/api/v1/namespaces/burst/pods", burst_pod(i, owners)), range(pods)))
     created = time.time() - t0
-    deadline = time.time() + 600
+    deadline = time.time() + float(os.environ.get("BURST_TIMEOUT", "600"))
     while len(running) < pods and time.time() < deadline:
         time.sleep(0.5)
     t_end = time.time()
@@ -333,17 +333,20 @@ def burst(pods, log_path, pid, metrics_url):
         if name not in trig or t < trig[name][1]:
             trig[name] = (m.group(1) if m else None, t)
     # a) Pods that triggered a scale-up: from pending to their group's next call.
+    # The controller (like CA) sees a pod once the scheduler marked it Unschedulable, so
+    # a pod's call is its group's first call after that mark.
     to_aws, unsched_to_aws, to_event, untriggered = [], [], [], 0
     for name, t_seen in seen.items():
         if name not in trig:
             untriggered += 1
             continue
         group, t_ev = trig[name]
-        after = [t for t, g, _, _ in sets if g == group and t >= t_seen]
+        t_from = unschedulable.get(name, t_seen)
+        after = [t for t, g, _, _ in sets if g == group and t >= t_from]
         if after:
             to_aws.append(after[0] - t_seen)
             if name in unschedulable:
-                unsched_to_aws.append(max(0.0, after[0] - unschedulable[name]))
+                unsched_to_aws.append(after[0] - unschedulable[name])
         to_event.append(t_ev - t_seen)
     # The scheduler's share: a pod is pending for the autoscaler (as for CA) once the
     # scheduler marked it Unschedulable.
@@ -364,6 +367,10 @@ def burst(pods, log_path, pid, metrics_url):
     to_running = [running[n] - seen[n] for n in running if n in seen]
     added = sum(to - frm for _, _, frm, to in sets)
     la = open("/proc/loadavg").read().split()[:3]
+    if os.environ.get("RAW_OUT"):
+        with open(os.environ["RAW_OUT"], "w") as f:
+            json.dump({"seen": seen, "unschedulable": unschedulable, "running": running,
+                       "triggered": trig, "set_desired_capacity": sets}, f)
     print(json.dumps({
         "pods": pods, "created_in_s": round(created, 2),
         "set_desired_capacity_calls": len(sets), "nodes_added": added,
@@ -386,7 +393,7 @@ def burst(pods, log_path, pid, metrics_url):
         "loadavg": " ".join(la),
     }, indent=1))
     if len(running) < pods:
-        die(f"only {len(running)} of {pods} burst pods Running after 600 s")
+        die(f"only {len(running)} of {pods} burst pods Running after {deadline - t0:.0f} s")
     if not to_aws or len(to_cover) < pods:
         die(f"{len(to_aws)} pods tied to their own call, {len(to_cover)} of {pods} covered by ordered capacity")
 
