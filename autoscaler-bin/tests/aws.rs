@@ -1016,7 +1016,13 @@ async fn aws_recording_of_a_peak_with_ice() {
     let _ = std::fs::remove_dir_all(&dir);
     let record = format!("--record-dir={}", dir.display());
     let asc = w
-        .start(cp, ns, &[&record, "--record-max-bytes=1048576"])
+        // Its own log: the other tests' controllers (run in parallel) log decisions too.
+        .start_as(
+            cp,
+            "aws-recording",
+            ns,
+            &[&record, "--record-max-bytes=1048576"],
+        )
         .await;
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), ns);
