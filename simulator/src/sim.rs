@@ -323,6 +323,34 @@ struct Sim<'a> {
     degraded: f64,
 }
 
+/// The pod every replica of service `name` is made from (label `app=name`, owned by
+/// the ReplicaSet `name`).
+fn replica_template(
+    name: &str,
+    requests: &Resources,
+    priority: i32,
+    node_selector: autoscaler_core::Labels,
+) -> Pod {
+    let mut labels = autoscaler_core::Labels::new();
+    labels.insert("app".into(), name.into());
+    Pod {
+        namespace: "default".into(),
+        name: String::new(),
+        labels,
+        owner: Some(OwnerRef {
+            kind: "ReplicaSet".into(),
+            name: name.into(),
+        }),
+        spec: SchedulingSpec {
+            requests: requests.clone(),
+            priority,
+            node_selector,
+            ..SchedulingSpec::default()
+        },
+        ..Pod::default()
+    }
+}
+
 /// The placeholder Deployment `ours` sizes (`SetOverprovisioning`): pods of the size
 /// the engine's headroom assumes (2 GiB per CPU, the chart's default), priority -1 (below
 /// every workload, above the expendable cutoff so they still bring nodes).
@@ -333,23 +361,7 @@ fn placeholder_svc(sc: &Scenario, like: &crate::scenario::ServiceSpec, zones: us
         memory_bytes: cpu * 2 * 1024 * 1024 * 1024 / 1000,
         ..Resources::default()
     };
-    let mut labels = autoscaler_core::Labels::new();
-    labels.insert("app".into(), "overprovisioning".into());
-    let template = Pod {
-        namespace: "default".into(),
-        name: String::new(),
-        labels,
-        owner: Some(OwnerRef {
-            kind: "ReplicaSet".into(),
-            name: "overprovisioning".into(),
-        }),
-        spec: SchedulingSpec {
-            requests: req.clone(),
-            priority: -1,
-            ..SchedulingSpec::default()
-        },
-        ..Pod::default()
-    };
+    let template = replica_template("overprovisioning", &req, -1, Default::default());
     Svc {
         name: "overprovisioning".into(),
         rpp: 0.0,
@@ -461,24 +473,7 @@ impl<'a> Sim<'a> {
             .iter()
             .map(|s| {
                 let req = Resources::parse(&s.cpu, &s.memory).unwrap_or_default();
-                let mut labels = autoscaler_core::Labels::new();
-                labels.insert("app".into(), s.name.clone());
-                let template = Pod {
-                    namespace: "default".into(),
-                    name: String::new(),
-                    labels,
-                    owner: Some(OwnerRef {
-                        kind: "ReplicaSet".into(),
-                        name: s.name.clone(),
-                    }),
-                    spec: SchedulingSpec {
-                        requests: req.clone(),
-                        priority: s.priority,
-                        node_selector: s.node_selector.clone(),
-                        ..SchedulingSpec::default()
-                    },
-                    ..Pod::default()
-                };
+                let template = replica_template(&s.name, &req, s.priority, s.node_selector.clone());
                 Svc {
                     name: s.name.clone(),
                     rpp: s.requests_per_pod,
