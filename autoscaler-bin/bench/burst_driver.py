@@ -318,6 +318,9 @@ def burst(pods, log_path, pid, metrics_url):
                 continue
             rec = json.loads(line)
             fl = rec.get("fields", {})
+            # The adapter logs each call twice (actuate, then the provider): count one.
+            if fl.get("message") != "AWS: desired capacity set":
+                continue
             sets.append((parse_ts(rec["timestamp"]), fl.get("group"), int(fl.get("from", 0)), int(fl.get("to", 0))))
     if not sets:
         die("the controller made no SetDesiredCapacity call (see its log)")
