@@ -28,6 +28,7 @@ cleanup() {
   [ -n "${moto_pid:-}" ] && kill "$moto_pid" 2>/dev/null || true
   "$root/tests/e2e/controlplane.sh" down "$dir" >/dev/null 2>&1 || true
   [ -n "${KEEP_LOGS:-}" ] && cp "$dir/autoscaler.log" "$KEEP_LOGS" 2>/dev/null || true
+  rm -rf "$dir" # etcd data and logs: hundreds of MB at this scale
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

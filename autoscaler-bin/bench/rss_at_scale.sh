@@ -27,6 +27,7 @@ cleanup() {
   [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null || true
   [ -n "${rec_pid:-}" ] && kill "$rec_pid" 2>/dev/null || true
   "$root/tests/e2e/controlplane.sh" down "$dir" >/dev/null 2>&1 || true
+  rm -rf "$dir" # etcd data and logs: hundreds of MB at this scale
 }
 trap cleanup EXIT
 "$root/tests/e2e/controlplane.sh" build >/dev/null
