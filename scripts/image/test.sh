@@ -142,7 +142,11 @@ VERSION="$(python3 -c 'import tomllib,sys; print(tomllib.load(open(sys.argv[1], 
 COMMIT="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 export SOURCE_DATE_EPOCH="$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)"
 BIN="$CARGO_TARGET_DIR/release/autoscaler"
-build_release() { (cd "$ROOT" && cargo build --release -p autoscaler-bin --bin autoscaler --locked); }
+# Without SOURCE_DATE_EPOCH: the cc crate reruns C build scripts (aws-lc-sys, ring) when it
+# changes, and it changes with every commit, so the whole AWS/TLS stack would be rebuilt
+# in release each time (and again by any later release build without it). The image's
+# timestamps take it from build.sh below; the binary does not embed it.
+build_release() { (cd "$ROOT" && env -u SOURCE_DATE_EPOCH cargo build --release -p autoscaler-bin --bin autoscaler --locked); }
 t=$SECONDS
 must "cargo build --release -p autoscaler-bin --bin autoscaler --locked" build_release
 echo "# release build: $((SECONDS - t)) s, $(du -m "$BIN" | cut -f1) MB"
