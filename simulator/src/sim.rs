@@ -789,13 +789,9 @@ impl<'a> Sim<'a> {
             {
                 continue;
             }
-            let need = |used: u64, alloc: u64, want: u64, per: u64| -> Option<u64> {
-                let over = (used + want).saturating_sub(alloc);
-                Some(if over == 0 {
-                    0
-                } else {
-                    over.div_ceil(per.max(1))
-                })
+            // Placeholders to preempt for the pod's shortfall of one resource.
+            let need = |used: u64, alloc: u64, want: u64, per: u64| {
+                (used + want).saturating_sub(alloc).div_ceil(per.max(1))
             };
             let k = need(inst.used_cpu, inst.alloc.cpu_millis, req.cpu_millis, ph_cpu)
                 .max(need(
@@ -804,7 +800,6 @@ impl<'a> Sim<'a> {
                     req.memory_bytes,
                     ph_mem,
                 ))
-                .unwrap_or(u64::MAX)
                 .max(u64::from(inst.pods.len() as u64 >= inst.alloc.pods));
             if k == 0 || k > have {
                 continue;
