@@ -352,6 +352,8 @@ impl Recording {
                 node_selector: spec.node_selector.clone(),
                 saturation_utilization: 0.85,
                 pdb_max_unavailable: None,
+                anti_affinity: Vec::new(),
+                zones: Vec::new(),
             });
         }
 

@@ -4,8 +4,12 @@
 use crate::error::InputError;
 use crate::trace::{Columns, Trace};
 use autoscaler_core::hpa::{Behavior, HpaSpec};
+use autoscaler_core::model::{
+    CAPACITY_TYPE_LABEL, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
+};
 use autoscaler_core::{AutoscalerConfig, CapacityType, Labels};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// A whole scenario.
@@ -126,6 +130,27 @@ pub struct ServiceSpec {
     /// the replicas rounded up (`"10%"`). Every eviction by either policy respects it.
     #[serde(default)]
     pub pdb_max_unavailable: Option<MaxUnavailable>,
+    /// Required pod anti-affinity terms (`requiredDuringSchedulingIgnoredDuringExecution`).
+    #[serde(default)]
+    pub anti_affinity: Vec<AntiAffinitySpec>,
+    /// Zones the pods are pinned to: required node affinity
+    /// `topology.kubernetes.io/zone In [zones]` (empty: any zone).
+    #[serde(default)]
+    pub zones: Vec<String>,
+}
+
+/// One required pod anti-affinity term of a service: none of its pods shares a domain of
+/// `topology_key` (the nodes with the same value of that label) with a pod of `services`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiAffinitySpec {
+    /// A node label: `topology.kubernetes.io/zone`, `kubernetes.io/hostname`, or one of
+    /// the groups' `labels`.
+    pub topology_key: String,
+    /// The services whose pods are kept apart (label `app=<name>`); empty: the service's
+    /// own pods.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 fn default_saturation() -> f64 {
@@ -556,6 +581,9 @@ impl Scenario {
                     "requests_per_pod must be > 0 and share >= 0".into(),
                 ));
             }
+            self.validate_placement(s).map_err(|(field, message)| {
+                bad(&format!("services.{}.{field}", s.name), message)
+            })?;
         }
         if self.node_groups.is_empty() {
             return Err(bad(
@@ -595,6 +623,53 @@ impl Scenario {
         self.autoscaler
             .validate()
             .map_err(|e| bad("autoscaler", e.to_string()))?;
+        Ok(())
+    }
+
+    /// A service's zones and anti-affinity terms name zones, labels and services that
+    /// exist: else the field and what to write instead.
+    fn validate_placement(&self, s: &ServiceSpec) -> Result<(), (&'static str, String)> {
+        let zones: BTreeSet<&str> = self
+            .node_groups
+            .iter()
+            .flat_map(|g| g.zones.iter().map(String::as_str))
+            .collect();
+        if let Some(z) = s.zones.iter().find(|z| !zones.contains(z.as_str())) {
+            return Err((
+                "zones",
+                format!("no node group has zone {z:?}; use one of {zones:?}"),
+            ));
+        }
+        for term in &s.anti_affinity {
+            let key = term.topology_key.as_str();
+            let known = [
+                ZONE_LABEL,
+                HOSTNAME_LABEL,
+                INSTANCE_TYPE_LABEL,
+                CAPACITY_TYPE_LABEL,
+            ]
+            .contains(&key)
+                || self.node_groups.iter().any(|g| g.labels.contains_key(key));
+            if !known {
+                return Err((
+                    "anti_affinity",
+                    format!(
+                        "no node carries the label {key:?}: use {ZONE_LABEL}, {HOSTNAME_LABEL} \
+                         or a key of node_groups[].labels"
+                    ),
+                ));
+            }
+            if let Some(other) = term
+                .services
+                .iter()
+                .find(|o| !self.services.iter().any(|x| &x.name == *o))
+            {
+                return Err((
+                    "anti_affinity",
+                    format!("no service is named {other:?}; name services of this scenario"),
+                ));
+            }
+        }
         Ok(())
     }
 
