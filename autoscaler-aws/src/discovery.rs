@@ -10,6 +10,7 @@
 
 use crate::api::{Api, GroupQuery, Op};
 use crate::error::{AwsError, GroupError, GroupProblem};
+use crate::instance_requirements::{is_attribute_based, RequirementsResolver};
 use crate::prices::OnDemandPrices;
 use crate::template::{parse_tags, GroupOptions, ResourceOverrides};
 use autoscaler_core::model::CAPACITY_TYPE_LABEL;
@@ -383,6 +384,7 @@ pub struct Scanner {
     api: Arc<Api>,
     config: ScanConfig,
     caches: Mutex<Caches>,
+    requirements: RequirementsResolver,
 }
 
 fn u32_of(v: Option<i32>) -> u32 {
@@ -418,6 +420,7 @@ impl Scanner {
     /// A scanner over `api`.
     pub fn new(api: Arc<Api>, config: ScanConfig) -> Self {
         Scanner {
+            requirements: RequirementsResolver::new(config.template_ttl),
             api,
             config,
             caches: Mutex::new(Caches::default()),
@@ -430,6 +433,7 @@ impl Scanner {
         let mut c = self.caches.lock().await;
         c.spot_fetched.clear();
         c.templates.clear();
+        self.requirements.forget_moving_versions().await;
     }
 
     async fn describe_groups(
@@ -518,18 +522,9 @@ impl Scanner {
                 .iter()
                 .filter_map(|o| o.instance_type().map(str::to_string))
                 .collect();
-            let attribute_based = lt
-                .map(|lt| lt.overrides())
-                .unwrap_or_default()
-                .iter()
-                .any(|o| o.instance_requirements().is_some());
-            if attribute_based && overrides.is_empty() {
-                return Err(
-                    "the mixed-instances policy selects instance types by attributes \
-                            (InstanceRequirements); list the types as overrides so the \
-                            autoscaler knows what it launches"
-                        .into(),
-                );
+            if is_attribute_based(g) {
+                let types = self.requirements.resolve(&self.api, g).await?;
+                return Ok((types, mixed_market(g)));
             }
             if !overrides.is_empty() {
                 return Ok((overrides, mixed_market(g)));

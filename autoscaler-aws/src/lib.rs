@@ -36,6 +36,7 @@ pub mod api;
 pub mod discovery;
 pub mod error;
 pub mod events;
+pub mod instance_requirements;
 pub mod metrics;
 pub mod op;
 pub mod prices;
@@ -51,6 +52,7 @@ pub use discovery::{
     ScanConfig, Scanner, SpecError,
 };
 pub use error::{AwsError, GroupError, GroupProblem};
+pub use instance_requirements::RequirementsResolver;
 pub use metrics::{EventStats, Metrics, OpStats};
 pub use prices::OnDemandPrices;
 pub use queue::{Batch, EventQueue, QueueConfig, Receipt, ReceivedEvent};

@@ -72,6 +72,8 @@ ops! {
     DescribeInstanceTypes => "ec2:DescribeInstanceTypes", Ec2Read;
     DescribeLaunchTemplateVersions => "ec2:DescribeLaunchTemplateVersions", Ec2Read;
     DescribeSpotPriceHistory => "ec2:DescribeSpotPriceHistory", Ec2Read;
+    DescribeImages => "ec2:DescribeImages", Ec2Read;
+    GetInstanceTypesFromInstanceRequirements => "ec2:GetInstanceTypesFromInstanceRequirements", Ec2Read;
     ReceiveMessage => "sqs:ReceiveMessage", Sqs;
     DeleteMessageBatch => "sqs:DeleteMessage", Sqs;
     CreateQueue => "sqs:CreateQueue", Sqs;
