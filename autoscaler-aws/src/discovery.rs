@@ -1088,6 +1088,7 @@ impl Scanner {
                     current_instances: Some(active),
                     zones,
                     capacity_type,
+                    mix: None,
                     instance_types,
                     template: tag_template.template,
                     options: tag_template.options.to_core(),

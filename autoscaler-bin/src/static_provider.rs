@@ -107,6 +107,7 @@ impl StaticProvider {
             current_instances: None,
             zones,
             capacity_type,
+            mix: None,
             instance_types: vec![instance_type],
             template: NodeTemplate {
                 labels,

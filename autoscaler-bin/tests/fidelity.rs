@@ -571,12 +571,14 @@ fn compare(
         current_instances: None,
         zones: vec![fresh.zone().expect("fresh nodes have a zone").to_string()],
         capacity_type: CapacityType::OnDemand,
+        mix: None,
         instance_types: vec![InstanceType {
             name: FRESH_TYPE.into(),
             vcpus: 8,
             memory_mib: 8192,
             allocatable: fresh.allocatable.clone(),
             price_per_hour: 1.0,
+            on_demand_price_per_hour: None,
         }],
         template: NodeTemplate {
             labels: template,

@@ -2,8 +2,8 @@
 //! lines, with realistic defaults (EKS-like allocatable, well-known labels).
 
 use crate::model::{
-    CapacityType, InstanceType, Labels, Node, NodeGroup, NodeTemplate, Pod, HOSTNAME_LABEL,
-    INSTANCE_TYPE_LABEL, ZONE_LABEL,
+    CapacityMix, CapacityType, InstanceType, Labels, Node, NodeGroup, NodeTemplate, Pod,
+    HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
 };
 use crate::resources::Resources;
 use crate::time::Timestamp;
@@ -43,6 +43,7 @@ pub fn group(name: &str, capacity_type: CapacityType, zones: &[&str], types: &[&
         current_instances: None,
         zones: zones.iter().map(|z| z.to_string()).collect(),
         capacity_type,
+        mix: None,
         instance_types: types
             .iter()
             .map(|t| {
@@ -56,6 +57,26 @@ pub fn group(name: &str, capacity_type: CapacityType, zones: &[&str], types: &[&
         template: NodeTemplate::default(),
         options: Default::default(),
     }
+}
+
+/// A mixed-instances group: the first `on_demand_base` instances on-demand, then
+/// `on_demand_percentage_above_base` % of the rest; types carry both prices (spot at 35%).
+pub fn mixed_group(
+    name: &str,
+    zones: &[&str],
+    types: &[&str],
+    on_demand_base: u32,
+    on_demand_percentage_above_base: u8,
+) -> NodeGroup {
+    let mut g = group(name, CapacityType::Spot, zones, types);
+    for t in &mut g.instance_types {
+        t.on_demand_price_per_hour = Some(instance_type(&t.name).price_per_hour);
+    }
+    g.mix = Some(CapacityMix {
+        on_demand_base,
+        on_demand_percentage_above_base,
+    });
+    g
 }
 
 /// A ready node of `group` in `zone` of type `itype`, created at `created_at`.

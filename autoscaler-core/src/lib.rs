@@ -26,6 +26,7 @@
 //!         current_instances: None,
 //!         zones: vec!["eu-west-1a".into()],
 //!         capacity_type,
+//!         mix: None,
 //!         instance_types: vec![InstanceType::new("m5.xlarge", 4, 16384, price)],
 //!         template: NodeTemplate::default(),
 //!         options: Default::default(),
@@ -107,10 +108,10 @@ pub use expander::{Expander, ExpanderChain, ExpanderError, PriorityConfig};
 pub use headroom::{HeadroomConfig, HeadroomWindow};
 pub use index::{GroupIdx, NodeIdx, PodIdx};
 pub use model::{
-    CapacityType, DaemonSet, GroupOptions, InstanceType, LabelSelector, Labels, Node, NodeGroup,
-    NodeSelectorTerm, NodeTemplate, OwnerRef, Pod, PodAntiAffinityTerm, PodDisruptionBudget,
-    Requirement, SchedulingSpec, SelectorOperator, Taint, TaintEffect, Toleration,
-    TolerationOperator, TopologySpreadConstraint, WhenUnsatisfiable,
+    CapacityMix, CapacityType, DaemonSet, GroupOptions, InstanceType, LabelSelector, Labels,
+    LaunchSplit, Node, NodeGroup, NodeSelectorTerm, NodeTemplate, OwnerRef, Pod,
+    PodAntiAffinityTerm, PodDisruptionBudget, Requirement, SchedulingSpec, SelectorOperator, Taint,
+    TaintEffect, Toleration, TolerationOperator, TopologySpreadConstraint, WhenUnsatisfiable,
 };
 pub use predicates::{Unfit, Variant};
 pub use resources::{ResourceName, Resources, Shortfall};

@@ -480,8 +480,13 @@ pub struct InstanceType {
     /// What pods can request on a fresh node (capacity minus kube/system reserved and
     /// eviction threshold), before DaemonSets.
     pub allocatable: Resources,
-    /// Price per hour in USD for this group's capacity type (spot price for spot groups).
+    /// Price per hour in USD for this group's capacity type (spot price for spot groups,
+    /// and for mixed groups whose part above the base is spot).
     pub price_per_hour: f64,
+    /// The on-demand price of a mixed group's type, when it differs from
+    /// `price_per_hour`; `None` reads as `price_per_hour`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_price_per_hour: Option<f64>,
 }
 
 impl InstanceType {
@@ -517,6 +522,15 @@ impl InstanceType {
             memory_mib,
             allocatable,
             price_per_hour,
+            on_demand_price_per_hour: None,
+        }
+    }
+
+    /// What one instance of this type costs per hour in `market`.
+    pub fn price_in(&self, market: CapacityType) -> f64 {
+        match market {
+            CapacityType::OnDemand => self.on_demand_price_per_hour.unwrap_or(self.price_per_hour),
+            CapacityType::Spot => self.price_per_hour,
         }
     }
 
@@ -562,8 +576,13 @@ pub struct NodeGroup {
     pub current_instances: Option<u32>,
     /// Zones the group launches into.
     pub zones: Vec<String>,
-    /// Spot or on-demand.
+    /// Spot or on-demand; for a mixed group (`mix` set), the market of the part above
+    /// the base that is not on-demand (spot unless the percentage is 100).
     pub capacity_type: CapacityType,
+    /// How a mixed-instances policy splits the group between on-demand and spot;
+    /// `None`: every instance is `capacity_type`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<CapacityMix>,
     /// Instance types (one for a plain launch template, several for a mixed-instances policy).
     pub instance_types: Vec<InstanceType>,
     /// Template for new nodes.
@@ -573,6 +592,80 @@ pub struct NodeGroup {
     /// per-ASG `autoscaling-options` tags); unset ones follow the cluster-wide flags.
     #[serde(default, skip_serializing_if = "GroupOptions::is_empty")]
     pub options: GroupOptions,
+}
+
+/// A mixed-instances ASG's split between on-demand and spot (its `InstancesDistribution`).
+///
+/// AWS's rule: the first `on_demand_base` instances are on-demand; of the instances
+/// above the base, `on_demand_percentage_above_base` percent are on-demand, a fraction
+/// rounded up in favour of on-demand; the rest are spot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityMix {
+    /// `OnDemandBaseCapacity`: the first instances, always on-demand.
+    #[serde(default)]
+    pub on_demand_base: u32,
+    /// `OnDemandPercentageAboveBaseCapacity` (0..=100): the on-demand share above the base.
+    #[serde(default)]
+    pub on_demand_percentage_above_base: u8,
+}
+
+/// How many of a group's new instances AWS launches in each market.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LaunchSplit {
+    /// On-demand launches.
+    pub on_demand: u32,
+    /// Spot launches.
+    pub spot: u32,
+}
+
+impl CapacityMix {
+    /// How many of `size` instances AWS keeps on-demand.
+    pub fn on_demand_at(&self, size: u32) -> u32 {
+        let base = size.min(self.on_demand_base);
+        let above = u64::from(size - base);
+        let pct = u64::from(self.on_demand_percentage_above_base.min(100));
+        // Rounded up: AWS resolves a fractional instance in favour of on-demand.
+        base + (above * pct).div_ceil(100) as u32
+    }
+
+    /// The markets of `count` launches into a group of `size` instances.
+    pub fn launches(&self, size: u32, count: u32) -> LaunchSplit {
+        let to = size.saturating_add(count);
+        let on_demand = self.on_demand_at(to) - self.on_demand_at(size);
+        LaunchSplit {
+            on_demand,
+            spot: (to - size) - on_demand,
+        }
+    }
+
+    /// The market of the instance that takes a group of `size` to `size + 1`.
+    pub fn market_of_launch(&self, size: u32) -> CapacityType {
+        if self.launches(size, 1).on_demand == 1 {
+            CapacityType::OnDemand
+        } else {
+            CapacityType::Spot
+        }
+    }
+
+    /// Whether the group runs both markets at some size (a base or a share of each).
+    pub fn is_mixed(&self) -> bool {
+        let pct = self.on_demand_percentage_above_base;
+        pct < 100 && (self.on_demand_base > 0 || pct > 0)
+    }
+}
+
+impl NodeGroup {
+    /// The market of the instance that takes this group from `size` to `size + 1`.
+    pub fn market_of_launch(&self, size: u32) -> CapacityType {
+        self.mix
+            .map_or(self.capacity_type, |m| m.market_of_launch(size))
+    }
+
+    /// The mix, when the group really runs both markets.
+    pub fn mixed(&self) -> Option<&CapacityMix> {
+        self.mix.as_ref().filter(|m| m.is_mixed())
+    }
 }
 
 /// Per-group overrides of cluster-wide settings, as cluster-autoscaler reads them from

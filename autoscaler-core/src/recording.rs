@@ -96,6 +96,9 @@ pub struct GroupDef {
     pub zones: Vec<String>,
     /// Market.
     pub capacity_type: CapacityType,
+    /// Split between on-demand and spot of a mixed-instances group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<crate::model::CapacityMix>,
     /// Instance types, in launch preference order, with prices.
     pub instance_types: Vec<InstanceType>,
     /// Labels and taints of its nodes (the core matches selectors against them).
@@ -291,6 +294,7 @@ impl Encoder {
                 max_size: g.max_size,
                 zones: g.zones.clone(),
                 capacity_type: g.capacity_type,
+                mix: g.mix,
                 instance_types: g.instance_types.clone(),
                 template: g.template.clone(),
                 options: g.options.clone(),

@@ -355,6 +355,7 @@ mod tests {
             current_instances: None,
             zones: vec!["us-east-1a".into()],
             capacity_type: CapacityType::Spot,
+            mix: None,
             instance_types: vec![InstanceType::new("m5.large", 2, 8192, 0.04)],
             template: NodeTemplate::default(),
             options: Default::default(),

@@ -513,6 +513,7 @@ impl<'a> Sim<'a> {
                     current_instances: Some(g.initial),
                     zones: g.zones.clone(),
                     capacity_type: g.capacity_type,
+                    mix: None,
                     instance_types: g
                         .instance_types
                         .iter()

@@ -249,6 +249,44 @@ impl Fault {
         }
     }
 
+    /// A successful EC2 (query protocol) answer with `body` as the whole XML document,
+    /// for every matching request: stands in for AWS where moto lacks the action.
+    pub fn ec2_answer(operation: &str, body: String) -> Fault {
+        Fault {
+            operation: operation.into(),
+            status: 200,
+            body,
+            content_type: "text/xml",
+            remaining: u32::MAX,
+            until: None,
+        }
+    }
+
+    /// A successful JSON-protocol (`X-Amz-Target`) answer with `body`, for every
+    /// matching request: stands in for AWS services moto does not have.
+    pub fn json_answer(operation: &str, body: String) -> Fault {
+        Fault {
+            operation: operation.into(),
+            status: 200,
+            body,
+            content_type: "application/x-amz-json-1.1",
+            remaining: u32::MAX,
+            until: None,
+        }
+    }
+
+    /// A JSON-protocol error (`__type` = `code`), `times` times.
+    pub fn json_error(operation: &str, status: u16, code: &str, times: u32) -> Fault {
+        Fault {
+            operation: operation.into(),
+            status,
+            body: format!("{{\"__type\":\"{code}\",\"message\":\"injected {code}\"}}"),
+            content_type: "application/x-amz-json-1.1",
+            remaining: times,
+            until: None,
+        }
+    }
+
     /// An EC2 error.
     pub fn ec2(operation: &str, status: u16, code: &str, times: u32) -> Fault {
         Fault {
@@ -271,6 +309,8 @@ pub struct FaultProxy {
     pub port: u16,
     pub faults: Arc<Mutex<Vec<Fault>>>,
     pub injected: Arc<Mutex<Vec<String>>>,
+    /// The request bodies the faults answered, in order.
+    pub answered_bodies: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -290,13 +330,14 @@ impl FaultProxy {
         let port = listener.local_addr().unwrap().port();
         let faults: Arc<Mutex<Vec<Fault>>> = Arc::default();
         let injected: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (f, inj) = (faults.clone(), injected.clone());
+        let answered_bodies: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, inj, bodies) = (faults.clone(), injected.clone(), answered_bodies.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     return;
                 };
-                let (f, inj) = (f.clone(), inj.clone());
+                let (f, inj, bodies) = (f.clone(), inj.clone(), bodies.clone());
                 tokio::spawn(async move {
                     // Read the request head and body.
                     let mut buf = Vec::new();
@@ -340,6 +381,7 @@ impl FaultProxy {
                         inj.lock()
                             .unwrap()
                             .push(format!("{} {}", fault.operation, fault.status));
+                        bodies.lock().unwrap().push(body.clone());
                         let resp = format!(
                             "HTTP/1.1 {} Injected\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                             fault.status,
@@ -366,6 +408,7 @@ impl FaultProxy {
             port,
             faults,
             injected,
+            answered_bodies,
             task,
         }
     }
@@ -381,6 +424,17 @@ impl FaultProxy {
     /// Drops every fault: requests reach moto again.
     pub fn clear(&self) {
         self.faults.lock().unwrap().clear();
+    }
+
+    /// How many requests for `operation` the faults answered so far.
+    pub fn answered(&self, operation: &str) -> usize {
+        let prefix = format!("{operation} ");
+        self.injected
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|i| i.starts_with(&prefix))
+            .count()
     }
 
     /// How many requests were answered with a fault so far.
