@@ -110,7 +110,7 @@ impl StaticProvider {
             mix: None,
             instance_types: vec![instance_type],
             template: NodeTemplate {
-                labels,
+                labels: labels.into(),
                 taints: Vec::new(),
             },
             options: Default::default(),

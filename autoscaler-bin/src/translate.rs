@@ -46,7 +46,7 @@ fn created(meta: &meta::ObjectMeta) -> Timestamp {
 }
 
 fn labels(m: &Option<BTreeMap<String, String>>) -> Labels {
-    m.clone().unwrap_or_default()
+    m.clone().unwrap_or_default().into()
 }
 
 /// Converts a ResourceList into core resources (cpu, memory, pods, ephemeral-storage;

@@ -83,6 +83,7 @@ pub mod fixtures;
 pub mod headroom;
 pub mod hpa;
 pub mod index;
+pub mod labels;
 pub mod model;
 pub mod overprovisioning;
 pub mod predicates;

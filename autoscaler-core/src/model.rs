@@ -5,7 +5,6 @@
 use crate::resources::Resources;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// Pod annotation: `"false"` blocks scale-down, `"true"` overrides the soft blockers.
@@ -22,8 +21,7 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 /// Label that says whether a node is spot or on-demand (Karpenter's key, also set by us).
 pub const CAPACITY_TYPE_LABEL: &str = "karpenter.sh/capacity-type";
 
-/// Labels or annotations.
-pub type Labels = BTreeMap<String, String>;
+pub use crate::labels::Labels;
 
 /// How an instance is bought.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -665,6 +663,22 @@ impl NodeGroup {
     /// The mix, when the group really runs both markets.
     pub fn mixed(&self) -> Option<&CapacityMix> {
         self.mix.as_ref().filter(|m| m.is_mixed())
+    }
+
+    /// Whether AWS's distribution still wants every one of the `in_market` nodes of
+    /// `market` once this mixed group of `size` shrinks by one, so removing one of them
+    /// would leave the group off its mix (AWS scales in the other market first).
+    /// `false` for a group that is not mixed.
+    pub fn distribution_keeps(&self, market: CapacityType, in_market: u32, size: u32) -> bool {
+        let Some(m) = self.mixed() else {
+            return false;
+        };
+        let smaller = size.saturating_sub(1);
+        let wanted = match market {
+            CapacityType::OnDemand => m.on_demand_at(smaller),
+            CapacityType::Spot => smaller - m.on_demand_at(smaller),
+        };
+        in_market <= wanted
     }
 }
 
