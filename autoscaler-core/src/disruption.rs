@@ -209,6 +209,28 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
         .unwrap_or(0.0)
 }
 
+/// Per group: its registered nodes and how many of them are on-demand (for mixes).
+fn market_counts(snap: &ClusterSnapshot) -> Vec<(u32, u32)> {
+    let mut counts = vec![(0u32, 0u32); snap.groups().len()];
+    for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
+        if let Some(gi) = snap.group_of_node(ni) {
+            counts[gi].0 += 1;
+            counts[gi].1 += u32::from(n.capacity_type == CapacityType::OnDemand);
+        }
+    }
+    counts
+}
+
+/// Whether a mixed group's distribution keeps this node's market at one node fewer
+/// (see [`NodeGroup::distribution_keeps`]).
+fn mix_keeps(group: &NodeGroup, market: CapacityType, (size, on_demand): (u32, u32)) -> bool {
+    let in_market = match market {
+        CapacityType::OnDemand => on_demand,
+        CapacityType::Spot => size - on_demand,
+    };
+    group.distribution_keeps(market, in_market, size)
+}
+
 /// Disruption budget window.
 const BUDGET_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -361,6 +383,9 @@ struct Candidate<'a> {
     pods: Vec<PodIdx>,
     /// Unready for longer than `scale-down-unready-time`.
     long_unready: bool,
+    /// In a mixed group, AWS's distribution would remove a node of the other market
+    /// first: removing this one leaves the group off its mix, so it goes last.
+    mix_keeps: bool,
 }
 
 impl Candidate<'_> {
@@ -371,6 +396,7 @@ impl Candidate<'_> {
         self.long_unready
             .cmp(&other.long_unready)
             .then(self.pods.is_empty().cmp(&other.pods.is_empty()))
+            .then(other.mix_keeps.cmp(&self.mix_keeps))
             .then(od(self.capacity_type).cmp(&od(other.capacity_type)))
             .reverse()
             // Fewest evictions next (as cluster-autoscaler), then removal_order.
@@ -581,6 +607,7 @@ impl DisruptionState {
     ) -> Vec<Candidate<'s>> {
         let (snap, now) = (r.snap, r.now);
         let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
+        let markets = market_counts(snap);
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
         for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
@@ -633,6 +660,7 @@ impl DisruptionState {
                     name: n.name.as_str(),
                     pods,
                     long_unready,
+                    mix_keeps: mix_keeps(&snap.groups()[gi], n.capacity_type, markets[gi]),
                 }),
             }
         }
@@ -795,11 +823,22 @@ impl DisruptionState {
     /// Old on-demand nodes that drain-back may replace, oldest first.
     fn drain_back_nodes(&self, r: &Round<'_>, w: &Work<'_, '_>) -> Vec<NodeIdx> {
         let snap = r.snap;
+        let markets = market_counts(snap);
+        // A mixed group's on-demand nodes within its base and share are by design.
+        let by_design = |ni: NodeIdx| {
+            snap.group_of_node(ni).is_some_and(|gi| {
+                let (size, on_demand) = markets[gi];
+                snap.groups()[gi]
+                    .mixed()
+                    .is_some_and(|m| on_demand <= m.on_demand_at(size))
+            })
+        };
         let mut od_nodes: Vec<NodeIdx> = snap
             .node_indexes()
             .filter(|&ni| {
                 let n = &snap.nodes()[ni];
                 n.capacity_type == CapacityType::OnDemand
+                    && !by_design(ni)
                     && n.ready
                     && !n.unschedulable
                     && !w.removed[ni]
@@ -1057,7 +1096,8 @@ fn spot_home(
             (true, Some(_), None) => true,
             (true, None, _) => false,
         };
-        if g.capacity_type != CapacityType::Spot || !better {
+        // A mixed group's replacement may come on-demand: not a way back to spot.
+        if g.capacity_type != CapacityType::Spot || g.mixed().is_some() || !better {
             continue;
         }
         let headroom = g.max_size.saturating_sub(w.targets[gi]);

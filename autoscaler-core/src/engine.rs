@@ -45,6 +45,9 @@ pub(crate) struct GroupState {
     last_registered: u32,
     /// A launch failure asks to cancel what is in flight.
     revert_requested: Option<String>,
+    /// The group runs both markets (as of the last round), so a capacity failure is
+    /// its spot part's.
+    mixed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -264,12 +267,15 @@ impl Autoscaler {
                 instance_type,
                 reason,
             } => {
-                let key = PoolKey {
+                let mut key = PoolKey {
                     group: Some(group.clone()),
                     capacity_type: None,
                     zone: zone.clone(),
                     instance_type: instance_type.clone(),
                 };
+                if self.groups.get(&group).is_some_and(|s| s.mixed) {
+                    key.capacity_type = self.failed_market_of_mixed(&key, &reason, now);
+                }
                 let until = self.cool_offs.record_failure(
                     key.clone(),
                     reason.clone(),
@@ -315,6 +321,29 @@ impl Autoscaler {
                     .record_failure(key, reason, now, &self.config.cool_off);
             }
         }
+    }
+
+    /// The market a mixed group's launch failure cools off. The event does not say;
+    /// AWS's capacity errors are the spot part's (the on-demand part still launches),
+    /// unless the spot part is already out from an earlier outage: then on-demand failed
+    /// too and the whole group cools off. Other failures (template, IAM) hit both.
+    fn failed_market_of_mixed(
+        &self,
+        key: &PoolKey,
+        reason: &LaunchFailureReason,
+        now: Timestamp,
+    ) -> Option<CapacityType> {
+        if !reason.is_capacity_shortage() {
+            return None;
+        }
+        let spot = PoolKey {
+            capacity_type: Some(CapacityType::Spot),
+            ..key.clone()
+        };
+        let spot_already_out = self.cool_offs.active(now).any(|(k, c)| {
+            *k == spot && now.since(c.last_failure) >= self.config.cool_off.initial / 2
+        });
+        (!spot_already_out).then_some(CapacityType::Spot)
     }
 
     fn resolve_market_failures(&mut self, snap: &ClusterSnapshot) {
@@ -509,6 +538,7 @@ impl Autoscaler {
         let g = &snap.groups()[gi];
         let registered = snap.nodes_of_group(gi).len() as u32;
         let st = self.groups.entry(g.name.clone()).or_default();
+        st.mixed = g.mixed().is_some();
         if let Some((t, at)) = st.target_override {
             if g.target_size == t || now.since(at) > TARGET_OVERRIDE_TTL {
                 st.target_override = None;
@@ -627,8 +657,12 @@ impl Autoscaler {
         }
         for (gi, g) in snap.group_indexes().zip(snap.groups()) {
             if let Ok(plan) = &ground.plans[gi] {
-                for i in 0..tally.targets[gi].saturating_sub(tally.registered[gi]) {
-                    nodes.push(plan.fresh_node(g, format!("upcoming-{}-{i}", g.name)));
+                let registered = tally.registered[gi];
+                for i in 0..tally.targets[gi].saturating_sub(registered) {
+                    // A mixed group's launches into a market out of capacity never come.
+                    if plan.slot_comes(registered + i) {
+                        nodes.push(plan.fresh_node(g, format!("upcoming-{}-{i}", g.name)));
+                    }
                 }
             }
         }
@@ -839,7 +873,7 @@ impl Autoscaler {
                     offered_cpu_millis: plan.allocatable.cpu_millis * u64::from(est.node_count()),
                     offered_memory_bytes: plan.allocatable.memory_bytes
                         * u64::from(est.node_count()),
-                    cost_per_hour: plan.price_per_hour * f64::from(est.node_count()),
+                    cost_per_hour: plan.cost_of(est.node_count()),
                 }
             })
             .collect();

@@ -61,6 +61,18 @@ impl LaunchFailureReason {
         LaunchFailureReason::Other(text.chars().take(120).collect())
     }
 
+    /// Whether the failure says the market ran out of capacity or price room (what
+    /// spot requests meet), rather than a setup or quota problem.
+    pub fn is_capacity_shortage(&self) -> bool {
+        matches!(
+            self,
+            LaunchFailureReason::InsufficientInstanceCapacity
+                | LaunchFailureReason::UnfulfillableCapacity
+                | LaunchFailureReason::MaxSpotInstanceCountExceeded
+                | LaunchFailureReason::SpotMaxPriceTooLow
+        )
+    }
+
     /// Whether the failure says a capacity *pool* (type, zone, market) is empty, so every
     /// group drawing from that pool should avoid it, not just the one that failed.
     pub fn is_pool_wide(&self) -> bool {

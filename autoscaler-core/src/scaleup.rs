@@ -3,7 +3,10 @@
 
 use crate::cooloff::CoolOffs;
 use crate::index::{GroupIdx, PodIdx};
-use crate::model::{Labels, NodeGroup, Pod, CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL};
+use crate::model::{
+    CapacityMix, CapacityType, Labels, NodeGroup, Pod, CAPACITY_TYPE_LABEL, INSTANCE_TYPE_LABEL,
+    ZONE_LABEL,
+};
 use crate::predicates::{
     anti_affinity_fit, full_fit, resource_fit, static_fit, AffinityState, SimNode, SpreadState,
     Unfit, Variant,
@@ -26,8 +29,12 @@ pub(crate) struct GroupPlan {
     pub allocatable: Resources,
     /// Largest capacity among the variants (for cluster-wide limits: conservative).
     pub capacity: Resources,
+    /// Per new node, blended over the next launches of a mixed group.
     pub price_per_hour: f64,
     pub pod_slots: u64,
+    /// A mixed group's split, the size its next launch starts from, the market whose
+    /// every pool is in cool-off (its launches will not come), and each market's price.
+    pub mix: Option<MixPlan>,
     /// Where the next new nodes will land, when it can be told: for the k-th new node,
     /// the variants of the zones AWS may pick for it. An ASG launches into the zone
     /// where it has the fewest instances, so with every instance's zone known (none in
@@ -35,6 +42,19 @@ pub(crate) struct GroupPlan {
     /// ties keep every tied zone. Empty: unknown, every variant applies.
     pub launch_order: Vec<Vec<Variant>>,
 }
+
+/// How a mixed group's next launches split between its markets this round.
+#[derive(Clone, Debug)]
+pub(crate) struct MixPlan {
+    pub mix: CapacityMix,
+    pub from_size: u32,
+    pub market_out: Option<CapacityType>,
+    pub on_demand_price: f64,
+    pub spot_price: f64,
+}
+
+/// Launches over which a mixed group's price per node is blended for the expander.
+const PRICE_BLEND_LAUNCHES: u32 = 10;
 
 /// How many new nodes' zones [`GroupPlan::launch_order`] predicts (a scale-up of one
 /// group is rarely larger; later nodes fall back to every variant).
@@ -56,26 +76,11 @@ impl GroupPlan {
         cool_offs: &CoolOffs,
         now: Timestamp,
     ) -> Result<GroupPlan, Unavailable> {
-        let mut variants = Vec::new();
-        let mut latest_block: Option<Unavailable> = None;
-        for zone in &group.zones {
-            for t in &group.instance_types {
-                match cool_offs.blocking(&group.name, group.capacity_type, zone, &t.name, now) {
-                    None => variants.push(Variant {
-                        zone: zone.clone(),
-                        instance_type: t.name.clone(),
-                    }),
-                    Some((key, c)) => {
-                        if latest_block.as_ref().is_none_or(|b| c.until > b.until) {
-                            latest_block = Some(Unavailable {
-                                until: c.until,
-                                why: format!("pool {key} in cool-off after {}", c.reason),
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        let OpenPools {
+            variants,
+            latest_block,
+            market_out,
+        } = open_pools(group, cool_offs, now);
         if variants.is_empty() {
             return Err(latest_block.unwrap_or(Unavailable {
                 until: now,
@@ -87,6 +92,7 @@ impl GroupPlan {
         let mut allocatable: Option<Resources> = None;
         let mut capacity = Resources::default();
         let mut price = 0.0;
+        let mut market_price = [0.0; 2];
         for t in group
             .instance_types
             .iter()
@@ -98,11 +104,31 @@ impl GroupPlan {
             });
             capacity = capacity.component_max(&t.capacity());
             price += t.price_per_hour;
+            for market in [CapacityType::OnDemand, CapacityType::Spot] {
+                market_price[market as usize] += t.price_in(market) / types.len() as f64;
+            }
         }
         let mut allocatable = allocatable.unwrap_or_default();
-        let price_per_hour = price / types.len() as f64;
+        let mut price_per_hour = price / types.len() as f64;
+        let mix = group.mixed().map(|m| MixPlan {
+            mix: *m,
+            from_size: group.target_size,
+            market_out,
+            on_demand_price: market_price[CapacityType::OnDemand as usize],
+            spot_price: market_price[CapacityType::Spot as usize],
+        });
+        if let Some(m) = &mix {
+            let coming = (0..PRICE_BLEND_LAUNCHES)
+                .filter(|&k| m.comes(k))
+                .count()
+                .max(1);
+            price_per_hour = m.cost_of(PRICE_BLEND_LAUNCHES) / coming as f64;
+        }
         let mut labels = group.template.labels.clone();
-        labels.insert(CAPACITY_TYPE_LABEL.into(), group.capacity_type.to_string());
+        // A mixed group's new node may be either market: its label is not predictable.
+        if mix.is_none() {
+            labels.insert(CAPACITY_TYPE_LABEL.into(), group.capacity_type.to_string());
+        }
         if zones.len() == 1 {
             labels.insert(ZONE_LABEL.into(), zones.iter().next().unwrap().to_string());
         }
@@ -158,7 +184,39 @@ impl GroupPlan {
             capacity,
             price_per_hour,
             pod_slots,
+            mix,
         })
+    }
+
+    /// Whether the `k`-th new node will come (a mixed group's launch into a market
+    /// whose every pool is in cool-off will not).
+    pub fn comes(&self, k: usize) -> bool {
+        self.mix
+            .as_ref()
+            .is_none_or(|m| m.comes(u32::try_from(k).unwrap_or(u32::MAX)))
+    }
+
+    /// Whether an in-flight launch taking the group from `size` to `size + 1` will come.
+    pub fn slot_comes(&self, size: u32) -> bool {
+        self.mix.as_ref().is_none_or(|m| m.slot_comes(size))
+    }
+
+    /// What `count` new nodes cost per hour (the ones that come).
+    pub fn cost_of(&self, count: u32) -> f64 {
+        match &self.mix {
+            Some(m) => m.cost_of(count),
+            None => self.price_per_hour * f64::from(count),
+        }
+    }
+
+    /// A slot a mixed group must launch for AWS to reach the next on-demand node, in
+    /// the market that will not come: it takes no pods.
+    fn placeholder<'a>(&'a self, group: &'a NodeGroup, k: usize) -> SimNode<'a> {
+        let mut node = self.new_node(group, k, format!("new-{}-{k}-not-coming", group.name));
+        node.free = Resources::default();
+        node.free_pods = 0;
+        node.schedulable = false;
+        node
     }
 
     /// The `k`-th new node of this plan: in its predicted zone(s) when known.
@@ -195,6 +253,89 @@ impl GroupPlan {
             placed: Vec::new(),
             hostname: hostname.into(),
         }
+    }
+}
+
+impl MixPlan {
+    /// The market of the `k`-th new node.
+    pub fn market(&self, k: u32) -> CapacityType {
+        self.mix.market_of_launch(self.from_size.saturating_add(k))
+    }
+
+    /// Whether the `k`-th new node will come.
+    pub fn comes(&self, k: u32) -> bool {
+        self.slot_comes(self.from_size.saturating_add(k))
+    }
+
+    /// Whether the launch that takes the group from `size` to `size + 1` will come.
+    pub fn slot_comes(&self, size: u32) -> bool {
+        self.market_out != Some(self.mix.market_of_launch(size))
+    }
+
+    /// What the first `count` new nodes cost per hour (the ones that come).
+    pub fn cost_of(&self, count: u32) -> f64 {
+        (0..count)
+            .filter(|&k| self.comes(k))
+            .map(|k| match self.market(k) {
+                CapacityType::OnDemand => self.on_demand_price,
+                CapacityType::Spot => self.spot_price,
+            })
+            .sum()
+    }
+}
+
+/// The pools of a group that are not in cool-off, and what blocks the others.
+struct OpenPools {
+    variants: Vec<Variant>,
+    latest_block: Option<Unavailable>,
+    /// A mixed group's market whose every pool is in cool-off.
+    market_out: Option<CapacityType>,
+}
+
+fn open_pools(group: &NodeGroup, cool_offs: &CoolOffs, now: Timestamp) -> OpenPools {
+    let mut variants = Vec::new();
+    let mut latest_block: Option<Unavailable> = None;
+    // A mixed group launches in both markets: a pool is open while either is.
+    let markets: &[CapacityType] = match group.mixed() {
+        Some(_) => &[CapacityType::OnDemand, CapacityType::Spot],
+        None => std::slice::from_ref(&group.capacity_type),
+    };
+    let mut open_in = [false; 2];
+    for zone in &group.zones {
+        for t in &group.instance_types {
+            let mut open = false;
+            for &market in markets {
+                match cool_offs.blocking(&group.name, market, zone, &t.name, now) {
+                    None => {
+                        open = true;
+                        open_in[market as usize] = true;
+                    }
+                    Some((key, c)) => {
+                        if latest_block.as_ref().is_none_or(|b| c.until > b.until) {
+                            latest_block = Some(Unavailable {
+                                until: c.until,
+                                why: format!("pool {key} in cool-off after {}", c.reason),
+                            });
+                        }
+                    }
+                }
+            }
+            if open {
+                variants.push(Variant {
+                    zone: zone.clone(),
+                    instance_type: t.name.clone(),
+                });
+            }
+        }
+    }
+    let market_out = match group.mixed() {
+        Some(_) => markets.iter().copied().find(|m| !open_in[*m as usize]),
+        None => None,
+    };
+    OpenPools {
+        variants,
+        latest_block,
+        market_out,
     }
 }
 
@@ -422,6 +563,11 @@ pub(crate) fn estimate<'a>(
             let start = if rescan { 0 } else { cursor };
             let mut found = (start..nodes.len())
                 .find(|&k| full_fit(pod, &nodes[k], snap, &spread, &affinity).is_ok());
+            // A mixed group under a spot ICE: AWS reaches the next on-demand node only
+            // through the spot slots before it, which hold nothing.
+            while found.is_none() && (nodes.len() as u32) < max_new && !plan.comes(nodes.len()) {
+                nodes.push(plan.placeholder(group, nodes.len()));
+            }
             if found.is_none() && (nodes.len() as u32) < max_new {
                 let node = plan.new_node(
                     group,
@@ -441,6 +587,13 @@ pub(crate) fn estimate<'a>(
             requested.add(&pod.spec.requests);
             cursor = k;
         }
+    }
+    // Slots that would only lead to a node that did not take a pod are not asked for.
+    while nodes
+        .last()
+        .is_some_and(|n| n.placed.is_empty() && !n.schedulable)
+    {
+        nodes.pop();
     }
     Estimate {
         nodes,
