@@ -22,6 +22,10 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The region of the Price List query endpoint used (it also answers from
+/// `eu-central-1` and `ap-south-1`; the prices are the same).
+pub const PRICING_REGION: &str = "us-east-1";
+
 /// Size of one token bucket: `burst` calls at once, `per_second` sustained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bucket {
@@ -41,6 +45,7 @@ pub struct Bucket {
 ///   reads get 10 burst / 5 per s and writes 10 burst / 2 per s.
 /// - SQS has no per-account call limit worth the name; the bucket only stops a hot loop.
 /// - EventBridge control plane (`PutRule`, ...) is only used at setup: 5 burst / 1 per s.
+/// - The Price List API is read a few times every few hours: 5 burst / 1 per s.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimitConfig {
     /// Auto Scaling `Describe*`.
@@ -53,6 +58,8 @@ pub struct RateLimitConfig {
     pub sqs: Bucket,
     /// EventBridge.
     pub eventbridge: Bucket,
+    /// Price List (`pricing:GetProducts`).
+    pub pricing: Bucket,
 }
 
 impl Default for RateLimitConfig {
@@ -78,6 +85,10 @@ impl Default for RateLimitConfig {
                 burst: 5,
                 per_second: 1,
             },
+            pricing: Bucket {
+                burst: 5,
+                per_second: 1,
+            },
         }
     }
 }
@@ -90,6 +101,7 @@ impl RateLimitConfig {
             ApiFamily::Ec2Read => self.ec2_read,
             ApiFamily::Sqs => self.sqs,
             ApiFamily::EventBridge => self.eventbridge,
+            ApiFamily::Pricing => self.pricing,
         }
     }
 }
@@ -183,7 +195,7 @@ impl Intercept for MetricsInterceptor {
     }
 }
 
-/// The four SDK clients with rate limits, retries and metrics.
+/// The SDK clients with rate limits, retries and metrics.
 pub struct Api {
     /// Auto Scaling client.
     pub autoscaling: aws_sdk_autoscaling::Client,
@@ -193,6 +205,8 @@ pub struct Api {
     pub sqs: aws_sdk_sqs::Client,
     /// EventBridge client.
     pub eventbridge: aws_sdk_eventbridge::Client,
+    /// Price List client, in [`PRICING_REGION`] whatever the cluster's region.
+    pub pricing: aws_sdk_pricing::Client,
     limiters: Vec<(ApiFamily, DefaultDirectRateLimiter)>,
     metrics: Arc<Metrics>,
 }
@@ -282,6 +296,13 @@ impl Api {
                 .retry_config(retry.to_sdk())
                 .build(),
         );
+        let pricing = aws_sdk_pricing::Client::from_conf(
+            aws_sdk_pricing::config::Builder::from(sdk)
+                .region(aws_types::region::Region::new(PRICING_REGION))
+                .interceptor(interceptor())
+                .retry_config(retry.to_sdk())
+                .build(),
+        );
         let limiters = ApiFamily::ALL
             .iter()
             .map(|&f| {
@@ -295,9 +316,15 @@ impl Api {
             ec2,
             sqs,
             eventbridge,
+            pricing,
             limiters,
             metrics,
         }
+    }
+
+    /// The region of the EC2 client (the cluster's), if configured.
+    pub fn region(&self) -> Option<&str> {
+        self.ec2.config().region().map(|r| r.as_ref())
     }
 
     /// The metrics the calls update.

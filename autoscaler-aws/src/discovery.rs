@@ -991,6 +991,8 @@ impl Scanner {
             .flat_map(|(.., types, _)| types.iter().cloned())
             .collect();
         self.load_types(&all_types).await?;
+        let prices = &self.config.on_demand_prices;
+        prices.refresh_from_api(&self.api, &all_types).await;
         let spot_types: BTreeSet<String> = staged
             .iter()
             .filter(|(_, _, t, _, market)| {

@@ -54,7 +54,7 @@ pub use discovery::{
 pub use error::{AwsError, GroupError, GroupProblem};
 pub use instance_requirements::RequirementsResolver;
 pub use metrics::{EventStats, Metrics, OpStats};
-pub use prices::OnDemandPrices;
+pub use prices::{OnDemandPrices, PriceQuote, PriceSource};
 pub use queue::{Batch, EventQueue, QueueConfig, Receipt, ReceivedEvent};
 pub use setup::{EventInfra, EventInfraState};
 
@@ -76,6 +76,8 @@ pub struct AwsConfig {
 pub struct AwsCloud {
     api: Arc<Api>,
     scanner: Scanner,
+    /// Shares its Price List cache with the scanner's copy.
+    on_demand_prices: OnDemandPrices,
     actuator: Actuator,
     activities: ActivityPoller,
 }
@@ -96,6 +98,7 @@ impl AwsCloud {
             Arc::new(Metrics::default()),
         ));
         AwsCloud {
+            on_demand_prices: config.scan.on_demand_prices.clone(),
             scanner: Scanner::new(api.clone(), config.scan),
             actuator: Actuator::new(api.clone()),
             activities: ActivityPoller::new(api.clone()),
@@ -113,9 +116,30 @@ impl AwsCloud {
         self.api.metrics()
     }
 
-    /// Reads every managed group (see [`Scanner::scan`]).
+    /// Reads every managed group (see [`Scanner::scan`]), and records the on-demand
+    /// price and source of each of their instance types ([`Metrics::on_demand_prices`]).
     pub async fn scan(&self) -> Result<Scan, AwsError> {
-        self.scanner.scan().await
+        let scan = self.scanner.scan().await?;
+        let mut quotes: Vec<PriceQuote> = scan
+            .groups
+            .iter()
+            .flat_map(|g| g.group.instance_types.iter())
+            .map(|t| {
+                let gpus = t
+                    .allocatable
+                    .extended
+                    .iter()
+                    .filter(|(name, _)| name.ends_with("/gpu"))
+                    .map(|(_, n)| n)
+                    .sum();
+                self.on_demand_prices
+                    .quote(&t.name, t.vcpus, t.memory_mib, gpus)
+            })
+            .collect();
+        quotes.sort_by(|a, b| a.instance_type.cmp(&b.instance_type));
+        quotes.dedup_by(|a, b| a.instance_type == b.instance_type);
+        self.api.metrics().record_on_demand_prices(quotes);
+        Ok(scan)
     }
 
     /// Forgets cached spot prices and moving launch template versions.

@@ -3,7 +3,9 @@
 //! renderer, the autoscaler binary's Prometheus collector (`autoscaler_aws_*` families).
 
 use crate::op::Op;
+use crate::prices::PriceQuote;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Default, Debug)]
@@ -29,6 +31,7 @@ pub struct Metrics {
     event_latency_micros_max: AtomicU64,
     external_changes: AtomicU64,
     group_errors: AtomicU64,
+    on_demand_prices: Mutex<Vec<PriceQuote>>,
 }
 
 impl Default for Metrics {
@@ -43,6 +46,7 @@ impl Default for Metrics {
             event_latency_micros_max: AtomicU64::new(0),
             external_changes: AtomicU64::new(0),
             group_errors: AtomicU64::new(0),
+            on_demand_prices: Mutex::default(),
         }
     }
 }
@@ -138,6 +142,22 @@ impl Metrics {
 
     pub(crate) fn record_external_change(&self) {
         self.external_changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The on-demand prices of the instance types of the latest scan, with sources.
+    pub(crate) fn record_on_demand_prices(&self, quotes: Vec<PriceQuote>) {
+        if let Ok(mut prices) = self.on_demand_prices.lock() {
+            *prices = quotes;
+        }
+    }
+
+    /// The on-demand price and its source (`api`, `table`, `override`, `estimate`) of
+    /// each instance type of the latest scan, by type name.
+    pub fn on_demand_prices(&self) -> Vec<PriceQuote> {
+        self.on_demand_prices
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn record_group_errors(&self, n: u64) {

@@ -14,15 +14,18 @@ pub enum ApiFamily {
     Sqs,
     /// EventBridge.
     EventBridge,
+    /// The Price List query API (`pricing:GetProducts`).
+    Pricing,
 }
 
 impl ApiFamily {
-    pub(crate) const ALL: [ApiFamily; 5] = [
+    pub(crate) const ALL: [ApiFamily; 6] = [
         ApiFamily::AutoScalingRead,
         ApiFamily::AutoScalingWrite,
         ApiFamily::Ec2Read,
         ApiFamily::Sqs,
         ApiFamily::EventBridge,
+        ApiFamily::Pricing,
     ];
 }
 
@@ -84,6 +87,7 @@ ops! {
     PutTargets => "events:PutTargets", EventBridge;
     DescribeRule => "events:DescribeRule", EventBridge;
     ListTargetsByRule => "events:ListTargetsByRule", EventBridge;
+    GetProducts => "pricing:GetProducts", Pricing;
 }
 
 impl Op {

@@ -1,11 +1,19 @@
-//! On-demand prices. EC2 has no API for them (the Price List API is a separate,
-//! us-east-1-only service), so, like cluster-autoscaler, the adapter ships a table of
-//! Linux on-demand prices (us-east-1, USD/hour) that the configuration can replace or
-//! extend, and estimates types it does not know from their vCPUs and memory.
+//! On-demand prices, USD/hour, Linux, shared tenancy, from (first that has the type):
+//! 1. the configuration's overrides;
+//! 2. the Price List query API (`pricing:GetProducts`, us-east-1 endpoint, the cluster's
+//!    region), read for the instance types in use, refreshed every
+//!    [`DEFAULT_REFRESH`] through the `Pricing` token bucket;
+//! 3. a built-in table (us-east-1), like cluster-autoscaler's; the only source when the
+//!    Price List API is denied (one warning) or unreachable;
+//! 4. an estimate from vCPUs, memory and GPUs.
+//!
 //! Spot prices come from `DescribeSpotPriceHistory` (see [`crate::discovery`]).
 
-use std::collections::BTreeMap;
-
+use crate::api::{Api, Op};
+use crate::error::AwsError;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 const TABLE: &[(&str, f64)] = &[
     ("t3.medium", 0.0416),
     ("t3.large", 0.0832),
@@ -50,16 +58,94 @@ const TABLE: &[(&str, f64)] = &[
     ("p3.2xlarge", 3.06),
 ];
 
-/// On-demand prices per instance type, USD/hour.
+/// How often Price List prices are read again (on-demand prices change a few times a
+/// year; the API's own data is refreshed daily at most).
+pub const DEFAULT_REFRESH: Duration = Duration::from_secs(6 * 3600);
+/// Retry delay after a failed (not denied) Price List read.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15 * 60);
+/// Instance types per `GetProducts` call (`ANY_OF` on `instanceType`).
+const TYPES_PER_CALL: usize = 50;
+/// Products per `GetProducts` page (the API's maximum).
+const PRODUCTS_PER_PAGE: i32 = 100;
+
+/// Where one on-demand price comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PriceSource {
+    /// The configuration's overrides.
+    Override,
+    /// The Price List API.
+    Api,
+    /// The built-in table.
+    Table,
+    /// Estimated from vCPUs, memory and GPUs (no listed price).
+    Estimate,
+}
+
+impl PriceSource {
+    /// `override`, `api`, `table` or `estimate` (status ConfigMap, metric label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PriceSource::Override => "override",
+            PriceSource::Api => "api",
+            PriceSource::Table => "table",
+            PriceSource::Estimate => "estimate",
+        }
+    }
+}
+
+/// One instance type's on-demand price and its source.
 #[derive(Clone, Debug, PartialEq)]
+pub struct PriceQuote {
+    /// Instance type.
+    pub instance_type: String,
+    /// USD per hour.
+    pub usd_per_hour: f64,
+    /// Where it comes from.
+    pub source: PriceSource,
+}
+
+/// Prices read from the Price List API, shared by every clone.
+#[derive(Debug, Default)]
+struct ApiPrices {
+    prices: BTreeMap<String, f64>,
+    /// Types asked for, and when (answered or not), so an unpriced type is not re-asked
+    /// every scan.
+    asked: BTreeMap<String, Instant>,
+    /// No call before this.
+    not_before: Option<Instant>,
+    /// The API was denied (warned once).
+    denied: bool,
+}
+
+/// On-demand prices per instance type, USD/hour.
+#[derive(Clone, Debug)]
 pub struct OnDemandPrices {
     table: BTreeMap<String, f64>,
+    overrides: BTreeMap<String, f64>,
+    /// Whether to read the Price List API at all.
+    pub use_api: bool,
+    /// How long Price List prices are kept.
+    pub refresh: Duration,
+    from_api: Arc<RwLock<ApiPrices>>,
+}
+
+impl PartialEq for OnDemandPrices {
+    fn eq(&self, other: &Self) -> bool {
+        self.table == other.table
+            && self.overrides == other.overrides
+            && self.use_api == other.use_api
+            && self.refresh == other.refresh
+    }
 }
 
 impl Default for OnDemandPrices {
     fn default() -> Self {
         OnDemandPrices {
             table: TABLE.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            overrides: BTreeMap::new(),
+            use_api: true,
+            refresh: DEFAULT_REFRESH,
+            from_api: Arc::default(),
         }
     }
 }
@@ -67,18 +153,55 @@ impl Default for OnDemandPrices {
 impl OnDemandPrices {
     /// The built-in table with `overrides` on top.
     pub fn with_overrides(overrides: impl IntoIterator<Item = (String, f64)>) -> Self {
-        let mut p = OnDemandPrices::default();
-        p.table.extend(overrides);
-        p
+        OnDemandPrices {
+            overrides: overrides.into_iter().collect(),
+            ..OnDemandPrices::default()
+        }
     }
 
-    /// The price from the table, if listed.
+    /// The listed price (override, API or table) and its source.
+    pub fn listed_with_source(&self, instance_type: &str) -> Option<(f64, PriceSource)> {
+        if let Some(p) = self.overrides.get(instance_type) {
+            return Some((*p, PriceSource::Override));
+        }
+        let api = self
+            .from_api
+            .read()
+            .ok()?
+            .prices
+            .get(instance_type)
+            .copied();
+        api.map(|p| (p, PriceSource::Api)).or_else(|| {
+            self.table
+                .get(instance_type)
+                .map(|p| (*p, PriceSource::Table))
+        })
+    }
+
+    /// The listed price (override, API or table), if any.
     pub fn listed(&self, instance_type: &str) -> Option<f64> {
-        self.table.get(instance_type).copied()
+        self.listed_with_source(instance_type).map(|(p, _)| p)
     }
 
-    /// The listed price, or an estimate at m5 rates (USD 0.0336 per vCPU-hour plus
-    /// 0.0036 per GiB-hour) plus USD 0.50 per GPU, flagged by `false`.
+    /// The listed price with its source, or an estimate at m5 rates (USD 0.0336 per
+    /// vCPU-hour plus 0.0036 per GiB-hour) plus USD 0.50 per GPU.
+    pub fn quote(&self, instance_type: &str, vcpus: u32, memory_mib: u64, gpus: u64) -> PriceQuote {
+        let (usd_per_hour, source) = self.listed_with_source(instance_type).unwrap_or_else(|| {
+            (
+                0.0336 * f64::from(vcpus)
+                    + 0.0036 * (memory_mib as f64 / 1024.0)
+                    + 0.5 * gpus as f64,
+                PriceSource::Estimate,
+            )
+        });
+        PriceQuote {
+            instance_type: instance_type.to_string(),
+            usd_per_hour,
+            source,
+        }
+    }
+
+    /// The listed price or the estimate, with `false` for an estimate.
     pub fn price(
         &self,
         instance_type: &str,
@@ -86,16 +209,167 @@ impl OnDemandPrices {
         memory_mib: u64,
         gpus: u64,
     ) -> (f64, bool) {
-        match self.listed(instance_type) {
-            Some(p) => (p, true),
-            None => (
-                0.0336 * f64::from(vcpus)
-                    + 0.0036 * (memory_mib as f64 / 1024.0)
-                    + 0.5 * gpus as f64,
-                false,
-            ),
+        let q = self.quote(instance_type, vcpus, memory_mib, gpus);
+        (q.usd_per_hour, q.source != PriceSource::Estimate)
+    }
+
+    /// Whether the Price List API was denied (the table is in use).
+    pub fn api_denied(&self) -> bool {
+        self.from_api.read().is_ok_and(|a| a.denied)
+    }
+
+    /// Reads the Price List prices of `types` in the cluster's region when they are
+    /// older than [`OnDemandPrices::refresh`] or never asked. Denied: the table stays,
+    /// one warning, asked again after the refresh period. Other failures keep the
+    /// prices already read and retry after 15 minutes.
+    pub async fn refresh_from_api(&self, api: &Api, types: &BTreeSet<String>) {
+        if !self.use_api {
+            return;
+        }
+        let Some(region) = api.region().map(str::to_string) else {
+            return;
+        };
+        let due: Vec<String> = {
+            let Ok(state) = self.from_api.read() else {
+                return;
+            };
+            if state.not_before.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+            types
+                .iter()
+                .filter(|t| !self.overrides.contains_key(*t))
+                .filter(|t| {
+                    state
+                        .asked
+                        .get(*t)
+                        .is_none_or(|at| at.elapsed() >= self.refresh)
+                })
+                .cloned()
+                .collect()
+        };
+        if due.is_empty() {
+            return;
+        }
+        for chunk in due.chunks(TYPES_PER_CALL) {
+            match get_products(api, &region, chunk).await {
+                Ok(found) => {
+                    let Ok(mut state) = self.from_api.write() else {
+                        return;
+                    };
+                    let now = Instant::now();
+                    for t in chunk {
+                        state.asked.insert(t.clone(), now);
+                    }
+                    if state.denied {
+                        tracing::info!("pricing:GetProducts allowed again: on-demand prices from the Price List API");
+                    }
+                    state.denied = false;
+                    state.prices.extend(found);
+                }
+                Err(e) => {
+                    let Ok(mut state) = self.from_api.write() else {
+                        return;
+                    };
+                    if matches!(e, AwsError::AccessDenied { .. }) {
+                        if !state.denied {
+                            tracing::warn!(error = %e, "on-demand prices come from the built-in table; grant pricing:GetProducts for prices from the Price List API");
+                        }
+                        state.denied = true;
+                        state.not_before = Some(Instant::now() + self.refresh);
+                    } else {
+                        tracing::warn!(error = %e, "on-demand prices not refreshed from the Price List API; retrying in 15 minutes");
+                        state.not_before = Some(Instant::now() + RETRY_AFTER_FAILURE);
+                    }
+                    return;
+                }
+            }
         }
     }
+}
+
+/// One `GetProducts` query: Linux, shared tenancy, no pre-installed software, on-demand
+/// capacity in use, `types` in `region`; every page.
+async fn get_products(
+    api: &Api,
+    region: &str,
+    types: &[String],
+) -> Result<BTreeMap<String, f64>, AwsError> {
+    use aws_sdk_pricing::types::{Filter, FilterType};
+    let filter = |kind: FilterType, field: &str, value: &str| {
+        Filter::builder()
+            .r#type(kind)
+            .field(field)
+            .value(value)
+            .build()
+            .map_err(|e| AwsError::Config(format!("Price List filter {field}: {e}")))
+    };
+    let filters = vec![
+        filter(FilterType::AnyOf, "instanceType", &types.join(","))?,
+        filter(FilterType::TermMatch, "regionCode", region)?,
+        filter(FilterType::TermMatch, "operatingSystem", "Linux")?,
+        filter(FilterType::TermMatch, "tenancy", "Shared")?,
+        filter(FilterType::TermMatch, "preInstalledSw", "NA")?,
+        filter(FilterType::TermMatch, "capacitystatus", "Used")?,
+        filter(FilterType::TermMatch, "licenseModel", "No License required")?,
+    ];
+    let mut prices = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let out = api
+            .call(
+                Op::GetProducts,
+                api.pricing
+                    .get_products()
+                    .service_code("AmazonEC2")
+                    .format_version("aws_v1")
+                    .set_filters(Some(filters.clone()))
+                    .max_results(PRODUCTS_PER_PAGE)
+                    .set_next_token(token.take())
+                    .send(),
+            )
+            .await?;
+        for product in out.price_list() {
+            match parse_product(product) {
+                Some((t, p)) => {
+                    prices.entry(t).or_insert(p);
+                }
+                None => tracing::debug!(product, "Price List product without an hourly USD price"),
+            }
+        }
+        token = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if token.is_none() {
+            return Ok(prices);
+        }
+    }
+}
+
+/// The instance type and hourly on-demand USD price of one Price List product document
+/// (`product.attributes.instanceType`, `terms.OnDemand.*.priceDimensions.*`).
+fn parse_product(document: &str) -> Option<(String, f64)> {
+    let v: serde_json::Value = serde_json::from_str(document).ok()?;
+    let instance_type = v
+        .pointer("/product/attributes/instanceType")?
+        .as_str()?
+        .to_string();
+    let price = v
+        .pointer("/terms/OnDemand")?
+        .as_object()?
+        .values()
+        .filter_map(|term| term.get("priceDimensions")?.as_object())
+        .flat_map(|dims| dims.values())
+        .filter(|d| d.get("unit").and_then(|u| u.as_str()) == Some("Hrs"))
+        .filter_map(|d| {
+            d.pointer("/pricePerUnit/USD")?
+                .as_str()?
+                .parse::<f64>()
+                .ok()
+        })
+        .find(|p| *p > 0.0)?;
+    Some((instance_type, price))
 }
 
 #[cfg(test)]
@@ -110,5 +384,24 @@ mod tests {
         let (est, listed) = p.price("m9.large", 2, 8192, 0);
         assert!(!listed);
         assert!((est - 0.096).abs() < 1e-9, "{est}");
+        assert_eq!(p.quote("x1.custom", 1, 1, 0).source, PriceSource::Override);
+        assert_eq!(p.quote("m5.large", 2, 8192, 0).source, PriceSource::Table);
+        assert_eq!(
+            p.quote("m9.large", 2, 8192, 0).source,
+            PriceSource::Estimate
+        );
+    }
+
+    #[test]
+    fn price_list_product_documents_parse() {
+        // The shape of one GetProducts PriceList entry (trimmed).
+        let doc = r#"{"product":{"productFamily":"Compute Instance","attributes":
+            {"instanceType":"m5.large","regionCode":"eu-west-1","operatingSystem":"Linux"}},
+            "terms":{"OnDemand":{"SKU.JRTCKXETXF":{"priceDimensions":{"SKU.JRTCKXETXF.6YS6EN2CT7":
+            {"unit":"Hrs","pricePerUnit":{"USD":"0.1070000000"}}}}}}}"#;
+        assert_eq!(parse_product(doc), Some(("m5.large".to_string(), 0.107)));
+        let no_hours = doc.replace("\"Hrs\"", "\"Quantity\"");
+        assert_eq!(parse_product(&no_hours), None);
+        assert_eq!(parse_product("not json"), None);
     }
 }
