@@ -175,6 +175,11 @@ pub struct BalanceConfig {
     /// those replacements may evict in any hour (scale-down is not counted: it only
     /// removes what is unneeded).
     pub evictions_per_hour: u32,
+    /// Rebalancing drains a heavy-zone node without launching a replacement when its
+    /// pods fit on the set's other nodes and the set's CPU requests stay under this
+    /// share of what remains: the room a replacement would add is room scale-down
+    /// would evict again later.
+    pub consolidate_below: f64,
 }
 
 impl Default for BalanceConfig {
@@ -188,6 +193,7 @@ impl Default for BalanceConfig {
             rest_after: Duration::from_secs(1800),
             skew_fraction: 0.2,
             evictions_per_hour: 30,
+            consolidate_below: 0.75,
         }
     }
 }

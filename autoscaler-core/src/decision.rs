@@ -156,6 +156,16 @@ pub enum ScaleDownBlocker {
     },
     /// A replacement's new nodes are ready but the old node cannot be drained yet.
     ReplacementNotDrained(Box<ScaleDownBlocker>),
+    /// Draining the node would leave its zone so light that the balance set's skew
+    /// goes over what it may keep; rebalancing would then evict again to fix it.
+    ZoneBalance {
+        /// The node's zone.
+        zone: String,
+        /// The set's skew after the removal.
+        skew_after: u32,
+        /// The skew the set may keep.
+        threshold: u32,
+    },
 }
 
 impl std::fmt::Display for ScaleDownBlocker {
@@ -190,6 +200,14 @@ impl std::fmt::Display for ScaleDownBlocker {
             ScaleDownBlocker::ReplacementNotDrained(why) => {
                 write!(f, "replacement ready but not drained yet: {why}")
             }
+            ScaleDownBlocker::ZoneBalance {
+                zone,
+                skew_after,
+                threshold,
+            } => write!(
+                f,
+                "draining it would skew its balance set's zones to {skew_after} > {threshold} ({zone} is the lightest)"
+            ),
         }
     }
 }

@@ -674,6 +674,7 @@ impl DisruptionState {
         let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
         let blocked_sets = self.scale_down_blocked_sets(r, w);
         let cands = self.scale_down_candidates(r, w);
+        let mut counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
         let mut empty_removed = 0u32;
         let mut drains = self
             .removing
@@ -684,6 +685,18 @@ impl DisruptionState {
             let (ni, gi) = (c.node, c.group);
             if !w.nodes[ni].placed.is_empty() {
                 // Pods of a node removed earlier this round were moved here.
+                continue;
+            }
+            let set = r.sets.of_group[gi];
+            let zone = snap.nodes()[ni].zone();
+            let unbalances = (!c.pods.is_empty() && !c.long_unready && r.config.balance.enabled)
+                .then(|| removal_unbalances(r, &counts[set], zone))
+                .flatten();
+            if let Some(why) = unbalances {
+                // Evicting to skew the zones only to evict again to rebalance them. The
+                // node stays unneeded: once the zones even out it goes without waiting.
+                self.unneeded_since.entry(c.name.to_string()).or_insert(now);
+                w.blocked(c.name, why);
                 continue;
             }
             let done = match try_move(&c.pods, ni, w.nodes, &w.removed, snap, &mut w.cursor) {
@@ -721,6 +734,9 @@ impl DisruptionState {
                 && bounded
             {
                 self.remove_unneeded(r, w, &c, since);
+                if let Some(n) = zone.and_then(|z| counts[set].get_mut(z)) {
+                    *n -= 1;
+                }
                 if c.pods.is_empty() {
                     empty_removed += 1;
                 } else {
@@ -955,10 +971,7 @@ impl DisruptionState {
             }
             let c = &counts[set];
             let total: i64 = c.values().sum();
-            let mean = total as f64 / c.len().max(1) as f64;
-            // Truncation: the share of the mean, rounded down.
-            let grown = (r.config.balance.skew_fraction * mean) as u32;
-            let threshold = r.config.balance.skew_threshold.max(grown);
+            let threshold = skew_threshold(r, c);
             if skew(c) <= threshold || total < 2 * c.len() as i64 {
                 self.skew_since.remove(name);
                 continue;
@@ -998,6 +1011,9 @@ impl DisruptionState {
                 continue;
             }
             self.spend_budget(r, set, pods);
+            if self.consolidate_for_balance(r, w, set, vi, (skew(c), threshold)) {
+                continue;
+            }
             let reason = format!(
                 "zone rebalance: balance set skew {} > {} for {}; launch in {light} first, then drain {} in {heavy}",
                 skew(c),
@@ -1015,6 +1031,66 @@ impl DisruptionState {
             let victim = snap.nodes()[vi].name.clone();
             self.begin_replacement(&victim, lgi, replacement, reason, w);
         }
+    }
+
+    /// Heals skew without buying a node: when the set has room to spare (it stays under
+    /// the scale-down utilization threshold without `victim`) and the victim's pods fit
+    /// on the set's other nodes, the victim is just drained. A replacement would leave
+    /// that spare room in place, for scale-down to evict again later.
+    fn consolidate_for_balance(
+        &mut self,
+        r: &Round<'_>,
+        w: &mut Work<'_, '_>,
+        set: usize,
+        victim: NodeIdx,
+        (skew_now, threshold): (u32, u32),
+    ) -> bool {
+        let snap = r.snap;
+        let Some(gi) = snap.group_of_node(victim) else {
+            return false;
+        };
+        let (mut requested, mut allocatable) = (0u64, 0u64);
+        for ni in snap.node_indexes() {
+            let in_set = snap
+                .group_of_node(ni)
+                .is_some_and(|g| r.sets.of_group[g] == set);
+            if !in_set || w.removed[ni] {
+                continue;
+            }
+            requested += snap.requested_on_node(ni).cpu_millis;
+            if ni != victim {
+                allocatable += snap.nodes()[ni].allocatable.cpu_millis;
+            }
+        }
+        let below = r.config.balance.consolidate_below;
+        if allocatable == 0 || requested as f64 > below * allocatable as f64 {
+            return false;
+        }
+        let Ok(pods) = movable_pods(snap, victim, r.config, &w.pdb_left) else {
+            return false;
+        };
+        if try_move(&pods, victim, w.nodes, &w.removed, snap, &mut w.cursor).is_err() {
+            return false;
+        }
+        w.spend_pdbs(snap, &pods);
+        let n = &snap.nodes()[victim];
+        w.actions.push(Decision::RemoveNode {
+            node: n.name.clone(),
+            group: snap.groups()[gi].name.clone(),
+            kind: RemovalKind::Rebalance,
+            drain: !pods.is_empty(),
+            reason: format!(
+                "zone rebalance: balance set skew {skew_now} > {threshold} in {}; its {} pod(s) fit on the set's other nodes, which stay under {:.0}% CPU requested: drained without a replacement",
+                n.zone().unwrap_or("?"),
+                pods.len(),
+                below * 100.0
+            ),
+        });
+        w.removed[victim] = true;
+        w.targets[gi] -= 1;
+        self.removing
+            .insert(n.name.clone(), (r.now, RemovalKind::Rebalance));
+        true
     }
 
     /// The least utilized movable node of balance set `set` in zone `heavy`.
@@ -1071,6 +1147,44 @@ impl DisruptionState {
         w.scale_ups.push((replacement.group.clone(), new_target));
         self.replacements.insert(node.to_string(), replacement);
     }
+}
+
+/// The zone skew a balance set may keep: the configured floor, or a share of its mean
+/// zone size for large sets (small sets are left alone).
+fn skew_threshold(r: &Round<'_>, counts: &BTreeMap<String, i64>) -> u32 {
+    let total: i64 = counts.values().sum();
+    let mean = total as f64 / counts.len().max(1) as f64;
+    // Truncation: the share of the mean, rounded down.
+    let grown = (r.config.balance.skew_fraction * mean) as u32;
+    r.config.balance.skew_threshold.max(grown)
+}
+
+/// Whether removing a node of `zone` would push the set's skew above what it may keep:
+/// a drain there would undo what scale-up balancing or a rebalance paid for, and the
+/// skew would come back as rebalancing evictions.
+fn removal_unbalances(
+    r: &Round<'_>,
+    counts: &BTreeMap<String, i64>,
+    zone: Option<&str>,
+) -> Option<ScaleDownBlocker> {
+    let zone = zone?;
+    let zones = counts.len() as i64;
+    if !r.config.balance.rebalance || counts.values().sum::<i64>() - 1 < 2 * zones {
+        // Rebalancing leaves this set alone: so does this rule.
+        return None;
+    }
+    let mut after = counts.clone();
+    let left = after.get_mut(zone)?;
+    *left -= 1;
+    let left = *left;
+    let (skew_after, threshold) = (skew(&after), skew_threshold(r, &after));
+    let mean = after.values().sum::<i64>() as f64 / after.len().max(1) as f64;
+    // Above the threshold only zones heavier than the mean may shrink by a drain.
+    (skew_after > threshold && (left as f64) < mean).then(|| ScaleDownBlocker::ZoneBalance {
+        zone: zone.to_string(),
+        skew_after,
+        threshold,
+    })
 }
 
 /// The spot group (of higher priority than the on-demand node's) that can take all of

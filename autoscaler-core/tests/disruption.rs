@@ -1111,3 +1111,103 @@ fn scale_down_takes_the_node_with_fewer_pods_to_evict_first() {
         d.actions
     );
 }
+
+// ------------------------------------------- scale-down and rebalancing heal, not skew
+
+#[test]
+fn a_drain_that_would_skew_the_zones_waits() {
+    // Zones a/b/c hold 3/3/2 busy nodes; c1 also holds one small pod only: unneeded.
+    let (groups, mut nodes, mut pods) = skewed([3, 3, 1]);
+    let c = groups.iter().find(|g| g.name == "spot-c").unwrap().clone();
+    nodes.push(node("c-light", &c, C, "m5.xlarge", at(0)));
+    pods.push(pod("small-0", "small", 300, 512, Some("c-light")));
+    let groups: Vec<NodeGroup> = groups.into_iter().map(|g| with_target(g, &nodes)).collect();
+    let s = snapshot(groups, nodes, pods, vec![]);
+    let removed_by = |config: AutoscalerConfig| {
+        let mut e = Autoscaler::new(config).unwrap();
+        let _ = e.decide(&s, at(0));
+        let d = e.decide(&s, at(11));
+        (removals(&d), d)
+    };
+    // Draining c-light leaves zone c with 1 node against 3/3: skew 2 > 1, and
+    // rebalancing would evict again to undo it.
+    let (gone, d) = removed_by(AutoscalerConfig::default());
+    assert!(gone.is_empty(), "{:?}", d.actions);
+    assert!(
+        matches!(
+            blocker(&d, "c-light"),
+            ScaleDownBlocker::ZoneBalance { ref zone, skew_after: 2, threshold: 1 } if zone == C
+        ),
+        "{:?}",
+        d.nodes
+    );
+    // Without rebalancing, cluster-autoscaler's rule alone: the node goes.
+    let mut no_rebalance = AutoscalerConfig::default();
+    no_rebalance.balance.rebalance = false;
+    let (gone, d) = removed_by(no_rebalance);
+    assert_eq!(gone.len(), 1, "{:?}", d.actions);
+}
+
+/// `per_zone` nodes, each with two 1.1-CPU pods (56 % of an m5.xlarge: above the
+/// scale-down threshold, but two nodes' pods fit on three).
+fn skewed_with_room(per_zone: [usize; 3]) -> ClusterSnapshot {
+    let (groups, nodes, _) = skewed(per_zone);
+    let pods = nodes
+        .iter()
+        .flat_map(|n| {
+            (0..2).map(|i| {
+                pod(
+                    &format!("{}-web-{i}", n.name),
+                    "web",
+                    1100,
+                    1024,
+                    Some(&n.name),
+                )
+            })
+        })
+        .collect();
+    snapshot(groups, nodes, pods, vec![])
+}
+
+#[test]
+fn rebalancing_drains_without_a_replacement_when_the_set_has_room() {
+    let s = skewed_with_room([5, 1, 1]);
+    let rebalance = |config: AutoscalerConfig| {
+        let mut e = Autoscaler::new(config).unwrap();
+        let _ = e.decide(&s, at(1));
+        e.decide(&s, at(45))
+    };
+    let d = rebalance(AutoscalerConfig::default());
+    let drained: Vec<&Decision> = d
+        .actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a,
+                Decision::RemoveNode {
+                    kind: RemovalKind::Rebalance,
+                    ..
+                }
+            )
+        })
+        .collect();
+    assert_eq!(drained.len(), 1, "{:?}", d.actions);
+    assert!(
+        matches!(drained[0], Decision::RemoveNode { node, reason, .. }
+            if node.starts_with('a') && reason.contains("without a replacement")),
+        "{drained:?}"
+    );
+    assert_eq!(rebalance_ups(&d), 0, "{:?}", d.actions);
+    // A set with no room to spare gets a replacement first, as before.
+    let mut full = AutoscalerConfig::default();
+    full.balance.consolidate_below = 0.5;
+    let d = rebalance(full);
+    assert_eq!(rebalance_ups(&d), 1, "{:?}", d.actions);
+    assert!(
+        !d.actions
+            .iter()
+            .any(|a| matches!(a, Decision::RemoveNode { .. })),
+        "{:?}",
+        d.actions
+    );
+}
