@@ -14,7 +14,7 @@ use crate::instance_requirements::{is_attribute_based, RequirementsResolver};
 use crate::prices::OnDemandPrices;
 use crate::template::{parse_tags, GroupOptions, ResourceOverrides};
 use autoscaler_core::model::CAPACITY_TYPE_LABEL;
-use autoscaler_core::{CapacityType, InstanceType, Node, NodeGroup};
+use autoscaler_core::{CapacityMix, CapacityType, InstanceType, Node, NodeGroup};
 use aws_sdk_autoscaling::types::{AutoScalingGroup, Filter as AsgFilter, LifecycleState};
 use aws_sdk_ec2::types::{Filter as Ec2Filter, InstanceLifecycleType, MarketType};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -343,6 +343,13 @@ impl Scan {
                     node.group = Some(inst.group.clone());
                     if let Some(ct) = inst.lifecycle {
                         node.capacity_type = ct;
+                    } else if let Some(ct) = self
+                        .group(&inst.group)
+                        .filter(|g| g.group.mix.is_some())
+                        .and_then(|_| label_market(&node.labels))
+                    {
+                        // A mixed group runs both markets: the node's label tells which.
+                        node.capacity_type = ct;
                     } else if let Some(g) = self.group(&inst.group) {
                         node.capacity_type = g.group.capacity_type;
                     }
@@ -391,7 +398,8 @@ fn u32_of(v: Option<i32>) -> u32 {
     v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
 }
 
-/// The market of a mixed-instances group: spot unless every instance above the base is
+/// The market of a mixed-instances group's part above its base (its `capacity_type`; the
+/// split itself is [`capacity_mix`]): spot unless every instance above the base is
 /// on-demand (AWS's default for `OnDemandPercentageAboveBaseCapacity` is 100).
 fn mixed_market(g: &AutoScalingGroup) -> Option<CapacityType> {
     let d = g.mixed_instances_policy()?.instances_distribution();
@@ -403,6 +411,20 @@ fn mixed_market(g: &AutoScalingGroup) -> Option<CapacityType> {
     } else {
         CapacityType::Spot
     })
+}
+
+/// A mixed-instances group's split between on-demand and spot, when it runs both.
+fn capacity_mix(g: &AutoScalingGroup) -> Option<CapacityMix> {
+    let d = g.mixed_instances_policy()?.instances_distribution();
+    let mix = CapacityMix {
+        on_demand_base: u32_of(d.and_then(|d| d.on_demand_base_capacity())),
+        // AWS's default for the percentage is 100.
+        on_demand_percentage_above_base: d
+            .and_then(|d| d.on_demand_percentage_above_base_capacity())
+            .unwrap_or(100)
+            .clamp(0, 100) as u8,
+    };
+    mix.is_mixed().then_some(mix)
 }
 
 fn label_market(labels: &BTreeMap<String, String>) -> Option<CapacityType> {
@@ -1012,6 +1034,7 @@ impl Scanner {
             let capacity_type = label_market(&tag_template.template.labels)
                 .or(market)
                 .unwrap_or(CapacityType::OnDemand);
+            let mix = capacity_mix(g);
             let mut zones: Vec<String> = g.availability_zones().to_vec();
             zones.sort();
             zones.dedup();
@@ -1019,15 +1042,26 @@ impl Scanner {
             let mut unknown = Vec::new();
             for t in &types {
                 match caches.types.get(t) {
-                    Some(info) => instance_types.push(build_type(
-                        t,
-                        info,
-                        capacity_type,
-                        &zones,
-                        &caches.spot,
-                        &self.config.on_demand_prices,
-                        &tag_template.resources,
-                    )),
+                    Some(info) => {
+                        let build = |market| {
+                            build_type(
+                                t,
+                                info,
+                                market,
+                                &zones,
+                                &caches.spot,
+                                &self.config.on_demand_prices,
+                                &tag_template.resources,
+                            )
+                        };
+                        let mut built = build(capacity_type);
+                        if mix.is_some() {
+                            // Both prices: the expander blends them over the launches.
+                            built.on_demand_price_per_hour =
+                                Some(build(CapacityType::OnDemand).price_per_hour);
+                        }
+                        instance_types.push(built);
+                    }
                     None => unknown.push(t.clone()),
                 }
             }
@@ -1090,7 +1124,7 @@ impl Scanner {
                     current_instances: Some(active),
                     zones,
                     capacity_type,
-                    mix: None,
+                    mix,
                     instance_types,
                     template: tag_template.template,
                     options: tag_template.options.to_core(),

@@ -956,3 +956,96 @@ async fn the_queue_redelivers_what_was_not_acknowledged_and_forgets_what_was() {
     assert!(none.is_err(), "deleted message delivered again: {none:?}");
     reader.abort();
 }
+
+/// A mixed-instances group over m5.large/m5a.large with the given on-demand split.
+async fn mixed_group_with_split(raw: &Raw, name: &str, lt: &str, subnet: &str, split: (i32, i32)) {
+    let overrides = ["m5.large", "m5a.large"]
+        .map(|t| LaunchTemplateOverrides::builder().instance_type(t).build());
+    raw.asg
+        .create_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(0)
+        .max_size(10)
+        .desired_capacity(0)
+        .vpc_zone_identifier(subnet)
+        .mixed_instances_policy(
+            MixedInstancesPolicy::builder()
+                .launch_template(
+                    LaunchTemplate::builder()
+                        .launch_template_specification(
+                            LaunchTemplateSpecification::builder()
+                                .launch_template_id(lt)
+                                .version("$Latest")
+                                .build(),
+                        )
+                        .set_overrides(Some(overrides.to_vec()))
+                        .build(),
+                )
+                .instances_distribution(
+                    InstancesDistribution::builder()
+                        .on_demand_base_capacity(split.0)
+                        .on_demand_percentage_above_base_capacity(split.1)
+                        .spot_allocation_strategy("price-capacity-optimized")
+                        .build(),
+                )
+                .build(),
+        )
+        .tags(tag(name, ENABLED, "true"))
+        .tags(tag(name, CLUSTER, "owned"))
+        .send()
+        .await
+        .expect("create mixed group");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mixed_group_with_an_on_demand_base_is_discovered_with_its_split() {
+    let moto = Moto::start();
+    let sdk = sdk_config(&moto.endpoint());
+    let raw = Raw::new(&sdk);
+    let subnet = raw.subnet("us-east-1a").await;
+    let lt = raw.launch_template("lt-od", "c5.xlarge", false).await;
+    mixed_group_with_split(&raw, "base-2-half", &lt, &subnet, (2, 50)).await;
+    mixed_group_with_split(&raw, "all-spot", &lt, &subnet, (0, 0)).await;
+    mixed_group_with_split(&raw, "all-on-demand", &lt, &subnet, (3, 100)).await;
+
+    let cloud = cloud(
+        &moto.endpoint(),
+        vec![GroupSpec::parse_auto_discovery(&format!("asg:tag={ENABLED},{CLUSTER}")).unwrap()],
+    );
+    let scan = cloud.scan().await.expect("scan");
+    let group = |name: &str| {
+        &scan
+            .groups
+            .iter()
+            .find(|g| g.group.name == name)
+            .unwrap_or_else(|| panic!("{name} not discovered: {:?}", scan.errors))
+            .group
+    };
+    let mixed = group("base-2-half");
+    assert_eq!(
+        mixed.mix,
+        Some(autoscaler_core::CapacityMix {
+            on_demand_base: 2,
+            on_demand_percentage_above_base: 50,
+        })
+    );
+    assert_eq!(
+        mixed.capacity_type,
+        CapacityType::Spot,
+        "the part above the base"
+    );
+    for t in &mixed.instance_types {
+        let od = t.price_in(CapacityType::OnDemand);
+        assert!(
+            od > t.price_in(CapacityType::Spot),
+            "{}: both prices, on-demand above spot ({od} vs {})",
+            t.name,
+            t.price_per_hour
+        );
+    }
+    // Groups that run one market keep the single-market model.
+    assert_eq!(group("all-spot").mix, None);
+    assert_eq!(group("all-spot").capacity_type, CapacityType::Spot);
+    assert_eq!(group("all-on-demand").mix, None);
+    assert_eq!(group("all-on-demand").capacity_type, CapacityType::OnDemand);
+}
