@@ -205,7 +205,8 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
         .instance_type()
         .and_then(|name| group.instance_types.iter().find(|t| t.name == name))
         .or_else(|| group.instance_types.first());
-    t.map(|t| t.price_per_hour / f64::from(t.vcpus.max(1)))
+    // Per node: a mixed group runs both markets.
+    t.map(|t| t.price_in(n.capacity_type) / f64::from(t.vcpus.max(1)))
         .unwrap_or(0.0)
 }
 
