@@ -144,8 +144,9 @@ impl Metrics {
         self.external_changes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The on-demand prices of the instance types of the latest scan, with sources.
-    pub(crate) fn record_on_demand_prices(&self, quotes: Vec<PriceQuote>) {
+    /// Replaces the on-demand prices of the instance types in use, with sources (each
+    /// scan does).
+    pub fn record_on_demand_prices(&self, quotes: Vec<PriceQuote>) {
         if let Ok(mut prices) = self.on_demand_prices.lock() {
             *prices = quotes;
         }

@@ -31,6 +31,7 @@ use autoscaler_core::{Decision, Event, NodeGroup};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -381,6 +382,12 @@ impl NodeGroupProvider for AwsProvider {
     fn collectors(&self) -> Vec<Box<dyn Collector>> {
         vec![Box::new(AwsCollector(self.inner.cloud.metrics().clone()))]
     }
+
+    /// The latest scan's on-demand prices with their sources (api, table, override,
+    /// estimate).
+    fn on_demand_prices(&self) -> Vec<autoscaler_aws::PriceQuote> {
+        self.inner.cloud.metrics().on_demand_prices()
+    }
 }
 
 /// The AWS adapter's counters (API calls per action, errors, throttling, rate limiter
@@ -459,6 +466,20 @@ impl Collector for AwsCollector {
             let family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             ConstCounter::new(v).encode(family)?;
         }
+        let mut family = encoder.encode_descriptor(
+            "autoscaler_aws_on_demand_price_usd_per_hour",
+            "On-demand price of each instance type in use, by where it comes from \
+             (api: Price List API, table: built-in, override, estimate).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for q in m.on_demand_prices() {
+            let labels = [
+                ("instance_type", q.instance_type.as_str()),
+                ("source", q.source.as_str()),
+            ];
+            ConstGauge::new(q.usd_per_hour).encode(family.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -470,6 +491,11 @@ mod tests {
     #[test]
     fn exports_the_aws_adapter_counters() {
         let aws = Arc::new(autoscaler_aws::Metrics::default());
+        aws.record_on_demand_prices(vec![autoscaler_aws::PriceQuote {
+            instance_type: "c5.xlarge".into(),
+            usd_per_hour: 0.17,
+            source: autoscaler_aws::PriceSource::Table,
+        }]);
         let mut m = crate::metrics::Metrics::new();
         m.register_collector(Box::new(AwsCollector(aws)));
         let text = m.encode();
@@ -477,6 +503,7 @@ mod tests {
             "autoscaler_aws_api_calls_total{action=\"autoscaling:SetDesiredCapacity\"} 0",
             "autoscaler_aws_api_throttled_total{action=\"autoscaling:DescribeAutoScalingGroups\"} 0",
             "autoscaler_aws_events_received_total 0",
+            "autoscaler_aws_on_demand_price_usd_per_hour{instance_type=\"c5.xlarge\",source=\"table\"} 0.17",
         ] {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }

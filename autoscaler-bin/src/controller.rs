@@ -858,7 +858,8 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         d: &Decisions,
         t: Timestamp,
     ) -> Result<()> {
-        let text = status::render(snap, d, t, self.flags.dry_run);
+        let prices = self.provider.on_demand_prices();
+        let text = status::render_with_prices(snap, d, t, self.flags.dry_run, &prices);
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.flags.namespace);
         let name = &self.flags.status_config_map_name;
         let mut data = BTreeMap::new();

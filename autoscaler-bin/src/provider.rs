@@ -159,4 +159,9 @@ pub trait NodeGroupProvider: Send + Sync + 'static {
     fn collectors(&self) -> Vec<Box<dyn Collector>> {
         Vec::new()
     }
+    /// The on-demand price and its source for each instance type of the latest scan,
+    /// for the status ConfigMap. The default has none.
+    fn on_demand_prices(&self) -> Vec<autoscaler_aws::PriceQuote> {
+        Vec::new()
+    }
 }

@@ -2,6 +2,7 @@
 //! (`autoscalerStatus`, `clusterWide`, `nodeGroups`), so dashboards and runbooks that
 //! read CA's status keep working.
 
+use autoscaler_aws::PriceQuote;
 use autoscaler_core::{ClusterSnapshot, Decision, Decisions, NodeVerdict, Timestamp};
 use serde_json::json;
 
@@ -15,6 +16,19 @@ pub fn rfc3339(t: Timestamp) -> String {
 
 /// The `status` key's YAML.
 pub fn render(snap: &ClusterSnapshot, d: &Decisions, now: Timestamp, dry_run: bool) -> String {
+    render_with_prices(snap, d, now, dry_run, &[])
+}
+
+/// The `status` key's YAML with an `onDemandPrices` section when `prices` is not empty:
+/// how many prices come from each source (`api`, `table`, `override`, `estimate`) and
+/// each instance type's price and source.
+pub fn render_with_prices(
+    snap: &ClusterSnapshot,
+    d: &Decisions,
+    now: Timestamp,
+    dry_run: bool,
+    prices: &[PriceQuote],
+) -> String {
     let time = rfc3339(now);
     let nodes = snap.nodes();
     let ready = nodes.iter().filter(|n| n.ready).count();
@@ -55,7 +69,7 @@ pub fn render(snap: &ClusterSnapshot, d: &Decisions, now: Timestamp, dry_run: bo
             })
         })
         .collect();
-    let value = json!({
+    let mut value = json!({
         "time": time,
         "autoscalerStatus": "Running",
         "dryRun": dry_run,
@@ -81,6 +95,19 @@ pub fn render(snap: &ClusterSnapshot, d: &Decisions, now: Timestamp, dry_run: bo
         },
         "nodeGroups": node_groups,
     });
+    if !prices.is_empty() {
+        let mut sources = serde_json::Map::new();
+        let mut by_type = serde_json::Map::new();
+        for q in prices {
+            let n = sources.entry(q.source.as_str()).or_insert(json!(0));
+            *n = json!(n.as_u64().unwrap_or(0) + 1);
+            by_type.insert(
+                q.instance_type.clone(),
+                json!({"usdPerHour": q.usd_per_hour, "source": q.source.as_str()}),
+            );
+        }
+        value["onDemandPrices"] = json!({"sources": sources, "instanceTypes": by_type});
+    }
     serde_yaml_ng::to_string(&value).unwrap_or_else(|e| format!("error: {e}\n"))
 }
 
@@ -117,9 +144,46 @@ mod tests {
             Some("InProgress")
         );
         assert_eq!(v["nodeGroups"][0]["name"].as_str(), Some("web-spot"));
+        assert!(v.get("onDemandPrices").is_none(), "no prices, no section");
         assert_eq!(
             v["nodeGroups"][0]["health"]["cloudProviderTarget"].as_u64(),
             Some(2)
         );
+    }
+
+    #[test]
+    fn status_says_where_each_on_demand_price_comes_from() {
+        use autoscaler_aws::PriceSource;
+        let snap = ClusterSnapshot::new(SnapshotParts::default()).unwrap();
+        let quote = |t: &str, usd, source| PriceQuote {
+            instance_type: t.into(),
+            usd_per_hour: usd,
+            source,
+        };
+        let prices = [
+            quote("c5.xlarge", 0.2345, PriceSource::Api),
+            quote("m5.large", 0.096, PriceSource::Table),
+            quote("m5a.large", 0.086, PriceSource::Table),
+        ];
+        let d = Decisions::default();
+        let t = Timestamp::from_secs(1_700_000_000);
+        let text = render_with_prices(&snap, &d, t, false, &prices);
+        let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let p = &v["onDemandPrices"];
+        assert_eq!(p["sources"]["api"].as_u64(), Some(1));
+        assert_eq!(p["sources"]["table"].as_u64(), Some(2));
+        assert_eq!(
+            p["instanceTypes"]["c5.xlarge"]["source"].as_str(),
+            Some("api")
+        );
+        assert_eq!(
+            p["instanceTypes"]["c5.xlarge"]["usdPerHour"].as_f64(),
+            Some(0.2345)
+        );
+        assert_eq!(
+            p["instanceTypes"]["m5.large"]["source"].as_str(),
+            Some("table")
+        );
+        assert_eq!(v["autoscalerStatus"].as_str(), Some("Running"));
     }
 }
