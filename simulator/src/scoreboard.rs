@@ -9,8 +9,9 @@
 //!   (`balance.evictions_per_hour` per balance set, 30 by default), and no node removed
 //!   within 10 min of its launch. Interruption evictions are AWS's choice and shown
 //!   beside, not judged;
-//! - **cost**: at most CA's + 1 %, or, when ours served more, cost per served request at
-//!   most CA's;
+//! - **cost**: at most CA's + 1 %, or, when ours served more requests well (neither
+//!   unserved nor degraded: what the served criterion counts), cost per request served
+//!   well at most CA's;
 //! - **crisis** rows (the `tv-peak-ice` and `breaking-news` clouds): time-to-capacity
 //!   p95 at most half of CA's and degraded requests at most a third of CA's;
 //! - **on-demand return**: on-demand nodes bought while spot was short are back to the
@@ -144,15 +145,14 @@ pub fn evaluate(ours: &PolicyReport, ca: &PolicyReport, crisis: bool, budget: u6
                 && ours.young_removals == 0,
         ),
     });
-    let per_served = |r: &PolicyReport| r.cost_usd / r.served_requests.max(1.0);
+    let per_served = |r: &PolicyReport| r.cost_usd / served_well(r).max(1.0);
     checks.push(Check {
         criterion: "cost",
         ours: format!("${:.2}", ours.cost_usd),
         ca: format!("${:.2}", ca.cost_usd),
         pass: Some(
             ours.cost_usd <= ca.cost_usd * 1.01
-                || (ours.served_requests > ca.served_requests
-                    && per_served(ours) <= per_served(ca)),
+                || (served_well(ours) > served_well(ca) && per_served(ours) <= per_served(ca)),
         ),
     });
     let (to, tc) = (ours.time_to_capacity_s.p95, ca.time_to_capacity_s.p95);
@@ -370,6 +370,13 @@ impl Scoreboard {
     }
 }
 
+/// Requests served neither unserved nor degraded (by pods over the saturation point):
+/// the ones the served criterion counts as served.
+fn served_well(r: &PolicyReport) -> f64 {
+    let total = r.served_requests / (1.0 - r.unserved_request_fraction).max(1e-9);
+    (total * (1.0 - r.unserved_request_fraction - r.degraded_request_fraction)).max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,6 +438,28 @@ mod tests {
         ours.young_removals = 1;
         assert_eq!(
             verdict(&evaluate(&ours, &ca, false, 10), "disruption"),
+            Some(false)
+        );
+    }
+
+    #[test]
+    fn costing_more_passes_only_per_request_served_well() {
+        // CA is 10 % cheaper but a fifth of its requests hit saturated pods.
+        let mut ca = report(0.0, 90.0, 0);
+        ca.degraded_request_fraction = 0.2;
+        let mut ours = report(0.0, 100.0, 0);
+        ours.degraded_request_fraction = 0.01;
+        assert_eq!(verdict(&evaluate(&ours, &ca, false, 0), "cost"), Some(true));
+        // Served as badly as CA: the 1 % bound applies.
+        ours.degraded_request_fraction = 0.2;
+        assert_eq!(
+            verdict(&evaluate(&ours, &ca, false, 0), "cost"),
+            Some(false)
+        );
+        // Served better, but not enough to pay for the price.
+        ours.degraded_request_fraction = 0.15;
+        assert_eq!(
+            verdict(&evaluate(&ours, &ca, false, 0), "cost"),
             Some(false)
         );
     }
