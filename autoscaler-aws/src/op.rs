@@ -109,6 +109,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_iam_policy_allows_every_action_called() {
+        let policy = include_str!("../iam-policy.json");
+        for &op in Op::ALL {
+            assert!(
+                policy.contains(&format!("\"{}\"", op.action())),
+                "{} is called but missing from iam-policy.json",
+                op.action()
+            );
+        }
+    }
+
+    #[test]
     fn operation_names_are_the_sdks() {
         for &op in Op::ALL {
             let from_action = op.action().split_once(':').map_or("", |(_, o)| o);
