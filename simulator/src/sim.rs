@@ -1547,7 +1547,11 @@ impl<'a> Sim<'a> {
                         .strip_prefix("node-")
                         .and_then(|n| n.parse::<u32>().ok())
                         .filter(|&id| (id as usize) < self.insts.len());
+                    // A consolidation (rebalancing onto the nodes already there) has no
+                    // replacement to wait for.
+                    let consolidation = reason.contains("drained without a replacement");
                     if matches!(kind, RemovalKind::Rebalance | RemovalKind::DrainBack)
+                        && !consolidation
                         && !self.replacement_ready(&reason, t)
                     {
                         self.report.drains_before_replacement_ready += 1;
