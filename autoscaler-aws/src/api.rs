@@ -16,6 +16,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::future::Future;
 use std::num::NonZeroU32;
@@ -134,6 +135,38 @@ impl RetrySettings {
             .with_max_attempts(self.max_attempts)
             .with_initial_backoff(self.initial_backoff)
             .with_max_backoff(self.max_backoff)
+    }
+}
+
+/// Time limits of every AWS call, so a hung endpoint fails the round (a
+/// [`AwsError::Transport`] naming the action) instead of blocking it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeoutSettings {
+    /// One HTTP attempt (SQS long polls get their 20 s wait on top).
+    pub attempt: Duration,
+    /// The whole call, retries and backoff included.
+    pub operation: Duration,
+}
+
+impl Default for TimeoutSettings {
+    fn default() -> Self {
+        TimeoutSettings {
+            attempt: Duration::from_secs(20),
+            operation: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The longest SQS long poll (`WaitTimeSeconds` 20): a receive legitimately waits that
+/// long before answering.
+const SQS_LONG_POLL: Duration = Duration::from_secs(20);
+
+impl TimeoutSettings {
+    fn to_sdk(self, wait: Duration) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .operation_attempt_timeout(self.attempt + wait)
+            .operation_timeout(self.operation + wait)
+            .build()
     }
 }
 
@@ -262,13 +295,26 @@ impl Api {
         }
     }
 
-    /// Builds the clients from a loaded SDK configuration (region, credentials, endpoint).
+    /// Builds the clients from a loaded SDK configuration (region, credentials, endpoint),
+    /// with the default [`TimeoutSettings`].
     pub fn new(
         sdk: &aws_types::SdkConfig,
         limits: RateLimitConfig,
         retry: RetrySettings,
         metrics: Arc<Metrics>,
     ) -> Self {
+        Self::with_timeouts(sdk, limits, retry, TimeoutSettings::default(), metrics)
+    }
+
+    /// [`Api::new`] with these time limits on every call.
+    pub fn with_timeouts(
+        sdk: &aws_types::SdkConfig,
+        limits: RateLimitConfig,
+        retry: RetrySettings,
+        timeouts: TimeoutSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let timeout = timeouts.to_sdk(Duration::ZERO);
         let interceptor = || MetricsInterceptor {
             metrics: metrics.clone(),
         };
@@ -276,24 +322,28 @@ impl Api {
             aws_sdk_autoscaling::config::Builder::from(sdk)
                 .interceptor(interceptor())
                 .retry_config(retry.to_sdk())
+                .timeout_config(timeout.clone())
                 .build(),
         );
         let ec2 = aws_sdk_ec2::Client::from_conf(
             aws_sdk_ec2::config::Builder::from(sdk)
                 .interceptor(interceptor())
                 .retry_config(retry.to_sdk())
+                .timeout_config(timeout.clone())
                 .build(),
         );
         let sqs = aws_sdk_sqs::Client::from_conf(
             aws_sdk_sqs::config::Builder::from(sdk)
                 .interceptor(interceptor())
                 .retry_config(retry.to_sdk())
+                .timeout_config(timeouts.to_sdk(SQS_LONG_POLL))
                 .build(),
         );
         let eventbridge = aws_sdk_eventbridge::Client::from_conf(
             aws_sdk_eventbridge::config::Builder::from(sdk)
                 .interceptor(interceptor())
                 .retry_config(retry.to_sdk())
+                .timeout_config(timeout.clone())
                 .build(),
         );
         let pricing = aws_sdk_pricing::Client::from_conf(
@@ -301,6 +351,7 @@ impl Api {
                 .region(aws_types::region::Region::new(PRICING_REGION))
                 .interceptor(interceptor())
                 .retry_config(retry.to_sdk())
+                .timeout_config(timeout.clone())
                 .build(),
         );
         let limiters = ApiFamily::ALL

@@ -46,7 +46,7 @@ pub mod template;
 
 pub use activities::ActivityPoller;
 pub use actuate::{Actuator, Outcome};
-pub use api::{Api, ApiFamily, Bucket, Op, RateLimitConfig, RetrySettings};
+pub use api::{Api, ApiFamily, Bucket, Op, RateLimitConfig, RetrySettings, TimeoutSettings};
 pub use discovery::{
     parse_provider_id, AutoDiscovery, DiscoveredGroup, GroupSpec, Instance, NodesSpec, Scan,
     ScanConfig, Scanner, SpecError,
@@ -68,6 +68,8 @@ pub struct AwsConfig {
     pub scan: ScanConfig,
     /// Client-side rate limits.
     pub limits: RateLimitConfig,
+    /// Time limits of every AWS call.
+    pub timeouts: TimeoutSettings,
     /// SDK retries.
     pub retry: RetrySettings,
 }
@@ -91,10 +93,11 @@ impl std::fmt::Debug for AwsCloud {
 impl AwsCloud {
     /// An adapter using the region, credentials and endpoint of `sdk`.
     pub fn new(sdk: &aws_types::SdkConfig, config: AwsConfig) -> Self {
-        let api = Arc::new(Api::new(
+        let api = Arc::new(Api::with_timeouts(
             sdk,
             config.limits,
             config.retry,
+            config.timeouts,
             Arc::new(Metrics::default()),
         ));
         AwsCloud {

@@ -8,7 +8,7 @@ use aws_sdk_autoscaling::types::{
     MixedInstancesPolicy,
 };
 use common::{sdk_config, tag, Moto, Raw};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 const GROUPS: usize = 50;
 const PER_GROUP: i32 = 100;
@@ -78,6 +78,12 @@ async fn calls_per_scan_for_50_groups_and_5000_instances() {
 
     let mut config = AwsConfig::default();
     config.scan.specs.push(GroupSpec::for_cluster("prod"));
+    // moto's tag-filtered DescribeInstances takes over 10 s a page at this size here
+    // (AWS: about a second); the default per-call limits are for AWS.
+    config.timeouts = autoscaler_aws::TimeoutSettings {
+        attempt: Duration::from_secs(300),
+        operation: Duration::from_secs(600),
+    };
     let cloud = AwsCloud::new(&sdk, config);
 
     let t = Instant::now();

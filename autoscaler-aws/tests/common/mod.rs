@@ -197,6 +197,8 @@ impl Fault {
     pub const ANY_QUERY: &'static str = "*query*";
     /// Matches every SQS call (JSON protocol).
     pub const ANY_SQS: &'static str = "*sqs*";
+    /// The status of [`Fault::hold`]: the request is read and never answered.
+    pub const HOLD: u16 = 0;
 
     /// The same fault for every matching request during `window` from now.
     pub fn for_window(mut self, window: Duration) -> Fault {
@@ -282,6 +284,18 @@ impl Fault {
             status,
             body: format!("{{\"__type\":\"{code}\",\"message\":\"injected {code}\"}}"),
             content_type: "application/x-amz-json-1.1",
+            remaining: times,
+            until: None,
+        }
+    }
+
+    /// Holds `times` matching requests without ever answering (a hung endpoint).
+    pub fn hold(operation: &str, times: u32) -> Fault {
+        Fault {
+            operation: operation.into(),
+            status: Fault::HOLD,
+            body: String::new(),
+            content_type: "text/plain",
             remaining: times,
             until: None,
         }
@@ -382,6 +396,11 @@ impl FaultProxy {
                             .unwrap()
                             .push(format!("{} {}", fault.operation, fault.status));
                         bodies.lock().unwrap().push(body.clone());
+                        if fault.status == Fault::HOLD {
+                            // Keep the connection open and silent until the test ends.
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            return;
+                        }
                         let resp = format!(
                             "HTTP/1.1 {} Injected\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                             fault.status,
