@@ -337,11 +337,10 @@ async fn serve<P: NodeGroupProvider + Clone>(
         );
         let dir = std::path::Path::new(&flags.record_dir);
         tracing::info!(dir = %dir.display(), max_bytes = flags.record_max_bytes, "recording rounds");
-        Some(crate::recording::RecordingWriter::open(
-            dir,
-            flags.record_max_bytes,
-            encoder,
-        )?)
+        Some(
+            crate::recording::RecordingWriter::open(dir, flags.record_max_bytes, encoder)?
+                .with_hpa_watch(crate::hpa_watch::HpaWatch::start(client.clone())),
+        )
     };
     tracing::info!(dry_run = flags.dry_run, metrics = %addr, "autoscaler started");
     let mut ctl = Controller {

@@ -10,6 +10,7 @@ pub mod aws_provider;
 pub mod controller;
 pub mod drain;
 pub mod flags;
+pub mod hpa_watch;
 pub mod kwok;
 pub mod leader;
 pub mod logging;

@@ -7,7 +7,8 @@
 //! restart continues after the highest number already there, so nothing is overwritten.
 //! Each file starts with the header and every definition in use, so it reads alone.
 
-use autoscaler_core::recording::{Encoder, RecordLine};
+use crate::hpa_watch::HpaWatch;
+use autoscaler_core::recording::{Encoder, ObservedHpa, RecordLine};
 use autoscaler_core::{ClusterSnapshot, Decision, Event, Timestamp};
 use std::collections::VecDeque;
 use std::fs::File;
@@ -52,6 +53,8 @@ pub struct RecordingWriter {
     /// Closed files, oldest first, with their sizes.
     closed: VecDeque<(PathBuf, u64)>,
     next_seq: u64,
+    /// Where each round's HPAs come from (none: the recording holds no HPAs).
+    hpas: Option<HpaWatch>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RecordingError + '_ {
@@ -94,9 +97,21 @@ impl RecordingWriter {
             current: None,
             closed: existing.into_iter().map(|(_, p, l)| (p, l)).collect(),
             next_seq,
+            hpas: None,
         };
         w.enforce_cap()?;
         Ok(w)
+    }
+
+    /// Records the HPAs this watch sees with every round.
+    pub fn with_hpa_watch(mut self, watch: HpaWatch) -> RecordingWriter {
+        self.hpas = Some(watch);
+        self
+    }
+
+    /// The HPAs of the next round, when not taken from a watch (tests, tools).
+    pub fn observe_hpas(&mut self, hpas: Vec<ObservedHpa>) {
+        self.encoder.observe_hpas(hpas);
     }
 
     /// Records one round.
@@ -108,6 +123,9 @@ impl RecordingWriter {
         events: &[Event],
         decisions: &[Decision],
     ) -> Result<(), RecordingError> {
+        if let Some(w) = &self.hpas {
+            self.encoder.observe_hpas(w.observations());
+        }
         let lines = self.encoder.round(now, priorities, snap, events, decisions);
         let mut text = Vec::new();
         for l in &lines {

@@ -2,15 +2,23 @@
 //!
 //! A recording is a folder of JSON Lines files (`recording-NNNNNN.jsonl`, written by
 //! `autoscaler --record-dir`). Every line is one [`RecordLine`]. Each file starts with a
-//! [`RecordLine::Header`] and repeats every workload and group definition still in use,
-//! so any single file can be read on its own after older ones were rotated away.
+//! [`RecordLine::Header`] and repeats every workload, HPA and group definition still in
+//! use, so any single file can be read on its own after older ones were rotated away.
 //!
-//! Only what the engine models is kept: per workload (owner) its pods' scheduling spec
-//! (requests, priority, node selector, affinity, tolerations, spread) and the counts of
-//! pods and pending pods; per group its shape and its nodes counted by zone, market and
-//! instance type; the events and decisions of the round; the priorities ConfigMap and
-//! the engine configuration. No pod or node names, no labels or annotations beyond the
-//! scheduling spec, nothing from Secrets.
+//! Only what the engine models is kept: per workload (owner and pod spec) its pods'
+//! scheduling spec (requests, priority, node selector, affinity, tolerations, spread) and
+//! the counts of pods and pending pods; per group its shape and its nodes counted by
+//! zone, market and instance type; per HorizontalPodAutoscaler its CPU target, bounds and
+//! behavior and, each round, what its controller reported (replicas and the current
+//! average CPU utilisation); the events and decisions of the round; the priorities
+//! ConfigMap and the engine configuration. No pod or node names, no labels or
+//! annotations beyond the scheduling spec, nothing from Secrets.
+//!
+//! Versions: 1 had no HPA lines and one workload id per owner; 2 adds
+//! [`RecordLine::Hpa`] and [`RoundRecord::hpas`], and gives each distinct pod spec of an
+//! owner its own id (an owner whose pods differ, such as the bare pods of a namespace,
+//! no longer rewrites its definition every round). A version-1 file reads as version 2
+//! without HPAs ([`reads_version`]).
 //!
 //! This module builds lines from a snapshot ([`Encoder`]); writing them is the caller's
 //! business (the core does no I/O).
@@ -18,15 +26,25 @@
 use crate::config::AutoscalerConfig;
 use crate::decision::Decision;
 use crate::events::Event;
-use crate::model::{CapacityType, GroupOptions, InstanceType, NodeTemplate, SchedulingSpec};
+use crate::hpa::Behavior;
+use crate::model::{CapacityType, GroupOptions, InstanceType, NodeTemplate, Pod, SchedulingSpec};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::Timestamp;
+use rustc_hash::{FxHashMap, FxHasher};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// Version of the format; bumped when a reader of the previous version would misread a
 /// line.
-pub const RECORDING_VERSION: u32 = 1;
+pub const RECORDING_VERSION: u32 = 2;
+
+/// Whether a reader of [`RECORDING_VERSION`] reads files of `version` (1 and 2: version
+/// 1 lines are version 2 lines without HPAs).
+pub fn reads_version(version: u32) -> bool {
+    (1..=RECORDING_VERSION).contains(&version)
+}
 
 /// One line of a recording file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,6 +56,8 @@ pub enum RecordLine {
     Workload(WorkloadDef),
     /// A node group's definition (first seen, or its shape changed).
     Group(GroupDef),
+    /// A HorizontalPodAutoscaler's settings (first seen, or changed).
+    Hpa(HpaDef),
     /// The priority-expander ConfigMap's `priorities` (first seen, or changed;
     /// `None`: removed).
     Priorities {
@@ -66,7 +86,8 @@ pub struct RecordingHeader {
     pub config: AutoscalerConfig,
 }
 
-/// Pods of one owner (a ReplicaSet, StatefulSet, Job, ... or bare pods of a namespace).
+/// Pods of one owner (a ReplicaSet, StatefulSet, Job, ... or bare pods of a namespace)
+/// with one scheduling spec; an owner whose pods differ has one definition per spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadDef {
@@ -121,6 +142,85 @@ pub struct RoundRecord {
     pub events: Vec<Event>,
     /// The round's decisions (reasons left out: they name pods and nodes).
     pub decisions: Vec<DecisionRecord>,
+    /// What each HPA's controller last reported (absent in version 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hpas: Vec<HpaCount>,
+}
+
+/// A HorizontalPodAutoscaler (`autoscaling/v2`): what it scales and its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HpaDef {
+    /// Id used by [`RoundRecord::hpas`], unique within the recording.
+    pub id: u32,
+    /// The settings.
+    pub settings: HpaSettings,
+}
+
+/// An HPA's identity, target and settings, as in its spec.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HpaSettings {
+    /// Namespace.
+    pub namespace: String,
+    /// The HPA's name.
+    pub name: String,
+    /// `scaleTargetRef.kind` (`Deployment`, `StatefulSet`, ...).
+    pub target_kind: String,
+    /// `scaleTargetRef.name`.
+    pub target_name: String,
+    /// `minReplicas` (Kubernetes' default is 1).
+    pub min_replicas: u32,
+    /// `maxReplicas`.
+    pub max_replicas: u32,
+    /// The `Resource` `cpu` metric's `averageUtilization` target, percent of requests
+    /// (`None`: the HPA scales on other metrics, which are not recorded).
+    pub cpu_target_utilization: Option<u32>,
+    /// `behavior`, when set (`None`: Kubernetes' defaults).
+    pub behavior: Option<Behavior>,
+}
+
+/// An HPA's status in one round, as its controller last wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HpaCount {
+    /// [`HpaDef::id`].
+    pub id: u32,
+    /// `status.currentReplicas`.
+    pub current_replicas: u32,
+    /// `status.desiredReplicas`.
+    pub desired_replicas: u32,
+    /// `status.currentMetrics[cpu].current.averageUtilization`, percent of requests
+    /// (`None` while the controller has no metric).
+    pub cpu_utilization: Option<u32>,
+}
+
+/// An HPA as the controller sees it in one round: input of [`Encoder::observe_hpas`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObservedHpa {
+    /// Its spec.
+    pub settings: HpaSettings,
+    /// `status.currentReplicas`.
+    pub current_replicas: u32,
+    /// `status.desiredReplicas`.
+    pub desired_replicas: u32,
+    /// The current average CPU utilisation, percent.
+    pub cpu_utilization: Option<u32>,
+}
+
+/// Whether the workload (pod owner) `kind`/`name` belongs to an HPA's scale target:
+/// the target itself, or for a `Deployment` one of its ReplicaSets, named
+/// `<deployment>-<pod-template-hash>` by the Deployment controller.
+pub fn hpa_scales(target_kind: &str, target_name: &str, kind: &str, name: &str) -> bool {
+    if target_kind == "Deployment" && kind == "ReplicaSet" {
+        return name
+            .strip_prefix(target_name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| {
+                !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+    }
+    target_kind == kind && target_name == name
 }
 
 /// A workload's pods in one round.
@@ -223,14 +323,51 @@ impl DecisionRecord {
     }
 }
 
-/// Turns rounds into lines, emitting a definition only when it is new or changed.
+/// A workload definition and where it was last written.
+#[derive(Debug)]
+struct WorkloadState {
+    def: WorkloadDef,
+    /// Written in the current file.
+    in_file: bool,
+    /// Round it last had pods in.
+    last_seen: u64,
+}
+
+/// Turns rounds into lines, emitting a definition only when it is new, changed, or not
+/// yet in the current file.
+///
+/// The per-round cost is one pointer lookup per pod: a snapshot shares its pods
+/// (`Arc<Pod>`) with the controller's pod cache, so a pod seen in the previous round is
+/// the same allocation and keeps its workload id without comparing its spec again.
 #[derive(Debug)]
 pub struct Encoder {
     header: RecordingHeader,
-    workloads: BTreeMap<(String, String, String), WorkloadDef>,
+    /// Definitions by id.
+    workloads: Vec<WorkloadState>,
+    /// Ids by hash of (namespace, kind, name): the candidates to compare a new pod with.
+    workload_ids: FxHashMap<u64, Vec<u32>>,
+    /// The previous round's pods, by address, with their workload ids; the `Arc`s are
+    /// held so that no address is reused by another pod while it is remembered.
+    pod_ids: FxHashMap<usize, u32>,
+    held_pods: Vec<Arc<Pod>>,
     groups: BTreeMap<String, GroupDef>,
+    hpas: BTreeMap<(String, String), HpaDef>,
+    observed_hpas: Vec<ObservedHpa>,
     priorities: Option<Option<String>>,
-    next_id: u32,
+    round_no: u64,
+}
+
+fn owner_of(pod: &Pod) -> (&str, &str, &str) {
+    match &pod.owner {
+        Some(o) => (&pod.namespace, &o.kind, &o.name),
+        None => (&pod.namespace, "Pod", ""),
+    }
+}
+
+fn owner_hash(owner: (&str, &str, &str)) -> u64 {
+    let mut h = FxHasher::default();
+    owner.hash(&mut h);
+    h.finish()
 }
 
 impl Encoder {
@@ -244,15 +381,20 @@ impl Encoder {
                 dry_run,
                 config,
             },
-            workloads: BTreeMap::new(),
+            workloads: Vec::new(),
+            workload_ids: FxHashMap::default(),
+            pod_ids: FxHashMap::default(),
+            held_pods: Vec::new(),
             groups: BTreeMap::new(),
+            hpas: BTreeMap::new(),
+            observed_hpas: Vec::new(),
             priorities: None,
-            next_id: 0,
+            round_no: 0,
         }
     }
 
-    /// The lines that start a new file at `now`: the header and every definition known
-    /// so far, so the file stands alone.
+    /// The lines that start a new file at `now`: the header and every definition still
+    /// in use (workloads with pods in the last round), so the file stands alone.
     pub fn preamble(&mut self, now: Timestamp) -> Vec<RecordLine> {
         self.header.at_ms = now.as_millis();
         let mut lines = vec![RecordLine::Header(self.header.clone())];
@@ -263,8 +405,20 @@ impl Encoder {
             });
         }
         lines.extend(self.groups.values().cloned().map(RecordLine::Group));
-        lines.extend(self.workloads.values().cloned().map(RecordLine::Workload));
+        lines.extend(self.hpas.values().cloned().map(RecordLine::Hpa));
+        for w in &mut self.workloads {
+            // A workload gone before this file is written again if it comes back.
+            w.in_file = self.round_no > 0 && w.last_seen == self.round_no;
+            if w.in_file {
+                lines.push(RecordLine::Workload(w.def.clone()));
+            }
+        }
         lines
+    }
+
+    /// The HPAs of the next round (kept until replaced).
+    pub fn observe_hpas(&mut self, hpas: Vec<ObservedHpa>) {
+        self.observed_hpas = hpas;
     }
 
     /// The lines of one round: new or changed definitions, then the round itself.
@@ -276,6 +430,7 @@ impl Encoder {
         events: &[Event],
         decisions: &[Decision],
     ) -> Vec<RecordLine> {
+        self.round_no += 1;
         let mut lines = Vec::new();
         let priorities = priorities.map(str::to_string);
         if self.priorities.as_ref() != Some(&priorities) {
@@ -285,31 +440,61 @@ impl Encoder {
             });
             self.priorities = Some(priorities);
         }
+        let groups = self.group_counts(snap, &mut lines);
+        let hpas = self.hpa_counts(&mut lines);
+        let workloads = self.workload_counts(snap, &mut lines);
+        lines.push(RecordLine::Round(RoundRecord {
+            at_ms: now.as_millis(),
+            workloads,
+            groups,
+            events: events.to_vec(),
+            decisions: decisions.iter().map(DecisionRecord::of).collect(),
+            hpas,
+        }));
+        lines
+    }
+
+    fn group_counts(
+        &mut self,
+        snap: &ClusterSnapshot,
+        lines: &mut Vec<RecordLine>,
+    ) -> Vec<GroupCount> {
         let mut groups = Vec::with_capacity(snap.groups().len());
         for gi in snap.group_indexes() {
             let g = &snap.groups()[gi];
-            let def = GroupDef {
-                name: g.name.clone(),
-                min_size: g.min_size,
-                max_size: g.max_size,
-                zones: g.zones.clone(),
-                capacity_type: g.capacity_type,
-                mix: g.mix,
-                instance_types: g.instance_types.clone(),
-                template: g.template.clone(),
-                options: g.options.clone(),
-            };
-            if self.groups.get(&g.name) != Some(&def) {
+            let known = self.groups.get(&g.name).is_some_and(|d| {
+                d.min_size == g.min_size
+                    && d.max_size == g.max_size
+                    && d.zones == g.zones
+                    && d.capacity_type == g.capacity_type
+                    && d.mix == g.mix
+                    && d.instance_types == g.instance_types
+                    && d.template == g.template
+                    && d.options == g.options
+            });
+            if !known {
+                let def = GroupDef {
+                    name: g.name.clone(),
+                    min_size: g.min_size,
+                    max_size: g.max_size,
+                    zones: g.zones.clone(),
+                    capacity_type: g.capacity_type,
+                    mix: g.mix,
+                    instance_types: g.instance_types.clone(),
+                    template: g.template.clone(),
+                    options: g.options.clone(),
+                };
                 self.groups.insert(g.name.clone(), def.clone());
                 lines.push(RecordLine::Group(def));
             }
-            let mut pools: BTreeMap<(String, CapacityType, String), (u32, u32)> = BTreeMap::new();
+            // Borrowed keys: no allocation per node.
+            let mut pools: BTreeMap<(&str, CapacityType, &str), (u32, u32)> = BTreeMap::new();
             for &ni in snap.nodes_of_group(gi) {
                 let n = &snap.nodes()[ni];
                 let key = (
-                    n.zone().unwrap_or_default().to_string(),
+                    n.zone().unwrap_or_default(),
                     n.capacity_type,
-                    n.instance_type().unwrap_or_default().to_string(),
+                    n.instance_type().unwrap_or_default(),
                 );
                 let e = pools.entry(key).or_default();
                 e.0 += 1;
@@ -323,9 +508,9 @@ impl Encoder {
                     .into_iter()
                     .map(
                         |((zone, capacity_type, instance_type), (total, ready))| NodeCount {
-                            zone,
+                            zone: zone.to_string(),
                             capacity_type,
-                            instance_type,
+                            instance_type: instance_type.to_string(),
                             total,
                             ready,
                         },
@@ -333,51 +518,113 @@ impl Encoder {
                     .collect(),
             });
         }
-        let mut counts: BTreeMap<u32, WorkloadCount> = BTreeMap::new();
-        for pod in snap.pods() {
-            let (kind, name) = match &pod.owner {
-                Some(o) => (o.kind.clone(), o.name.clone()),
-                None => ("Pod".to_string(), String::new()),
-            };
-            let key = (pod.namespace.clone(), kind, name);
-            let id = match self.workloads.get(&key) {
-                Some(def) if def.spec == pod.spec => def.id,
-                known => {
-                    let id = known.map_or_else(
-                        || {
-                            self.next_id += 1;
-                            self.next_id - 1
-                        },
-                        |d| d.id,
-                    );
-                    let def = WorkloadDef {
-                        id,
-                        namespace: key.0.clone(),
-                        kind: key.1.clone(),
-                        name: key.2.clone(),
-                        spec: pod.spec.clone(),
+        groups
+    }
+
+    fn hpa_counts(&mut self, lines: &mut Vec<RecordLine>) -> Vec<HpaCount> {
+        let mut counts = Vec::with_capacity(self.observed_hpas.len());
+        for o in &self.observed_hpas {
+            let key = (o.settings.namespace.clone(), o.settings.name.clone());
+            let next_id = u32::try_from(self.hpas.len()).unwrap_or(u32::MAX);
+            let id = match self.hpas.get_mut(&key) {
+                Some(def) if def.settings == o.settings => def.id,
+                Some(def) => {
+                    def.settings = o.settings.clone();
+                    lines.push(RecordLine::Hpa(def.clone()));
+                    def.id
+                }
+                None => {
+                    let def = HpaDef {
+                        id: next_id,
+                        settings: o.settings.clone(),
                     };
-                    self.workloads.insert(key, def.clone());
-                    lines.push(RecordLine::Workload(def));
-                    id
+                    lines.push(RecordLine::Hpa(def.clone()));
+                    self.hpas.insert(key, def);
+                    next_id
                 }
             };
-            let c = counts.entry(id).or_insert(WorkloadCount {
+            counts.push(HpaCount {
                 id,
-                pods: 0,
-                pending: 0,
+                current_replicas: o.current_replicas,
+                desired_replicas: o.desired_replicas,
+                cpu_utilization: o.cpu_utilization,
             });
-            c.pods += 1;
-            c.pending += u32::from(pod.node_name.is_none());
         }
-        lines.push(RecordLine::Round(RoundRecord {
-            at_ms: now.as_millis(),
-            workloads: counts.into_values().collect(),
-            groups,
-            events: events.to_vec(),
-            decisions: decisions.iter().map(DecisionRecord::of).collect(),
-        }));
-        lines
+        counts.sort_by_key(|c| c.id);
+        counts
+    }
+
+    /// The id of a pod not seen in the last round: an existing definition with the same
+    /// owner and spec, or a new one.
+    fn workload_id(&mut self, pod: &Pod) -> u32 {
+        let owner = owner_of(pod);
+        let candidates = self.workload_ids.entry(owner_hash(owner)).or_default();
+        for &id in candidates.iter() {
+            let d = &self.workloads[id as usize].def;
+            if (d.namespace.as_str(), d.kind.as_str(), d.name.as_str()) == owner
+                && d.spec == pod.spec
+            {
+                return id;
+            }
+        }
+        let id = u32::try_from(self.workloads.len()).unwrap_or(u32::MAX);
+        candidates.push(id);
+        self.workloads.push(WorkloadState {
+            def: WorkloadDef {
+                id,
+                namespace: owner.0.to_string(),
+                kind: owner.1.to_string(),
+                name: owner.2.to_string(),
+                spec: pod.spec.clone(),
+            },
+            in_file: false,
+            last_seen: 0,
+        });
+        id
+    }
+
+    fn workload_counts(
+        &mut self,
+        snap: &ClusterSnapshot,
+        lines: &mut Vec<RecordLine>,
+    ) -> Vec<WorkloadCount> {
+        let mut counts: Vec<(u32, u32)> = vec![(0, 0); self.workloads.len()];
+        let mut pod_ids =
+            FxHashMap::with_capacity_and_hasher(snap.pods().len(), Default::default());
+        for pod in snap.pods() {
+            let addr = Arc::as_ptr(pod) as usize;
+            let id = match self.pod_ids.get(&addr) {
+                Some(&id) => id,
+                None => self.workload_id(pod),
+            };
+            pod_ids.insert(addr, id);
+            let i = id as usize;
+            if i >= counts.len() {
+                counts.resize(i + 1, (0, 0));
+            }
+            counts[i].0 += 1;
+            counts[i].1 += u32::from(pod.node_name.is_none());
+        }
+        self.pod_ids = pod_ids;
+        self.held_pods = snap.pods().to_vec();
+        let mut out = Vec::new();
+        for (i, &(pods, pending)) in counts.iter().enumerate() {
+            if pods == 0 {
+                continue;
+            }
+            let w = &mut self.workloads[i];
+            w.last_seen = self.round_no;
+            if !w.in_file {
+                w.in_file = true;
+                lines.push(RecordLine::Workload(w.def.clone()));
+            }
+            out.push(WorkloadCount {
+                id: w.def.id,
+                pods,
+                pending,
+            });
+        }
+        out
     }
 }
 
@@ -416,6 +663,7 @@ mod tests {
                 RecordLine::Group(_) => "group",
                 RecordLine::Priorities { .. } => "priorities",
                 RecordLine::Round(_) => "round",
+                RecordLine::Hpa(_) => "hpa",
             })
             .collect();
         assert_eq!(kinds, ["priorities", "group", "workload", "round"]);
@@ -452,5 +700,164 @@ mod tests {
             let text = serde_json::to_string(l).unwrap();
             assert_eq!(&serde_json::from_str::<RecordLine>(&text).unwrap(), l);
         }
+    }
+
+    fn workload_lines(lines: &[RecordLine]) -> Vec<&WorkloadDef> {
+        lines
+            .iter()
+            .filter_map(|l| match l {
+                RecordLine::Workload(w) => Some(w),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn round_of(lines: &[RecordLine]) -> &RoundRecord {
+        match lines.last() {
+            Some(RecordLine::Round(r)) => r,
+            other => panic!("a round line last, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_owner_with_two_specs_gets_two_ids_written_once() {
+        let mut parts = snapshot(2).into_parts();
+        let mut bigger = Pod::clone(&parts.pods[1]);
+        bigger.spec.requests.cpu_millis = 900;
+        parts.pods[1] = Arc::new(bigger);
+        let snap = ClusterSnapshot::new(parts).unwrap();
+        let mut enc = Encoder::new(AutoscalerConfig::default(), 10_000, false);
+        let first = enc.round(Timestamp::from_secs(1), None, &snap, &[], &[]);
+        let defs = workload_lines(&first);
+        assert_eq!(defs.len(), 2, "{first:?}");
+        assert_eq!((defs[0].id, defs[1].id), (0, 1));
+        assert_eq!(defs[1].spec.requests.cpu_millis, 900);
+        let second = enc.round(Timestamp::from_secs(2), None, &snap, &[], &[]);
+        assert_eq!(second.len(), 1, "no definition rewritten: {second:?}");
+        assert_eq!(round_of(&second).workloads.len(), 2);
+    }
+
+    #[test]
+    fn relisted_pods_keep_their_ids_and_gone_workloads_leave_the_preamble() {
+        let mut enc = Encoder::new(AutoscalerConfig::default(), 10_000, false);
+        enc.round(Timestamp::from_secs(1), None, &snapshot(3), &[], &[]);
+        // New allocations of the same pods (a re-list): same workload, no new line.
+        let relisted = enc.round(Timestamp::from_secs(2), None, &snapshot(3), &[], &[]);
+        assert_eq!(relisted.len(), 1, "{relisted:?}");
+        assert_eq!(round_of(&relisted).workloads[0].id, 0);
+        // The workload goes away; a new file does not define it.
+        enc.round(Timestamp::from_secs(3), None, &snapshot(0), &[], &[]);
+        let pre = enc.preamble(Timestamp::from_secs(4));
+        assert!(workload_lines(&pre).is_empty(), "{pre:?}");
+        // It comes back: defined again in this file, under its old id.
+        let back = enc.round(Timestamp::from_secs(5), None, &snapshot(1), &[], &[]);
+        let defs = workload_lines(&back);
+        assert_eq!(defs.len(), 1, "{back:?}");
+        assert_eq!(defs[0].id, 0);
+    }
+
+    fn observed(window: Option<u32>, utilization: Option<u32>) -> ObservedHpa {
+        ObservedHpa {
+            settings: HpaSettings {
+                namespace: "shop".into(),
+                name: "web".into(),
+                target_kind: "Deployment".into(),
+                target_name: "web".into(),
+                min_replicas: 2,
+                max_replicas: 40,
+                cpu_target_utilization: Some(60),
+                behavior: window.map(|w| Behavior {
+                    scale_down: crate::hpa::ScalingRules {
+                        stabilization_window_seconds: Some(w),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }),
+            },
+            current_replicas: 3,
+            desired_replicas: 5,
+            cpu_utilization: utilization,
+        }
+    }
+
+    #[test]
+    fn hpas_are_defined_once_and_reported_every_round() {
+        let mut enc = Encoder::new(AutoscalerConfig::default(), 10_000, false);
+        enc.observe_hpas(vec![observed(None, Some(95))]);
+        let first = enc.round(Timestamp::from_secs(1), None, &snapshot(1), &[], &[]);
+        let hpa_defs: Vec<&HpaDef> = first
+            .iter()
+            .filter_map(|l| match l {
+                RecordLine::Hpa(h) => Some(h),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(hpa_defs.len(), 1);
+        assert_eq!(hpa_defs[0].settings.cpu_target_utilization, Some(60));
+        let counts = &round_of(&first).hpas;
+        assert_eq!(
+            counts,
+            &[HpaCount {
+                id: 0,
+                current_replicas: 3,
+                desired_replicas: 5,
+                cpu_utilization: Some(95)
+            }]
+        );
+        let second = enc.round(Timestamp::from_secs(2), None, &snapshot(1), &[], &[]);
+        assert_eq!(second.len(), 1, "{second:?}");
+        assert_eq!(round_of(&second).hpas.len(), 1, "still reported");
+        // A changed behavior is written again under the same id.
+        enc.observe_hpas(vec![observed(Some(600), None)]);
+        let third = enc.round(Timestamp::from_secs(3), None, &snapshot(1), &[], &[]);
+        assert!(
+            matches!(&third[0], RecordLine::Hpa(h) if h.id == 0 && h.settings.behavior.is_some()),
+            "{third:?}"
+        );
+        assert_eq!(round_of(&third).hpas[0].cpu_utilization, None);
+        let pre = enc.preamble(Timestamp::from_secs(4));
+        assert!(pre
+            .iter()
+            .any(|l| matches!(l, RecordLine::Hpa(h) if h.id == 0)));
+        for l in first.iter().chain(&third) {
+            let text = serde_json::to_string(l).unwrap();
+            assert_eq!(&serde_json::from_str::<RecordLine>(&text).unwrap(), l);
+        }
+    }
+
+    #[test]
+    fn version_1_lines_read_as_version_2_without_hpas() {
+        assert!(reads_version(1) && reads_version(RECORDING_VERSION));
+        assert!(!reads_version(0) && !reads_version(RECORDING_VERSION + 1));
+        // A round line as a version-1 writer wrote it (no `hpas` field).
+        let v1 = r#"{"line":"round","at_ms":5000,"workloads":[{"id":0,"pods":3,"pending":1}],"groups":[],"events":[],"decisions":[]}"#;
+        let RecordLine::Round(r) = serde_json::from_str::<RecordLine>(v1).unwrap() else {
+            panic!("a round")
+        };
+        assert_eq!(r.workloads[0].pending, 1);
+        assert!(r.hpas.is_empty());
+        // And a round without HPAs is written without the field, as version 1 did.
+        let text = serde_json::to_string(&RecordLine::Round(r)).unwrap();
+        assert!(!text.contains("hpas"), "{text}");
+    }
+
+    #[test]
+    fn a_deployment_hpa_scales_its_replicasets_only() {
+        assert!(hpa_scales(
+            "Deployment",
+            "web",
+            "ReplicaSet",
+            "web-5d8f7c9b4"
+        ));
+        assert!(!hpa_scales(
+            "Deployment",
+            "web",
+            "ReplicaSet",
+            "web-api-5d8f7c9b4"
+        ));
+        assert!(!hpa_scales("Deployment", "web", "ReplicaSet", "web-"));
+        assert!(!hpa_scales("Deployment", "web", "ReplicaSet", "webx-5d8f"));
+        assert!(hpa_scales("StatefulSet", "db", "StatefulSet", "db"));
+        assert!(!hpa_scales("StatefulSet", "db", "ReplicaSet", "db-abc"));
     }
 }

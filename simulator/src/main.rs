@@ -74,8 +74,8 @@ enum Command {
         /// End, seconds after the first recorded round.
         #[arg(long)]
         to: Option<u64>,
-        /// Re-derive replica counts from recorded utilisation through the HPA model
-        /// (not available: recordings hold pod counts, not CPU usage).
+        /// Re-derive the replicas of HPA-scaled workloads from the recorded CPU
+        /// utilisation through the HPA model, with the recorded HPA settings
         #[arg(long)]
         hpa: bool,
         /// Seed (default: the scenario's `cloud.seed`).
@@ -103,6 +103,10 @@ enum Command {
         /// A recording folder instead of a scenario.
         #[arg(long)]
         recording: Option<PathBuf>,
+        /// With --recording: re-derive HPA-scaled workloads through the HPA model (as
+        /// `replay --hpa`), so the hpa-* knobs change their replicas
+        #[arg(long, requires = "recording")]
+        hpa: bool,
         /// `flag=v1,v2,...` (repeatable): ice-cooloff, ice-cooloff-max, drain-back-after,
         /// drain-back-budget, scale-down-unneeded-time, scale-down-utilization-threshold,
         /// scale-down-delay-after-add, zone-skew-threshold, hpa-scale-down-window,
@@ -221,12 +225,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             html,
             scenario_out,
         } => {
-            if hpa {
-                return Err(InputError::Usage("--hpa needs recorded CPU utilisation, which recordings do not hold yet (the controller reads no metrics API); replay without --hpa replays the recorded replica counts".into()).into());
-            }
             let policies = parse_policies(&policy)?;
             let rec = simulator::replay::Recording::load(&recording)?.window(from, to)?;
-            let (loaded, warnings) = rec.to_loaded()?;
+            let (loaded, warnings) = rec.to_loaded_with(hpa)?;
             if let Some(p) = scenario_out {
                 let yaml = serde_yaml_ng::to_string(&loaded.scenario).context("serializing")?;
                 std::fs::write(&p, yaml).with_context(|| format!("writing {}", p.display()))?;
@@ -257,6 +258,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Tune {
             scenario,
             recording,
+            hpa,
             vary,
             objective,
             minimise,
@@ -273,7 +275,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 }
                 (None, Some(r)) => {
                     let rec = simulator::replay::Recording::load(&r)?.window(None, None)?;
-                    (rec.to_loaded()?.0, r.display().to_string())
+                    (rec.to_loaded_with(hpa)?.0, r.display().to_string())
                 }
                 _ => return Err(InputError::Usage("give --scenario or --recording".into()).into()),
             };

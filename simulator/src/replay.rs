@@ -9,6 +9,14 @@
 //!   into the recorded count. Requests, priority and node selector come from the
 //!   recorded scheduling spec; affinity, tolerations and spread are not modelled by the
 //!   simulator's services (a warning names the workloads that had them).
+//! - **`--hpa`: HPAs re-derived.** Each recorded HPA with a CPU utilisation target
+//!   becomes one service (the workloads it scales, a Deployment's ReplicaSets, leave the
+//!   list above) whose demand is what its controller saw, `utilisation x currentReplicas`
+//!   ([`hpa_load`]), and whose HPA has the recorded `minReplicas`, `maxReplicas`, target
+//!   and `behavior` (Kubernetes' defaults when unset), synced every 15 s, so changing
+//!   them (`tune --vary hpa-scale-down-window=...`) changes the replicas. The pods' CPU
+//!   limit lets them reach the highest recorded utilisation. Workloads without such an
+//!   HPA replay as recorded (the `hpa-*` knobs reach their mirror HPAs too).
 //! - **Groups -> node groups**, sized as at the first replayed round, priorities from the
 //!   recorded priority ConfigMap.
 //! - **Cloud, calibrated on the recording:** launch and ready latencies are the medians
@@ -26,8 +34,10 @@ use crate::scenario::{
 use crate::trace::Trace;
 use autoscaler_core::hpa::{Behavior, ScalingPolicy, ScalingPolicyType, ScalingRules};
 use autoscaler_core::recording::{
-    GroupDef, RecordLine, RecordingHeader, RoundRecord, WorkloadDef, RECORDING_VERSION,
+    hpa_scales, reads_version, GroupDef, HpaDef, HpaSettings, RecordLine, RecordingHeader,
+    RoundRecord, WorkloadDef, RECORDING_VERSION,
 };
+use autoscaler_core::SchedulingSpec;
 use autoscaler_core::{CapacityType, Event, InterruptionKind, LaunchFailureReason, PriorityConfig};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -37,6 +47,117 @@ use std::path::{Path, PathBuf};
 const REQUESTS_PER_POD: f64 = 10.0;
 /// HPA target of replayed services, percent.
 const TARGET_UTILIZATION: u32 = 50;
+/// `--horizontal-pod-autoscaler-sync-period` (Kubernetes' default), for `--hpa`.
+const HPA_SYNC_S: u64 = 15;
+
+/// One replayed service's demand, before it becomes a [`ServiceSpec`].
+struct Demand {
+    name: String,
+    /// The workload whose pod spec the service takes.
+    workload: u32,
+    /// Requests per second, per second of the replay.
+    rps: Vec<f64>,
+    /// The HPA it is re-derived through (`--hpa`), and the CPU limit ratio that lets its
+    /// pods reach the highest recorded utilisation.
+    hpa: Option<(HpaSettings, f64)>,
+}
+
+/// A recorded HPA's load, per second from the first round: `utilisation / 100 x
+/// currentReplicas` as its controller reported them, i.e. pods' worth of CPU at 100 % of
+/// their request (what the HPA divides by its target to get its replicas). A round
+/// without a utilisation (metrics unavailable) keeps the last one; seconds before the
+/// first known one take it. `None` when the HPA never had a utilisation.
+pub fn hpa_load(rounds: &[RoundRecord], hpa: u32, duration_s: u64) -> Option<Vec<f64>> {
+    let status = |r: &RoundRecord| r.hpas.iter().find(|c| c.id == hpa).copied();
+    let mut utilization = rounds
+        .iter()
+        .filter_map(|r| status(r)?.cpu_utilization)
+        .next()?;
+    let t0 = rounds.first()?.at_ms;
+    let second_of = |at_ms: u64| (((at_ms - t0) / 1000) as usize).min(duration_s as usize);
+    let mut load = vec![0.0; duration_s as usize];
+    for (i, r) in rounds.iter().enumerate() {
+        let from = second_of(r.at_ms);
+        let to = rounds
+            .get(i + 1)
+            .map_or(duration_s as usize, |n| second_of(n.at_ms));
+        let value = status(r).map_or(0.0, |c| {
+            utilization = c.cpu_utilization.unwrap_or(utilization);
+            f64::from(utilization) / 100.0 * f64::from(c.current_replicas)
+        });
+        for v in &mut load[from..to.max(from)] {
+            *v = value;
+        }
+    }
+    Some(load)
+}
+
+/// The service replaying `d`: its share of `total` as traffic factors where it changes,
+/// and either a 1 s unstabilized HPA that follows the recorded count, or the recorded
+/// HPA's settings.
+fn service(d: &Demand, spec: &SchedulingSpec, total: &[f64]) -> ServiceSpec {
+    let mut factors: Vec<(u64, u64, f64)> = Vec::new();
+    for (t, &all) in total.iter().enumerate() {
+        let k = if all > 0.0 { d.rps[t] / all } else { 0.0 };
+        match factors.last_mut() {
+            Some(f) if f.2 == k && f.1 == t as u64 => f.1 += 1,
+            _ => factors.push((t as u64, t as u64 + 1, k)),
+        }
+    }
+    if factors.iter().all(|f| f.2 == 1.0) {
+        factors.clear();
+    }
+    let fast = |policy_type, value| ScalingRules {
+        stabilization_window_seconds: Some(0),
+        policies: vec![ScalingPolicy {
+            policy_type,
+            value,
+            period_seconds: 1,
+        }],
+        ..ScalingRules::default()
+    };
+    let per_pod = REQUESTS_PER_POD * f64::from(TARGET_UTILIZATION) / 100.0;
+    let most_pods = d.rps.iter().fold(0.0f64, |a, &b| a.max(b)) / per_pod;
+    let (min_replicas, max_replicas, target_utilization, behavior, cpu_limit_ratio) = match &d.hpa {
+        Some((h, limit)) => (
+            h.min_replicas,
+            h.max_replicas.max(h.min_replicas).max(1),
+            h.cpu_target_utilization.unwrap_or(TARGET_UTILIZATION),
+            h.behavior.clone().unwrap_or_default(),
+            *limit,
+        ),
+        None => (
+            0,
+            (most_pods.round() as u32).max(1),
+            TARGET_UTILIZATION,
+            Behavior {
+                scale_up: fast(ScalingPolicyType::Pods, 10_000),
+                scale_down: fast(ScalingPolicyType::Percent, 100),
+            },
+            1.0,
+        ),
+    };
+    ServiceSpec {
+        name: d.name.clone(),
+        requests_per_pod: REQUESTS_PER_POD,
+        cpu: format!("{}m", spec.requests.cpu_millis.max(1)),
+        memory: format!("{}", spec.requests.memory_bytes.max(1)),
+        cpu_limit_ratio,
+        min_replicas,
+        max_replicas,
+        target_utilization,
+        behavior,
+        priority: spec.priority,
+        pod_start_s: Dist::Fixed(1.0),
+        share: 1.0,
+        traffic_factors: factors,
+        node_selector: spec.node_selector.clone(),
+        saturation_utilization: 0.85,
+        pdb_max_unavailable: None,
+        anti_affinity: Vec::new(),
+        zones: Vec::new(),
+    }
+}
 
 /// A recording, read and merged across its files.
 #[derive(Clone, Debug)]
@@ -51,6 +172,8 @@ pub struct Recording {
     pub groups: BTreeMap<String, GroupDef>,
     /// Workload definitions by id (the last seen).
     pub workloads: BTreeMap<u32, WorkloadDef>,
+    /// HPA definitions by id (the last seen).
+    pub hpas: BTreeMap<u32, HpaDef>,
     /// Rounds in time order.
     pub rounds: Vec<RoundRecord>,
 }
@@ -107,6 +230,7 @@ impl Recording {
             priorities: Vec::new(),
             groups: BTreeMap::new(),
             workloads: BTreeMap::new(),
+            hpas: BTreeMap::new(),
             rounds: Vec::new(),
         };
         for f in &files {
@@ -128,8 +252,8 @@ impl Recording {
                 })?;
                 match parsed {
                     RecordLine::Header(h) => {
-                        if h.version != RECORDING_VERSION {
-                            return Err(bad(f, n, format!("format version {} but this simulator reads version {RECORDING_VERSION}; use the autoscaler-sim of the same release as the controller", h.version)));
+                        if !reads_version(h.version) {
+                            return Err(bad(f, n, format!("format version {} but this simulator reads versions 1 to {RECORDING_VERSION}; use the autoscaler-sim of the same release as the controller", h.version)));
                         }
                         header.get_or_insert(h);
                     }
@@ -138,6 +262,9 @@ impl Recording {
                     }
                     RecordLine::Group(g) => {
                         rec.groups.insert(g.name.clone(), g);
+                    }
+                    RecordLine::Hpa(h) => {
+                        rec.hpas.insert(h.id, h);
                     }
                     RecordLine::Priorities { at_ms, text } => rec.priorities.push((at_ms, text)),
                     RecordLine::Round(r) => {
@@ -254,107 +381,180 @@ impl Recording {
         (median(&mut launch), median(&mut ready))
     }
 
-    /// The scenario (and its demand) that replays this recording.
-    pub fn to_loaded(&self) -> Result<(Loaded, Vec<String>), InputError> {
-        let mut warnings = Vec::new();
+    /// A value per second of the replay: `of` the last round at or before it (`absent`
+    /// when it gives none).
+    fn per_second(
+        &self,
+        duration_s: u64,
+        of: impl Fn(&RoundRecord) -> Option<f64>,
+        absent: f64,
+    ) -> Vec<f64> {
         let t0 = self.rounds[0].at_ms;
-        let last = self.rounds.last().map_or(t0, |r| r.at_ms);
-        let scan_s = (self.header.scan_interval_ms / 1000).max(1);
-        // One more scan after the last round, so its decisions play out.
-        let duration_s = (last - t0) / 1000 + 1 + scan_s;
-        let second_of = |at_ms: u64| ((at_ms - t0) / 1000) as usize;
-
-        // Pods per workload per second (the last round at or before that second).
-        let ids: Vec<u32> = self.workloads.keys().copied().collect();
-        let mut pods: BTreeMap<u32, Vec<f64>> = ids
-            .iter()
-            .map(|&id| (id, vec![0.0; duration_s as usize]))
-            .collect();
+        let second_of = |at_ms: u64| (((at_ms - t0) / 1000) as usize).min(duration_s as usize);
+        let mut series = vec![absent; duration_s as usize];
         for (i, r) in self.rounds.iter().enumerate() {
             let from = second_of(r.at_ms);
             let to = self
                 .rounds
                 .get(i + 1)
                 .map_or(duration_s as usize, |n| second_of(n.at_ms));
-            for c in &r.workloads {
-                if let Some(series) = pods.get_mut(&c.id) {
-                    for v in &mut series[from..to.max(from)] {
-                        *v = f64::from(c.pods);
-                    }
-                }
+            let v = of(r).unwrap_or(absent);
+            for x in &mut series[from..to.max(from)] {
+                *x = v;
             }
         }
-        pods.retain(|_, s| s.iter().any(|&v| v > 0.0));
-        let per_pod = REQUESTS_PER_POD * f64::from(TARGET_UTILIZATION) / 100.0;
-        let total: Vec<f64> = (0..duration_s as usize)
-            .map(|t| pods.values().map(|s| s[t]).sum::<f64>() * per_pod)
-            .collect();
+        series
+    }
 
-        let mut services = Vec::new();
+    /// `--hpa`: one service per recorded HPA with a CPU target, its demand the recorded
+    /// utilisation x replicas ([`hpa_load`]); the workloads it scales leave `pods`.
+    fn hpa_demands(
+        &self,
+        pods: &mut BTreeMap<u32, Vec<f64>>,
+        duration_s: u64,
+        warnings: &mut Vec<String>,
+    ) -> Result<Vec<Demand>, InputError> {
+        let mut demands = Vec::new();
+        for h in self.hpas.values() {
+            let s = &h.settings;
+            let who = format!("HPA {}/{}", s.namespace, s.name);
+            if s.cpu_target_utilization.is_none() {
+                warnings.push(format!(
+                    "{who}: no CPU utilisation target; its workload replays as recorded"
+                ));
+                continue;
+            }
+            let scaled: Vec<u32> = pods
+                .keys()
+                .copied()
+                .filter(|id| {
+                    let w = &self.workloads[id];
+                    w.namespace == s.namespace
+                        && hpa_scales(&s.target_kind, &s.target_name, &w.kind, &w.name)
+                })
+                .collect();
+            let Some(&main) = scaled
+                .iter()
+                .max_by_key(|id| pods[id].iter().sum::<f64>() as u64)
+            else {
+                warnings.push(format!(
+                    "{who}: no recorded pods of its {} {}",
+                    s.target_kind, s.target_name
+                ));
+                continue;
+            };
+            let Some(load) = hpa_load(&self.rounds, h.id, duration_s) else {
+                warnings.push(format!("{who}: no CPU utilisation recorded (no metrics yet?); its workload replays as recorded"));
+                continue;
+            };
+            let most = self
+                .rounds
+                .iter()
+                .flat_map(|r| &r.hpas)
+                .filter(|c| c.id == h.id)
+                .filter_map(|c| c.cpu_utilization)
+                .max()
+                .unwrap_or(100);
+            for id in &scaled {
+                pods.remove(id);
+            }
+            demands.push(Demand {
+                name: format!("{}/{}", s.namespace, s.name),
+                workload: main,
+                rps: load.iter().map(|l| l * REQUESTS_PER_POD).collect(),
+                hpa: Some((s.clone(), (f64::from(most) / 100.0).max(1.0))),
+            });
+        }
+        if demands.is_empty() {
+            return Err(InputError::Usage(format!(
+                "--hpa: {} holds no HPA with a CPU utilisation target and recorded utilisation (recorded by an autoscaler older than format 2, or without list/watch on horizontalpodautoscalers); replay without --hpa",
+                self.source
+            )));
+        }
+        Ok(demands)
+    }
+
+    /// The scenario (and its demand) that replays this recording, with the recorded
+    /// replica counts.
+    pub fn to_loaded(&self) -> Result<(Loaded, Vec<String>), InputError> {
+        self.to_loaded_with(false)
+    }
+
+    /// The scenario that replays this recording; with `hpa`, every workload scaled by a
+    /// recorded HPA with a CPU target is re-derived through the HPA model (see the module
+    /// documentation).
+    pub fn to_loaded_with(&self, hpa: bool) -> Result<(Loaded, Vec<String>), InputError> {
+        let mut warnings = Vec::new();
+        let t0 = self.rounds[0].at_ms;
+        let last = self.rounds.last().map_or(t0, |r| r.at_ms);
+        let scan_s = (self.header.scan_interval_ms / 1000).max(1);
+        // One more scan after the last round, so its decisions play out.
+        let duration_s = (last - t0) / 1000 + 1 + scan_s;
+
+        // Pods per workload per second (the last round at or before that second).
+        let mut pods: BTreeMap<u32, Vec<f64>> = self
+            .workloads
+            .keys()
+            .map(|&id| {
+                (
+                    id,
+                    self.per_second(
+                        duration_s,
+                        |r| {
+                            r.workloads
+                                .iter()
+                                .find(|c| c.id == id)
+                                .map(|c| f64::from(c.pods))
+                        },
+                        0.0,
+                    ),
+                )
+            })
+            .collect();
+        pods.retain(|_, s| s.iter().any(|&v| v > 0.0));
+
+        let mut demands: Vec<Demand> = Vec::new();
+        if hpa {
+            demands = self.hpa_demands(&mut pods, duration_s, &mut warnings)?;
+        }
+        let per_pod = REQUESTS_PER_POD * f64::from(TARGET_UTILIZATION) / 100.0;
         for (&id, series) in &pods {
             let w = &self.workloads[&id];
+            demands.push(Demand {
+                name: if w.name.is_empty() {
+                    format!("{}/pods", w.namespace)
+                } else {
+                    format!("{}/{}", w.namespace, w.name)
+                },
+                workload: id,
+                rps: series.iter().map(|p| p * per_pod).collect(),
+                hpa: None,
+            });
+        }
+        // An owner recorded with several pod specs gives several services.
+        let mut seen = BTreeMap::new();
+        for d in &mut demands {
+            let n = seen.entry(d.name.clone()).or_insert(0u32);
+            *n += 1;
+            if *n > 1 {
+                d.name = format!("{}#{}", d.name, d.workload);
+            }
+        }
+        let total: Vec<f64> = (0..duration_s as usize)
+            .map(|t| demands.iter().map(|d| d.rps[t]).sum::<f64>())
+            .collect();
+        let mut services = Vec::new();
+        for d in &demands {
+            let w = &self.workloads[&d.workload];
             let spec = &w.spec;
             if !(spec.tolerations.is_empty()
                 && spec.required_node_affinity.is_empty()
                 && spec.anti_affinity.is_empty()
                 && spec.topology_spread.is_empty())
             {
-                warnings.push(format!("{}/{}: tolerations, affinity and topology spread are not replayed (the simulator's services have none)", w.namespace, w.name));
+                warnings.push(format!("{}: tolerations, affinity and topology spread are not replayed (the simulator's services have none)", d.name));
             }
-            // The workload's share of the total, as traffic factors where it changes.
-            let mut factors: Vec<(u64, u64, f64)> = Vec::new();
-            for t in 0..duration_s as usize {
-                let k = if total[t] > 0.0 {
-                    series[t] * per_pod / total[t]
-                } else {
-                    0.0
-                };
-                match factors.last_mut() {
-                    Some(f) if f.2 == k && f.1 == t as u64 => f.1 += 1,
-                    _ => factors.push((t as u64, t as u64 + 1, k)),
-                }
-            }
-            if factors.iter().all(|f| f.2 == 1.0) {
-                factors.clear();
-            }
-            let max = series.iter().fold(0.0f64, |a, &b| a.max(b)) as u32;
-            let fast = |policy_type, value| ScalingRules {
-                stabilization_window_seconds: Some(0),
-                policies: vec![ScalingPolicy {
-                    policy_type,
-                    value,
-                    period_seconds: 1,
-                }],
-                ..ScalingRules::default()
-            };
-            let name = if w.name.is_empty() {
-                format!("{}/pods", w.namespace)
-            } else {
-                format!("{}/{}", w.namespace, w.name)
-            };
-            services.push(ServiceSpec {
-                name,
-                requests_per_pod: REQUESTS_PER_POD,
-                cpu: format!("{}m", spec.requests.cpu_millis.max(1)),
-                memory: format!("{}", spec.requests.memory_bytes.max(1)),
-                cpu_limit_ratio: 1.0,
-                min_replicas: 0,
-                max_replicas: max.max(1),
-                target_utilization: TARGET_UTILIZATION,
-                behavior: Behavior {
-                    scale_up: fast(ScalingPolicyType::Pods, 10_000),
-                    scale_down: fast(ScalingPolicyType::Percent, 100),
-                },
-                priority: spec.priority,
-                pod_start_s: Dist::Fixed(1.0),
-                share: 1.0,
-                traffic_factors: factors,
-                node_selector: spec.node_selector.clone(),
-                saturation_utilization: 0.85,
-                pdb_max_unavailable: None,
-                anti_affinity: Vec::new(),
-                zones: Vec::new(),
-            });
+            services.push(service(d, spec, &total));
         }
 
         let priorities = self
@@ -479,7 +679,9 @@ impl Recording {
             ca_baseline: CaSpec::default(),
             sim: SimSpec {
                 scan_interval_s: scan_s,
-                hpa_sync_s: 1,
+                // The recorded counts are mirrored every second; re-derived HPAs sync at
+                // Kubernetes' default period.
+                hpa_sync_s: if hpa { HPA_SYNC_S } else { 1 },
                 sample_s: 10,
                 ..SimSpec::default()
             },
