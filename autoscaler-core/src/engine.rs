@@ -513,11 +513,15 @@ impl Autoscaler {
             .into_iter()
             .zip(snap.group_indexes())
             .map(|(p, gi)| {
-                if timed_out[gi] {
+                let mut p = if timed_out[gi] {
                     GroupPlan::build(gi, &groups[gi], snap, &self.cool_offs, now)
                 } else {
                     p
+                };
+                if let Ok(plan) = &mut p {
+                    plan.launch_from(tally.targets[gi]);
                 }
+                p
             })
             .collect();
         Groundwork {

@@ -48,6 +48,9 @@ pub(crate) struct GroupPlan {
 pub(crate) struct MixPlan {
     pub mix: CapacityMix,
     pub from_size: u32,
+    /// Registered on-demand nodes: AWS launches on-demand only past what the group has
+    /// (after a spot outage it may hold more than its split).
+    pub on_demand_registered: u32,
     pub market_out: Option<CapacityType>,
     pub on_demand_price: f64,
     pub spot_price: f64,
@@ -113,6 +116,11 @@ impl GroupPlan {
         let mix = group.mixed().map(|m| MixPlan {
             mix: *m,
             from_size: group.target_size,
+            on_demand_registered: snap
+                .nodes_of_group(gi)
+                .iter()
+                .filter(|&&ni| snap.nodes()[ni].capacity_type == CapacityType::OnDemand)
+                .count() as u32,
             market_out,
             on_demand_price: market_price[CapacityType::OnDemand as usize],
             spot_price: market_price[CapacityType::Spot as usize],
@@ -188,6 +196,14 @@ impl GroupPlan {
         })
     }
 
+    /// Starts a mixed group's next launches at `size` (its target once this round's
+    /// reverts are settled).
+    pub fn launch_from(&mut self, size: u32) {
+        if let Some(m) = &mut self.mix {
+            m.from_size = size;
+        }
+    }
+
     /// Whether the `k`-th new node will come (a mixed group's launch into a market
     /// whose every pool is in cool-off will not).
     pub fn comes(&self, k: usize) -> bool {
@@ -257,14 +273,25 @@ impl GroupPlan {
 }
 
 impl MixPlan {
-    /// The market of the `k`-th new node.
+    /// The market of the `k`-th new node: on-demand when AWS's split of the group
+    /// grown by `k + 1` asks for one more on-demand instance than it has.
     pub fn market(&self, k: u32) -> CapacityType {
-        self.mix.market_of_launch(self.from_size.saturating_add(k))
+        // In flight below `from_size` follows the split; registered may exceed it.
+        let have = self
+            .on_demand_registered
+            .max(self.mix.on_demand_at(self.from_size));
+        let on_demand_wanted =
+            |n: u32| (self.mix.on_demand_at(self.from_size.saturating_add(n))).saturating_sub(have);
+        if on_demand_wanted(k + 1) > on_demand_wanted(k) {
+            CapacityType::OnDemand
+        } else {
+            CapacityType::Spot
+        }
     }
 
     /// Whether the `k`-th new node will come.
     pub fn comes(&self, k: u32) -> bool {
-        self.slot_comes(self.from_size.saturating_add(k))
+        self.market_out != Some(self.market(k))
     }
 
     /// Whether the launch that takes the group from `size` to `size + 1` will come.

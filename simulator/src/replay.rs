@@ -572,6 +572,7 @@ impl Recording {
                 name: g.name.clone(),
                 zones: g.zones.clone(),
                 capacity_type: g.capacity_type,
+                mix: g.mix,
                 instance_types: g
                     .instance_types
                     .iter()
@@ -580,6 +581,7 @@ impl Recording {
                         vcpu: t.vcpus,
                         memory_gib: (t.memory_mib / 1024) as u32,
                         price_per_hour: t.price_per_hour,
+                        on_demand_price_per_hour: t.on_demand_price_per_hour,
                     })
                     .collect(),
                 min: g.min_size,

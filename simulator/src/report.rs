@@ -165,6 +165,10 @@ pub struct PolicyReport {
     pub headroom_cost_usd: f64,
     /// Failed ASG launch attempts.
     pub launch_failures: u64,
+    /// Nodes a policy launched that registered and never held a pod, from launch to
+    /// termination or the end of the run: scale-ups that bought nothing (initial nodes
+    /// not counted).
+    pub always_empty_nodes: u64,
     /// Problems with the scenario noticed during the run.
     pub warnings: Vec<String>,
     /// Zones, the order of `series[].nodes_by_zone`.

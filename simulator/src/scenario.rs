@@ -246,8 +246,11 @@ pub struct InstanceTypeSpec {
     pub vcpu: u32,
     /// Memory, GiB.
     pub memory_gib: u32,
-    /// USD per hour in this group's market.
+    /// USD per hour in this group's market (spot for a mixed group).
     pub price_per_hour: f64,
+    /// A mixed group's on-demand price (default: `price_per_hour`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_price_per_hour: Option<f64>,
 }
 
 /// One node group (ASG).
@@ -258,8 +261,12 @@ pub struct GroupSpec {
     pub name: String,
     /// Zones.
     pub zones: Vec<String>,
-    /// Spot or on-demand.
+    /// Spot or on-demand (for a mixed group: the market of the part above the base).
     pub capacity_type: CapacityType,
+    /// A mixed-instances group's on-demand base and percentage above it; launches
+    /// follow AWS's split (`autoscaler_core::CapacityMix`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<autoscaler_core::CapacityMix>,
     /// Instance types, in the ASG's launch preference order.
     pub instance_types: Vec<InstanceTypeSpec>,
     /// Min size.
@@ -491,7 +498,7 @@ impl Default for SimSpec {
 }
 
 /// Built-in scenarios: name, YAML.
-pub const BUILTINS: [(&str, &str); 6] = [
+pub const BUILTINS: [(&str, &str); 7] = [
     ("tv-peak-ice", include_str!("../scenarios/tv-peak-ice.yaml")),
     (
         "breaking-news",
@@ -507,6 +514,10 @@ pub const BUILTINS: [(&str, &str); 6] = [
         include_str!("../scenarios/az-imbalance.yaml"),
     ),
     ("bench-24h", include_str!("../scenarios/bench-24h.yaml")),
+    (
+        "zonal-placement",
+        include_str!("../scenarios/zonal-placement.yaml"),
+    ),
 ];
 
 /// A scenario with its traffic, ready to run.

@@ -1,0 +1,117 @@
+//! Issue 18: the `zonal-placement` built-in (a zone-anti-affine cache, a host-anti-affine
+//! queue and an ingester pinned to one zone, all on multi-zone ASGs, demand tripling and
+//! falling back). The simulated kube-scheduler honours both constraints, the core plans
+//! with them, and `ours` never buys a node that stays empty.
+
+use simulator::scenario::{Loaded, Scenario};
+use simulator::{run_policies, PolicyKind, PolicyReport, Report};
+
+fn load() -> Loaded {
+    let (sc, path) = Scenario::load("zonal-placement").expect("built-in scenario parses");
+    sc.resolve(path.as_deref(), None)
+        .expect("built-in scenario resolves")
+}
+
+fn run() -> Report {
+    run_policies(
+        &load(),
+        &[PolicyKind::Ours, PolicyKind::Ca133, PolicyKind::Ca130],
+        None,
+        &|_| {},
+    )
+}
+
+fn policy<'a>(r: &'a Report, name: &str) -> &'a PolicyReport {
+    &r.policies[name]
+}
+
+/// Pods pending in the samples from `from_s` on.
+fn pending_from(p: &PolicyReport, from_s: u64) -> Vec<(u64, u32)> {
+    p.series
+        .iter()
+        .filter(|s| s.t_s >= from_s && s.pending_pods > 0)
+        .map(|s| (s.t_s, s.pending_pods))
+        .collect()
+}
+
+#[test]
+fn ours_launches_no_node_that_stays_empty_and_places_every_pod_once_demand_settles() {
+    let r = run();
+    let ours = policy(&r, "ours");
+    assert!(ours.warnings.is_empty(), "{:?}", ours.warnings);
+    assert!(
+        ours.decisions.iter().any(|d| d.kind == "ScaleUp"),
+        "the peak must need new nodes"
+    );
+    assert_eq!(
+        ours.always_empty_nodes, 0,
+        "ours launched nodes that never held a pod"
+    );
+    // Every pod, pinned and anti-affine ones included, has a node once the peak is over
+    // (the trace is back at its base from 9000 s): none pending in the last hour.
+    assert_eq!(pending_from(ours, 10_800), vec![], "ours left pods pending");
+}
+
+/// CA's template node of a multi-zone ASG carries one zone (a live node's, else the ASG's
+/// first): it scales up for pinned and anti-affine pods that the node AWS then launches
+/// elsewhere cannot take. Stated as measured (seed 1): both versions buy such nodes.
+#[test]
+fn ca_buys_nodes_that_stay_empty_where_its_template_zone_is_wrong() {
+    let r = run();
+    for name in ["ca-1.33", "ca-1.30"] {
+        let ca = policy(&r, name);
+        assert!(ca.warnings.is_empty(), "{name}: {:?}", ca.warnings);
+        assert!(
+            ca.always_empty_nodes > 0,
+            "{name}: expected CA's one-zone template to buy useless nodes"
+        );
+        assert_eq!(pending_from(ca, 10_800), vec![], "{name} left pods pending");
+    }
+}
+
+/// Known gap of the core (issue 18, `GroupPlan::launch_order`): when a multi-zone group
+/// holds the same number of instances in every zone, the core cannot tell where AWS
+/// launches the next node, so pods pinned to one zone (or kept out of zones by
+/// anti-affinity) trigger no scale-up of that group until the counts differ. Here that
+/// leaves pods pending through the peak that CA places. Ignored until the core plans
+/// `k` nodes for a `k`-way tie (one lands in each tied zone).
+#[test]
+#[ignore = "core gap: zone-pinned pods on a zone-balanced multi-zone group (see README)"]
+fn ours_places_pinned_pods_on_a_zone_balanced_group_as_fast_as_ca() {
+    let r = run();
+    let (ours, ca) = (policy(&r, "ours"), policy(&r, "ca-1.33"));
+    assert!(
+        ours.pending_pod_seconds <= ca.pending_pod_seconds,
+        "ours {} pending pod-s vs ca-1.33 {}",
+        ours.pending_pod_seconds,
+        ca.pending_pod_seconds
+    );
+}
+
+#[test]
+fn the_scenario_rejects_constraints_that_name_nothing() {
+    let yaml = simulator::scenario::BUILTINS
+        .iter()
+        .find(|(n, _)| *n == "zonal-placement")
+        .unwrap()
+        .1;
+    let bad_zone = yaml.replace("zones: [eu-west-1a]\n", "zones: [eu-west-1z]\n");
+    let err = Scenario::from_yaml(&bad_zone, "z.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("services.ingest-1a.zones") && err.contains("eu-west-1z"),
+        "{err}"
+    );
+    let bad_key = yaml.replace(
+        "topology_key: kubernetes.io/hostname",
+        "topology_key: example.com/rack",
+    );
+    let err = Scenario::from_yaml(&bad_key, "k.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("services.queue.anti_affinity") && err.contains("example.com/rack"),
+        "{err}"
+    );
+}
