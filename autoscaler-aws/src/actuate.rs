@@ -1,13 +1,27 @@
-//! Carrying out decisions: `SetDesiredCapacity` as a compare-and-set against a fresh read,
-//! and `TerminateInstanceInAutoScalingGroup`, both idempotent and safe to retry.
+//! Carrying out decisions: `SetDesiredCapacity` as a compare-and-set against a recent
+//! read, and `TerminateInstanceInAutoScalingGroup`, both idempotent and safe to retry.
+//!
+//! The read the compare-and-set checks against is the round's own scan when it is
+//! younger than [`DEFAULT_MAX_VIEW_AGE`] (see [`Actuator::remember_scan`]), otherwise one
+//! `DescribeAutoScalingGroups` of just the groups being changed. A second describe per
+//! round put up to a second (moto, 5,000 instances) between a pending pod and its
+//! `SetDesiredCapacity`, and AWS has no conditional write anyway: the check narrows the
+//! window in which another writer's change is overwritten, it cannot close it.
 
 use crate::api::{Api, GroupQuery, Op};
-use crate::discovery::ASG_PAGE_SIZE;
+use crate::discovery::{Scan, ASG_PAGE_SIZE};
 use crate::error::AwsError;
 use autoscaler_core::Decision;
 use aws_sdk_autoscaling::types::AutoScalingGroup;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How old a scan may be and still stand in for a fresh read of a group's sizes. The
+/// round's decisions come from that scan, so within this age a change made by someone
+/// else after the scan is not seen before the write (the next round's scan sees it);
+/// cluster-autoscaler writes from a cache it refreshes far less often.
+pub const DEFAULT_MAX_VIEW_AGE: Duration = Duration::from_secs(10);
 
 /// What happened to one action.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,16 +119,114 @@ fn fresh_of(g: &AutoScalingGroup) -> Fresh {
     }
 }
 
+/// Settings of actuation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActuationConfig {
+    /// How long a scan stands in for a fresh read before a `SetDesiredCapacity`
+    /// ([`DEFAULT_MAX_VIEW_AGE`]; [`Duration::ZERO`] reads every group fresh).
+    pub max_view_age: Duration,
+}
+
+impl Default for ActuationConfig {
+    fn default() -> Self {
+        ActuationConfig {
+            max_view_age: DEFAULT_MAX_VIEW_AGE,
+        }
+    }
+}
+
+/// The groups' sizes as a scan read them, and when the scan started.
+#[derive(Debug)]
+struct View {
+    read_at: Instant,
+    groups: BTreeMap<String, Fresh>,
+}
+
 /// Carries out decisions.
 #[derive(Debug)]
 pub struct Actuator {
     api: Arc<Api>,
+    /// The latest scan's sizes, kept up to date with our own writes.
+    view: Mutex<Option<View>>,
+    max_view_age: Duration,
 }
 
 impl Actuator {
-    /// An actuator over `api`.
+    /// An actuator over `api`, trusting a scan for [`DEFAULT_MAX_VIEW_AGE`].
     pub fn new(api: Arc<Api>) -> Self {
-        Actuator { api }
+        Actuator {
+            api,
+            view: Mutex::new(None),
+            max_view_age: DEFAULT_MAX_VIEW_AGE,
+        }
+    }
+
+    /// Trusts a scan for `age` instead ([`Duration::ZERO`]: always read fresh).
+    pub fn with_max_view_age(mut self, age: Duration) -> Self {
+        self.max_view_age = age;
+        self
+    }
+
+    /// Keeps `scan`'s sizes (desired, min, max, instances pending or in service) as the
+    /// base of the compare-and-set for [`Self::apply`] while it is young. `read_at` is
+    /// when the scan started: its data are at most that old.
+    pub fn remember_scan(&self, scan: &Scan, read_at: Instant) {
+        let groups = scan
+            .groups
+            .iter()
+            .map(|g| {
+                let fresh = Fresh {
+                    desired: g.group.target_size,
+                    min: g.asg_min_size,
+                    max: g.asg_max_size,
+                    active: g.group.current_instances.unwrap_or(g.group.target_size),
+                };
+                (g.group.name.clone(), fresh)
+            })
+            .collect();
+        *self.lock_view() = Some(View { read_at, groups });
+    }
+
+    fn lock_view(&self) -> std::sync::MutexGuard<'_, Option<View>> {
+        self.view.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The sizes of `names` a young scan holds; the rest are returned for a fresh read.
+    fn sizes_in_view(&self, names: Vec<String>) -> (BTreeMap<String, Fresh>, Vec<String>) {
+        let view = self.lock_view();
+        let young = view
+            .as_ref()
+            .filter(|v| v.read_at.elapsed() <= self.max_view_age);
+        let Some(view) = young else {
+            return (BTreeMap::new(), names);
+        };
+        let (known, unknown): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| view.groups.contains_key(n));
+        let known = known
+            .into_iter()
+            .map(|n| {
+                let fresh = view.groups[&n];
+                (n, fresh)
+            })
+            .collect();
+        (known, unknown)
+    }
+
+    /// Records what we just did to a group in the view (`None`: the group's state is not
+    /// known any more, read it fresh next time).
+    fn update_view(&self, group: &str, desired: Option<u32>) {
+        if let Some(view) = self.lock_view().as_mut() {
+            match desired {
+                Some(d) => {
+                    if let Some(f) = view.groups.get_mut(group) {
+                        f.desired = d;
+                    }
+                }
+                None => {
+                    view.groups.remove(group);
+                }
+            }
+        }
     }
 
     async fn read(&self, names: Vec<String>) -> Result<BTreeMap<String, Fresh>, AwsError> {
@@ -133,8 +245,10 @@ impl Actuator {
         Ok(fresh)
     }
 
-    /// Carries out the decisions of a round, in order. One `DescribeAutoScalingGroups`
-    /// reads the groups involved; each change is checked against it:
+    /// Carries out the decisions of a round, in order. The groups' sizes come from the
+    /// latest scan if it is young (see the module docs), else from one
+    /// `DescribeAutoScalingGroups` of the groups involved; each change is checked
+    /// against them:
     /// - a scale-up whose base (`new_target - delta`) is not AWS's desired capacity any
     ///   more is a [`Outcome::Conflict`] (someone else changed it), unless AWS already
     ///   has at least `new_target` ([`Outcome::AlreadyApplied`]: a retry);
@@ -151,8 +265,14 @@ impl Actuator {
         if names.is_empty() {
             return Vec::new();
         }
-        let mut fresh = match self.read(names).await {
-            Ok(f) => f,
+        let (mut fresh, unknown) = self.sizes_in_view(names);
+        let read = if unknown.is_empty() {
+            Ok(BTreeMap::new())
+        } else {
+            self.read(unknown).await
+        };
+        match read {
+            Ok(read) => fresh.extend(read),
             Err(error) => {
                 return decisions
                     .iter()
@@ -259,6 +379,7 @@ impl Actuator {
                     if let Some(f) = fresh.get_mut(&group) {
                         f.desired = to;
                     }
+                    self.update_view(&group, Some(to));
                     outcomes.push(if to == requested {
                         Outcome::Applied {
                             group,
@@ -275,10 +396,14 @@ impl Actuator {
                         }
                     });
                 }
-                Err(error) => outcomes.push(Outcome::Failed {
-                    target: group,
-                    error,
-                }),
+                Err(error) => {
+                    // The write may or may not have happened: read it fresh next time.
+                    self.update_view(&group, None);
+                    outcomes.push(Outcome::Failed {
+                        target: group,
+                        error,
+                    })
+                }
             }
         }
         outcomes

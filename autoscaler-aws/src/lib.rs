@@ -45,7 +45,7 @@ pub mod setup;
 pub mod template;
 
 pub use activities::ActivityPoller;
-pub use actuate::{Actuator, Outcome};
+pub use actuate::{ActuationConfig, Actuator, Outcome, DEFAULT_MAX_VIEW_AGE};
 pub use api::{Api, ApiFamily, Bucket, Op, RateLimitConfig, RetrySettings, TimeoutSettings};
 pub use discovery::{
     parse_provider_id, AutoDiscovery, DiscoveredGroup, GroupSpec, Instance, NodesSpec, Scan,
@@ -72,6 +72,8 @@ pub struct AwsConfig {
     pub timeouts: TimeoutSettings,
     /// SDK retries.
     pub retry: RetrySettings,
+    /// Actuation (how long a scan stands in for a fresh read).
+    pub actuation: ActuationConfig,
 }
 
 /// The adapter: scans, actuates, and reads events, over one set of clients.
@@ -103,7 +105,7 @@ impl AwsCloud {
         AwsCloud {
             on_demand_prices: config.scan.on_demand_prices.clone(),
             scanner: Scanner::new(api.clone(), config.scan),
-            actuator: Actuator::new(api.clone()),
+            actuator: Actuator::new(api.clone()).with_max_view_age(config.actuation.max_view_age),
             activities: ActivityPoller::new(api.clone()),
             api,
         }
@@ -122,7 +124,10 @@ impl AwsCloud {
     /// Reads every managed group (see [`Scanner::scan`]), and records the on-demand
     /// price and source of each of their instance types ([`Metrics::on_demand_prices`]).
     pub async fn scan(&self) -> Result<Scan, AwsError> {
+        let started = std::time::Instant::now();
         let scan = self.scanner.scan().await?;
+        // The round's decisions come from this scan: actuation checks against it.
+        self.actuator.remember_scan(&scan, started);
         let mut quotes: Vec<PriceQuote> = scan
             .groups
             .iter()
