@@ -336,7 +336,7 @@ struct WorkloadState {
 /// Turns rounds into lines, emitting a definition only when it is new, changed, or not
 /// yet in the current file.
 ///
-/// The per-round cost is one pointer lookup per pod: a snapshot shares its pods
+/// The per-round cost is one pointer comparison per pod: a snapshot shares its pods
 /// (`Arc<Pod>`) with the controller's pod cache, so a pod seen in the previous round is
 /// the same allocation and keeps its workload id without comparing its spec again.
 #[derive(Debug)]
@@ -346,10 +346,10 @@ pub struct Encoder {
     workloads: Vec<WorkloadState>,
     /// Ids by hash of (namespace, kind, name): the candidates to compare a new pod with.
     workload_ids: FxHashMap<u64, Vec<u32>>,
-    /// The previous round's pods, by address, with their workload ids; the `Arc`s are
-    /// held so that no address is reused by another pod while it is remembered.
-    pod_ids: FxHashMap<usize, u32>,
-    held_pods: Vec<Arc<Pod>>,
+    /// The previous round's pods and their workload ids, in snapshot order; the `Arc`s
+    /// are held so that no address is reused by another pod while it is remembered.
+    prev_pods: Vec<Arc<Pod>>,
+    prev_ids: Vec<u32>,
     groups: BTreeMap<String, GroupDef>,
     hpas: BTreeMap<(String, String), HpaDef>,
     observed_hpas: Vec<ObservedHpa>,
@@ -383,8 +383,8 @@ impl Encoder {
             },
             workloads: Vec::new(),
             workload_ids: FxHashMap::default(),
-            pod_ids: FxHashMap::default(),
-            held_pods: Vec::new(),
+            prev_pods: Vec::new(),
+            prev_ids: Vec::new(),
             groups: BTreeMap::new(),
             hpas: BTreeMap::new(),
             observed_hpas: Vec::new(),
@@ -589,15 +589,29 @@ impl Encoder {
         lines: &mut Vec<RecordLine>,
     ) -> Vec<WorkloadCount> {
         let mut counts: Vec<(u32, u32)> = vec![(0, 0); self.workloads.len()];
-        let mut pod_ids =
-            FxHashMap::with_capacity_and_hasher(snap.pods().len(), Default::default());
-        for pod in snap.pods() {
-            let addr = Arc::as_ptr(pod) as usize;
-            let id = match self.pod_ids.get(&addr) {
-                Some(&id) => id,
-                None => self.workload_id(pod),
+        let prev_pods = std::mem::take(&mut self.prev_pods);
+        let prev_ids = std::mem::take(&mut self.prev_ids);
+        // Built only when a pod is not where it was (the cache's order is stable, so a
+        // quiet round compares pointers and never hashes).
+        let mut by_addr: Option<FxHashMap<*const Pod, u32>> = None;
+        let mut ids = Vec::with_capacity(snap.pods().len());
+        for (i, pod) in snap.pods().iter().enumerate() {
+            let id = if prev_pods.get(i).is_some_and(|p| Arc::ptr_eq(p, pod)) {
+                prev_ids[i]
+            } else {
+                let map = by_addr.get_or_insert_with(|| {
+                    prev_pods
+                        .iter()
+                        .map(Arc::as_ptr)
+                        .zip(prev_ids.iter().copied())
+                        .collect()
+                });
+                match map.get(&Arc::as_ptr(pod)) {
+                    Some(&id) => id,
+                    None => self.workload_id(pod),
+                }
             };
-            pod_ids.insert(addr, id);
+            ids.push(id);
             let i = id as usize;
             if i >= counts.len() {
                 counts.resize(i + 1, (0, 0));
@@ -605,8 +619,9 @@ impl Encoder {
             counts[i].0 += 1;
             counts[i].1 += u32::from(pod.node_name.is_none());
         }
-        self.pod_ids = pod_ids;
-        self.held_pods = snap.pods().to_vec();
+        drop(prev_pods);
+        self.prev_pods = snap.pods().to_vec();
+        self.prev_ids = ids;
         let mut out = Vec::new();
         for (i, &(pods, pending)) in counts.iter().enumerate() {
             if pods == 0 {
@@ -754,6 +769,30 @@ mod tests {
         let defs = workload_lines(&back);
         assert_eq!(defs.len(), 1, "{back:?}");
         assert_eq!(defs[0].id, 0);
+    }
+
+    #[test]
+    fn pods_that_moved_in_the_snapshot_keep_their_ids() {
+        let mut parts = snapshot(2).into_parts();
+        let mut other = Pod::clone(&parts.pods[1]);
+        other.spec.requests.cpu_millis = 900;
+        parts.pods[1] = Arc::new(other);
+        let snap = ClusterSnapshot::new(parts.clone()).unwrap();
+        let mut enc = Encoder::new(AutoscalerConfig::default(), 10_000, false);
+        let first = enc.round(Timestamp::from_secs(1), None, &snap, &[], &[]);
+        assert_eq!(workload_lines(&first).len(), 2);
+        // The same pods, reversed, behind a new one of the first spec.
+        parts.pods.reverse();
+        parts.pods.insert(0, Arc::new(Pod::clone(&parts.pods[1])));
+        let snap = ClusterSnapshot::new(parts).unwrap();
+        let moved = enc.round(Timestamp::from_secs(2), None, &snap, &[], &[]);
+        assert_eq!(moved.len(), 1, "{moved:?}");
+        let counts: Vec<(u32, u32)> = round_of(&moved)
+            .workloads
+            .iter()
+            .map(|c| (c.id, c.pods))
+            .collect();
+        assert_eq!(counts, [(0, 2), (1, 1)]);
     }
 
     fn observed(window: Option<u32>, utilization: Option<u32>) -> ObservedHpa {
