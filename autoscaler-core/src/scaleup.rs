@@ -113,24 +113,9 @@ impl GroupPlan {
         }
         let mut allocatable = allocatable.unwrap_or_default();
         let mut price_per_hour = price / types.len() as f64;
-        let mix = group.mixed().map(|m| MixPlan {
-            mix: *m,
-            from_size: group.target_size,
-            on_demand_registered: snap
-                .nodes_of_group(gi)
-                .iter()
-                .filter(|&&ni| snap.nodes()[ni].capacity_type == CapacityType::OnDemand)
-                .count() as u32,
-            market_out,
-            on_demand_price: market_price[CapacityType::OnDemand as usize],
-            spot_price: market_price[CapacityType::Spot as usize],
-        });
+        let mix = MixPlan::build(gi, group, snap, market_out, market_price);
         if let Some(m) = &mix {
-            let coming = (0..PRICE_BLEND_LAUNCHES)
-                .filter(|&k| m.comes(k))
-                .count()
-                .max(1);
-            price_per_hour = m.cost_of(PRICE_BLEND_LAUNCHES) / coming as f64;
+            price_per_hour = m.blended_price();
         }
         let mut labels = group.template.labels.clone();
         // A mixed group's new node may be either market: its label is not predictable.
@@ -273,6 +258,39 @@ impl GroupPlan {
 }
 
 impl MixPlan {
+    /// The plan of a mixed group (`None` for any other), with each market's price.
+    fn build(
+        gi: GroupIdx,
+        group: &NodeGroup,
+        snap: &ClusterSnapshot,
+        market_out: Option<CapacityType>,
+        market_price: [f64; 2],
+    ) -> Option<MixPlan> {
+        let mix = *group.mixed()?;
+        let on_demand_registered = snap
+            .nodes_of_group(gi)
+            .iter()
+            .filter(|&&ni| snap.nodes()[ni].capacity_type == CapacityType::OnDemand)
+            .count() as u32;
+        Some(MixPlan {
+            mix,
+            from_size: group.target_size,
+            on_demand_registered,
+            market_out,
+            on_demand_price: market_price[CapacityType::OnDemand as usize],
+            spot_price: market_price[CapacityType::Spot as usize],
+        })
+    }
+
+    /// Price per coming node over the next launches.
+    fn blended_price(&self) -> f64 {
+        let coming = (0..PRICE_BLEND_LAUNCHES)
+            .filter(|&k| self.comes(k))
+            .count()
+            .max(1);
+        self.cost_of(PRICE_BLEND_LAUNCHES) / coming as f64
+    }
+
     /// The market of the `k`-th new node: on-demand when AWS's split of the group
     /// grown by `k + 1` asks for one more on-demand instance than it has.
     pub fn market(&self, k: u32) -> CapacityType {
