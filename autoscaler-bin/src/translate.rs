@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::api::policy::v1 as policy;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 /// EKS managed node groups' capacity-type label (`SPOT` / `ON_DEMAND`).
 pub const EKS_CAPACITY_TYPE_LABEL: &str = "eks.amazonaws.com/capacityType";
@@ -47,6 +47,78 @@ fn created(meta: &meta::ObjectMeta) -> Timestamp {
 
 fn labels(m: &Option<BTreeMap<String, String>>) -> Labels {
     m.clone().unwrap_or_default().into()
+}
+
+/// Hands out one shared [`Labels`] per distinct label set, so the 100,000 pods of a few
+/// hundred workloads hold a few hundred label maps instead of 100,000 (about 690 bytes
+/// per pod with ten labels: autoscaler-bin/README.md "Benchmarks at scale").
+///
+/// Sets no pod uses any more are dropped by a sweep that runs when the set has doubled
+/// since the last one, so a rollout's old `pod-template-hash` does not stay forever and
+/// the sweeps cost O(1) per interned set on average.
+#[derive(Debug)]
+pub struct LabelInterner {
+    sets: HashSet<Labels>,
+    /// Size at which the next sweep runs.
+    sweep_at: usize,
+}
+
+/// Below this many sets, sweeping is not worth it.
+const MIN_SWEEP_AT: usize = 1024;
+
+impl Default for LabelInterner {
+    fn default() -> Self {
+        Self {
+            sets: HashSet::new(),
+            sweep_at: MIN_SWEEP_AT,
+        }
+    }
+}
+
+impl LabelInterner {
+    /// The shared labels equal to `map` (`None` is empty), made on first sight.
+    pub fn intern_map(&mut self, map: Option<&BTreeMap<String, String>>) -> Labels {
+        match map {
+            None => Labels::new(),
+            Some(map) if map.is_empty() => Labels::new(),
+            // Looked up by the API object's own map: a hit allocates nothing.
+            Some(map) => match self.sets.get(map) {
+                Some(shared) => shared.clone(),
+                None => self.insert(Labels::from(map.clone())),
+            },
+        }
+    }
+
+    /// The shared labels equal to `labels` (`labels` itself when it is the first of its kind).
+    pub fn intern(&mut self, labels: Labels) -> Labels {
+        if labels.is_empty() {
+            return Labels::new();
+        }
+        match self.sets.get(labels.as_map()) {
+            Some(shared) => shared.clone(),
+            None => self.insert(labels),
+        }
+    }
+
+    /// Distinct label sets held now.
+    pub fn len(&self) -> usize {
+        self.sets.len()
+    }
+
+    /// Whether no set is held.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty()
+    }
+
+    fn insert(&mut self, labels: Labels) -> Labels {
+        if self.sets.len() >= self.sweep_at {
+            // Held only here (count 1): no pod has these labels any more.
+            self.sets.retain(|l| l.share_count() > 1);
+            self.sweep_at = (self.sets.len() * 2).max(MIN_SWEEP_AT);
+        }
+        self.sets.insert(labels.clone());
+        labels
+    }
 }
 
 /// Converts a ResourceList into core resources (cpu, memory, pods, ephemeral-storage;
@@ -396,6 +468,15 @@ pub fn owner(m: &meta::ObjectMeta) -> Option<OwnerRef> {
 /// Converts a live pod; `Ok(None)` for terminal pods. Keeps only what the engine reads
 /// (the pod cache holds 100k of these).
 pub fn pod(p: &core::Pod) -> Result<Option<Pod>, TranslateError> {
+    pod_interned(p, &mut LabelInterner::default())
+}
+
+/// [`pod`], with its labels and `nodeSelector` shared through `interner` with the pods
+/// that carry the same ones (what the pod cache does).
+pub fn pod_interned(
+    p: &core::Pod,
+    interner: &mut LabelInterner,
+) -> Result<Option<Pod>, TranslateError> {
     if is_terminal(p) {
         return Ok(None);
     }
@@ -412,10 +493,11 @@ pub fn pod(p: &core::Pod) -> Result<Option<Pod>, TranslateError> {
     scheduling
         .tolerations
         .retain(|t| !CONDITION_TAINTS.contains(&t.key.as_str()));
+    scheduling.node_selector = interner.intern(std::mem::take(&mut scheduling.node_selector));
     Ok(Some(Pod {
         namespace,
         name,
-        labels: labels(&m.labels),
+        labels: interner.intern_map(m.labels.as_ref()),
         // Only cluster-autoscaler's annotations are read (safe-to-evict, ...); others,
         // such as kubectl's last-applied-configuration, can be kilobytes per pod.
         annotations: m
@@ -787,9 +869,7 @@ mod tests {
         }));
         let b = pdb(&p);
         assert_eq!(b.disruptions_allowed, 1);
-        assert!(b
-            .selector
-            .matches(&Labels::from([("app".into(), "web".into())])));
+        assert!(b.selector.matches(&Labels::from([("app", "web")])));
         let null: policy::PodDisruptionBudget =
             from(json!({"metadata": {"name": "n"}, "spec": {}}));
         let n = pdb(&null);
@@ -816,5 +896,27 @@ mod tests {
         assert_eq!(instance_id("aws:///us-east-1a/i-0123"), Some("i-0123"));
         assert_eq!(instance_id("kwok://x"), Some("x"));
         assert_eq!(instance_id("i-0123"), None);
+    }
+
+    #[test]
+    fn interner_forgets_label_sets_no_pod_holds_any_more() {
+        let mut interner = LabelInterner::default();
+        let kept: Vec<Labels> = (0..10)
+            .map(|i| interner.intern(Labels::from([("pod-template-hash", format!("kept{i}"))])))
+            .collect();
+        // A long series of rollouts: every set but the ten kept ones is dropped at once.
+        for i in 0..(4 * MIN_SWEEP_AT) {
+            let hash = format!("gone{i}");
+            drop(interner.intern(Labels::from([("pod-template-hash", hash)])));
+        }
+        assert!(
+            interner.len() <= MIN_SWEEP_AT + 10,
+            "{} sets held",
+            interner.len()
+        );
+        let again = interner.intern_map(Some(kept[3].as_map()));
+        assert!(again.ptr_eq(&kept[3]), "a set still in use stays shared");
+        assert!(interner.intern_map(None).is_empty());
+        assert_eq!(interner.intern(Labels::new()).share_count(), 0);
     }
 }

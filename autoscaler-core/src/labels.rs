@@ -13,6 +13,7 @@
 //! the plain map, byte for byte what the `BTreeMap` gave.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,6 +74,15 @@ impl DerefMut for Labels {
     /// Copies the map if another `Labels` shares it, so writes stay private.
     fn deref_mut(&mut self) -> &mut Self::Target {
         Arc::make_mut(self.0.get_or_insert_with(Default::default))
+    }
+}
+
+/// Lets a set of `Labels` be searched with a plain map (an interner looks up the API
+/// object's map without building a `Labels` first). Equality, hashing and ordering are
+/// the map's, as `Borrow` requires.
+impl Borrow<BTreeMap<String, String>> for Labels {
+    fn borrow(&self) -> &BTreeMap<String, String> {
+        self.as_map()
     }
 }
 
