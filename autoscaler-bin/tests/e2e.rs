@@ -796,3 +796,97 @@ async fn h_apiserver_down_mid_drain() {
     drop(asc);
     cleanup(&client, ns, group).await;
 }
+
+/// (r) `--record-dir` records each HPA's settings and the status its controller wrote
+/// (no metrics-server here: the test writes the status through the status subresource,
+/// as the HPA controller would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_recording_carries_hpa_settings_and_status() {
+    use autoscaler_bin::recording::read_lines;
+    use autoscaler_core::recording::RecordLine;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let (ns, group) = ("e2e-r", "static-spot-r");
+    namespace(&client, ns).await;
+    let dir = cp.dir.join("recording-r");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut args = base_args(ns, group);
+    args.push("--dry-run".into());
+    args.push(format!("--record-dir={}", dir.display()));
+    let mut asc = Autoscaler::start(cp, "r", &args, &[]);
+    let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), ns);
+    let hpa: HorizontalPodAutoscaler = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 2, "maxReplicas": 30,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 60}}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 120}}
+        }
+    }))
+    .unwrap();
+    hpas.create(&PostParams::default(), &hpa)
+        .await
+        .expect("create HPA");
+    let status = serde_json::json!({"status": {
+        "currentReplicas": 4, "desiredReplicas": 7,
+        "currentMetrics": [{"type": "Resource", "resource": {"name": "cpu",
+            "current": {"averageUtilization": 91}}}]
+    }});
+    hpas.patch_status("web", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("write the HPA status");
+    let (def, count) = wait_for(
+        "the HPA and its status in the recording",
+        Duration::from_secs(30),
+        || {
+            let dir = dir.clone();
+            async move {
+                let file = std::fs::read_dir(&dir).ok()?.next()?.ok()?.path();
+                let lines = read_lines(&file).ok()?;
+                let def = lines.iter().find_map(|l| match l {
+                    RecordLine::Hpa(h) if h.settings.namespace == "e2e-r" => Some(h.clone()),
+                    _ => None,
+                })?;
+                let count = lines.iter().rev().find_map(|l| match l {
+                    RecordLine::Round(r) => r
+                        .hpas
+                        .iter()
+                        .find(|c| c.id == def.id && c.cpu_utilization.is_some())
+                        .copied(),
+                    _ => None,
+                })?;
+                Some((def, count))
+            }
+        },
+    )
+    .await;
+    let s = &def.settings;
+    assert_eq!(
+        (s.target_kind.as_str(), s.target_name.as_str()),
+        ("Deployment", "web")
+    );
+    assert_eq!(
+        (s.min_replicas, s.max_replicas, s.cpu_target_utilization),
+        (2, 30, Some(60))
+    );
+    let window = s
+        .behavior
+        .as_ref()
+        .map(|b| b.scale_down.stabilization_window_seconds);
+    assert_eq!(window, Some(Some(120)));
+    assert_eq!(
+        (
+            count.current_replicas,
+            count.desired_replicas,
+            count.cpu_utilization
+        ),
+        (4, 7, Some(91))
+    );
+    asc.assert_running();
+    drop(asc);
+    let _ = std::fs::remove_dir_all(&dir);
+    cleanup(&client, ns, group).await;
+}
