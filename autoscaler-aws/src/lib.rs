@@ -39,6 +39,7 @@ pub mod events;
 pub mod instance_requirements;
 pub mod metrics;
 pub mod op;
+pub mod price_quote;
 pub mod prices;
 pub mod queue;
 pub mod setup;

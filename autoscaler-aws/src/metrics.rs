@@ -3,7 +3,7 @@
 //! renderer, the autoscaler binary's Prometheus collector (`autoscaler_aws_*` families).
 
 use crate::op::Op;
-use crate::prices::PriceQuote;
+use crate::price_quote::PriceQuote;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;

@@ -11,6 +11,7 @@
 
 use crate::api::{Api, Op};
 use crate::error::AwsError;
+pub use crate::price_quote::{PriceQuote, PriceSource};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -67,42 +68,6 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(15 * 60);
 const TYPES_PER_CALL: usize = 50;
 /// Products per `GetProducts` page (the API's maximum).
 const PRODUCTS_PER_PAGE: i32 = 100;
-
-/// Where one on-demand price comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum PriceSource {
-    /// The configuration's overrides.
-    Override,
-    /// The Price List API.
-    Api,
-    /// The built-in table.
-    Table,
-    /// Estimated from vCPUs, memory and GPUs (no listed price).
-    Estimate,
-}
-
-impl PriceSource {
-    /// `override`, `api`, `table` or `estimate` (status ConfigMap, metric label).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PriceSource::Override => "override",
-            PriceSource::Api => "api",
-            PriceSource::Table => "table",
-            PriceSource::Estimate => "estimate",
-        }
-    }
-}
-
-/// One instance type's on-demand price and its source.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PriceQuote {
-    /// Instance type.
-    pub instance_type: String,
-    /// USD per hour.
-    pub usd_per_hour: f64,
-    /// Where it comes from.
-    pub source: PriceSource,
-}
 
 /// Prices read from the Price List API, shared by every clone.
 #[derive(Debug, Default)]
