@@ -27,12 +27,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Stories replayed as they are (`bench-24h` is a benchmark, not a story).
-pub const STORIES: [&str; 5] = [
+pub const STORIES: [&str; 6] = [
     "tv-peak-ice",
     "breaking-news",
     "onsale",
     "front-outage-return",
     "az-imbalance",
+    "zonal-placement",
 ];
 /// Clouds every repository trace is replayed under; their rows are crisis rows.
 pub const CRISIS_CLOUDS: [&str; 2] = ["tv-peak-ice", "breaking-news"];
