@@ -190,6 +190,10 @@ pub struct Autoscaler {
     pub(crate) cool_offs: CoolOffs,
     pub(crate) market_failures: Vec<PendingMarketFailure>,
     pub(crate) interruptions: Vec<(Event, Timestamp)>,
+    /// Nodes an interruption notice asked to drain, with the reason and until when the
+    /// notice holds: a drain that fails (the API server down, a pod slow to go) is
+    /// started again, since the notice is given once.
+    pub(crate) interrupted_nodes: BTreeMap<String, (String, Timestamp)>,
     /// Last scale-up per group (for `scale-down-delay-after-add`).
     pub(crate) last_scale_up: BTreeMap<String, Timestamp>,
     /// What disruption planning remembers between rounds.
@@ -208,6 +212,7 @@ impl Autoscaler {
             cool_offs: CoolOffs::default(),
             market_failures: Vec::new(),
             interruptions: Vec::new(),
+            interrupted_nodes: BTreeMap::new(),
             last_scale_up: BTreeMap::new(),
             disruption: DisruptionState::default(),
         })
@@ -443,7 +448,9 @@ impl Autoscaler {
         self.resolve_market_failures(snap);
         self.cool_offs.prune(now, &self.config.cool_off);
         let d = &mut self.disruption;
+        let mut failed = Vec::new();
         for (node, at) in std::mem::take(&mut d.removal_failures) {
+            failed.push(node.clone());
             if let Some(g) = snap
                 .node_index(&node)
                 .and_then(|ni| snap.nodes()[ni].group.clone())
@@ -456,7 +463,7 @@ impl Autoscaler {
         });
         d.replacements
             .retain(|name, _| snap.node_index(name).is_some());
-        let interrupted = self.take_interruptions(snap, now);
+        let interrupted = self.take_interruptions(snap, now, &failed);
         let mut actions = Vec::new();
         let d = &mut self.disruption;
         for (&ni, reason) in &interrupted {
@@ -1077,8 +1084,18 @@ impl Autoscaler {
         &mut self,
         snap: &ClusterSnapshot,
         now: Timestamp,
+        failed_removals: &[String],
     ) -> BTreeMap<NodeIdx, String> {
         let mut out = BTreeMap::new();
+        self.interrupted_nodes
+            .retain(|node, (_, until)| now < *until && snap.node_index(node).is_some());
+        for node in failed_removals {
+            if let (Some((reason, _)), Some(ni)) =
+                (self.interrupted_nodes.get(node), snap.node_index(node))
+            {
+                out.insert(ni, format!("{reason} (the last drain failed: again)"));
+            }
+        }
         let mut unmatched = Vec::new();
         for (event, at) in std::mem::take(&mut self.interruptions) {
             let Event::InstanceInterruption {
@@ -1137,14 +1154,15 @@ impl Autoscaler {
             let left = deadline
                 .map(|d| format!(", {} left", human_duration(d.since(now))))
                 .unwrap_or_default();
-            out.insert(
-                ni,
-                format!(
-                    "{kind:?} for {instance_id} ({} in {}){left}: drain now, replacement planned this round",
-                    itype.as_deref().unwrap_or("?"),
-                    zone.as_deref().unwrap_or("?")
-                ),
+            let reason = format!(
+                "{kind:?} for {instance_id} ({} in {}){left}: drain now, replacement planned this round",
+                itype.as_deref().unwrap_or("?"),
+                zone.as_deref().unwrap_or("?")
             );
+            let until = deadline.unwrap_or(at + PENDING_INTERRUPTION_TTL);
+            self.interrupted_nodes
+                .insert(n.name.clone(), (reason.clone(), until));
+            out.insert(ni, reason);
         }
         // Bounded: the oldest notices go first.
         let excess = unmatched.len().saturating_sub(MAX_PENDING_INTERRUPTIONS);

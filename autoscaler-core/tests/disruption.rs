@@ -562,6 +562,46 @@ fn a_spot_interruption_drains_now_and_replaces_in_the_same_round_outside_the_poo
 }
 
 #[test]
+fn a_failed_interruption_drain_is_started_again_while_the_notice_holds() {
+    let spot = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let nodes = vec![node("spot-1", &spot, A, "m5.xlarge", at(0))];
+    let instance = nodes[0].provider_id.clone().unwrap();
+    let instance_id = instance.rsplit('/').next().unwrap().to_string();
+    let pods = vec![pod("web-0", "web", 1000, 2048, Some("spot-1"))];
+    let s = snapshot(vec![with_target(spot, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    e.handle_event(
+        Event::InstanceInterruption {
+            instance_id,
+            kind: InterruptionKind::ScheduledChange,
+            zone: None,
+            instance_type: None,
+            deadline: Some(at(70)),
+        },
+        at(60),
+    );
+    let drained = |d: &Decisions| removals(d) == vec![("spot-1".into(), RemovalKind::Interruption)];
+    assert!(drained(&e.decide(&s, at(60))));
+    // Still draining: nothing new.
+    assert!(removals(&e.decide(&s, at(61))).is_empty());
+    // The drain failed (the API server was down, a pod was slow to go): drain again.
+    let failed = Event::NodeRemovalFailed {
+        node: "spot-1".into(),
+        reason: "evicted pods still on the node after 35s".into(),
+    };
+    e.handle_event(failed.clone(), at(62));
+    let d = e.decide(&s, at(62));
+    assert!(drained(&d), "{:?}", d.actions);
+    assert!(d
+        .actions
+        .iter()
+        .any(|a| a.reason().contains("last drain failed")));
+    // Past the notice's deadline a failure is left to scale-down's own rules.
+    e.handle_event(failed, at(71));
+    assert!(removals(&e.decide(&s, at(71))).is_empty());
+}
+
+#[test]
 fn a_notice_before_the_node_registers_is_applied_when_it_appears_until_its_deadline() {
     let spot = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
     let registered = vec![node("spot-1", &spot, A, "m5.xlarge", at(0))];
