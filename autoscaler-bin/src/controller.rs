@@ -687,6 +687,12 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             };
             if let Err(e) = result {
                 tracing::warn!(decision = ?action, error = format!("{e:#}"), "carrying out a decision failed");
+                if let Decision::ScaleUp { group, .. } | Decision::RevertScaleUp { group, .. } =
+                    action
+                {
+                    // Nothing changed in AWS: the next round plans from the real size.
+                    self.engine.target_not_applied(group);
+                }
             }
         }
     }

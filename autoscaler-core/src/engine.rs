@@ -262,6 +262,16 @@ impl Autoscaler {
         &self.cool_offs
     }
 
+    /// The adapter could not carry out a `ScaleUp`/`RevertScaleUp` of `group` (the call
+    /// failed). The engine stops expecting the target it decided, so the next round plans
+    /// from the group's real size instead of waiting up to 5 min for nodes never asked for.
+    pub fn target_not_applied(&mut self, group: &str) {
+        if let Some(st) = self.groups.get_mut(group) {
+            st.target_override = None;
+            st.waiting_since = None;
+        }
+    }
+
     /// Takes in one event. Its effects (cool-offs, reverts, re-planning) show in the next
     /// [`Autoscaler::decide`], so handle every event of a round before deciding.
     pub fn handle_event(&mut self, event: Event, now: Timestamp) {

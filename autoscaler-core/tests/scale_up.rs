@@ -74,6 +74,28 @@ fn scales_up_enough_nodes_for_the_pending_pods() {
 }
 
 #[test]
+fn a_scale_up_the_adapter_could_not_apply_is_planned_again_next_round() {
+    let g = group("spot-a", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    // AWS still says 0: the SetDesiredCapacity call failed.
+    let s = snap(vec![g], vec![], pending(3, "web", 1000, 1024));
+    let mut e = engine();
+    assert_eq!(
+        scale_ups(&e.decide(&s, T0)),
+        vec![("spot-a".to_string(), 1)]
+    );
+    // Told nothing, the engine waits for the node it decided (the Describe may lag).
+    let later = T0 + Duration::from_secs(10);
+    assert!(scale_ups(&e.decide(&s, later)).is_empty());
+    // Told the call failed, it plans from the real size again.
+    e.target_not_applied("spot-a");
+    let again = T0 + Duration::from_secs(20);
+    assert_eq!(
+        scale_ups(&e.decide(&s, again)),
+        vec![("spot-a".to_string(), 1)]
+    );
+}
+
+#[test]
 fn a_pod_no_group_can_ever_fit_names_the_predicate_and_the_numbers() {
     let g = group(
         "big",
