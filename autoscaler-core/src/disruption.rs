@@ -601,11 +601,12 @@ impl DisruptionState {
 
     /// Nodes under the utilization threshold (or unready too long) whose pods could
     /// move, in removal order; forgets the unneeded-since of every other node.
+    /// Also returns the balance sets' zone counts it ordered them by.
     fn scale_down_candidates<'s>(
         &mut self,
         r: &Round<'s>,
         w: &mut Work<'_, '_>,
-    ) -> Vec<Candidate<'s>> {
+    ) -> (Vec<Candidate<'s>>, Vec<BTreeMap<String, i64>>) {
         let (snap, now) = (r.snap, r.now);
         let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
         let markets = market_counts(snap);
@@ -667,15 +668,14 @@ impl DisruptionState {
         }
         self.unneeded_since.retain(|name, _| seen.contains(name));
         cands.sort_by(|a, b| a.order(b));
-        cands
+        (cands, counts)
     }
 
     /// Scale-down: removes the candidates unneeded long enough, within the bounds.
     fn scale_down(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
         let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
         let blocked_sets = self.scale_down_blocked_sets(r, w);
-        let cands = self.scale_down_candidates(r, w);
-        let mut counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
+        let (cands, mut counts) = self.scale_down_candidates(r, w);
         let mut empty_removed = 0u32;
         let mut drains = self
             .removing
