@@ -339,6 +339,23 @@ pub struct Flags {
     /// CPUs free from one boot time before 20:00 UTC for an hour; repeatable.
     #[arg(long, value_parser = parse_headroom_window)]
     pub headroom_window: Vec<HeadroomWindow>,
+    /// After a spot capacity failure, spread each spot scale-up over every spot family
+    /// (balance set) at the same priority and price, so one round finds which still
+    /// have capacity instead of one round per family.
+    #[arg(long, default_value_t = true, action = bool_flag(), num_args = 0..=1, default_missing_value = "true")]
+    pub hedge_launches: bool,
+    /// How long after a spot capacity failure scale-ups stay hedged.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub hedge_window: Duration,
+    /// Share of a hedged scale-up started on-demand in the same round (drained back
+    /// later); 0 keeps hedging at the same node count and price.
+    #[arg(long, default_value_t = 0.0)]
+    pub hedge_on_demand_fraction: f64,
+    /// Extra nodes, as a share, for a scale-up of 8 nodes or more whose pods differ in
+    /// size: the scheduler spreads pods and strands one or two that would otherwise
+    /// wait a whole node boot (0 disables).
+    #[arg(long, default_value_t = 0.05)]
+    pub bulk_scale_up_slack: f64,
     /// SQS queue URL with EventBridge ICE / interruption events.
     #[arg(long, default_value = "")]
     pub event_queue_url: String,
@@ -527,6 +544,10 @@ impl Flags {
         h.max_fraction = self.headroom_max_fraction;
         h.hold = self.headroom_hold;
         h.windows = self.headroom_window.clone();
+        c.hedge.enabled = self.hedge_launches;
+        c.hedge.window = self.hedge_window;
+        c.hedge.on_demand_fraction = self.hedge_on_demand_fraction;
+        c.bulk_slack = self.bulk_scale_up_slack;
         c.validate().map_err(|e| FlagError::Config(e.to_string()))?;
         Ok(c)
     }
@@ -571,6 +592,35 @@ mod tests {
         let mut all = vec!["autoscaler"];
         all.extend_from_slice(args);
         parse(&all)
+    }
+
+    #[test]
+    fn hedge_and_slack_flags_reach_the_engine_and_bad_shares_are_refused() {
+        let c = p(&["--nodes=0:10:web"]).unwrap().to_config().unwrap();
+        assert!(c.hedge.enabled, "hedging is on by default");
+        assert_eq!(c.hedge.window, Duration::from_secs(900));
+        assert_eq!(c.hedge.on_demand_fraction, 0.0);
+        assert_eq!(c.bulk_slack, 0.05);
+        let c = p(&[
+            "--nodes=0:10:web",
+            "--hedge-launches=false",
+            "--hedge-window=5m",
+            "--hedge-on-demand-fraction=0.25",
+            "--bulk-scale-up-slack=0",
+        ])
+        .unwrap()
+        .to_config()
+        .unwrap();
+        assert!(!c.hedge.enabled);
+        assert_eq!(c.hedge.window, Duration::from_secs(300));
+        assert_eq!(c.hedge.on_demand_fraction, 0.25);
+        assert_eq!(c.bulk_slack, 0.0);
+        let err = p(&["--nodes=0:10:web", "--hedge-on-demand-fraction=1.5"])
+            .unwrap()
+            .to_config()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("hedge-on-demand-fraction 1.5"), "{err}");
     }
 
     #[test]

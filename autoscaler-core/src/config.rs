@@ -198,6 +198,36 @@ impl Default for BalanceConfig {
     }
 }
 
+/// Hedged launches: while a spot capacity shortage is recent, one scale-up is spread over
+/// every spot family (balance set) that could take it, so a single round finds which
+/// families still have capacity instead of one round per family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HedgeConfig {
+    /// `--hedge-launches`: spread spot scale-ups after a spot capacity shortage.
+    pub enabled: bool,
+    /// `--hedge-window`: how long after a spot capacity failure scale-ups stay hedged.
+    #[serde(with = "duration_secs")]
+    pub window: Duration,
+    /// `--hedge-on-demand-fraction`: the share of a hedged scale-up started on-demand in
+    /// the same round (drained back once spot returns). 0 keeps hedging free: the same
+    /// node count, only spread.
+    pub on_demand_fraction: f64,
+    /// Families priced above the chosen group's by more than this share are left out.
+    pub price_tolerance: f64,
+}
+
+impl Default for HedgeConfig {
+    fn default() -> Self {
+        HedgeConfig {
+            enabled: true,
+            window: Duration::from_secs(900),
+            on_demand_fraction: 0.0,
+            price_tolerance: 0.10,
+        }
+    }
+}
+
 /// Engine configuration. `Default` gives cluster-autoscaler's defaults plus ours.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -239,6 +269,13 @@ pub struct AutoscalerConfig {
     pub balance: BalanceConfig,
     /// Placeholder headroom sized from demand growth and boot time.
     pub headroom: crate::headroom::HeadroomConfig,
+    /// Hedged launches after a spot capacity shortage.
+    pub hedge: HedgeConfig,
+    /// Extra nodes, as a share of a bulk scale-up (8 nodes or more) of pods of several
+    /// sizes: the estimate packs them tightly (first-fit decreasing), the scheduler
+    /// spreads them as they come, and the holes it leaves strand a pod or two that
+    /// then wait a whole boot for one more node.
+    pub bulk_slack: f64,
 }
 
 impl Default for AutoscalerConfig {
@@ -266,6 +303,8 @@ impl Default for AutoscalerConfig {
             drain_back: DrainBackConfig::default(),
             balance: BalanceConfig::default(),
             headroom: crate::headroom::HeadroomConfig::default(),
+            hedge: HedgeConfig::default(),
+            bulk_slack: 0.05,
         }
     }
 }
@@ -300,6 +339,14 @@ pub enum ConfigError {
     /// The utilization threshold is not a share.
     #[error("scale-down-utilization-threshold {0} must be between 0 and 1")]
     Threshold(String),
+    /// A share that must lie in 0..=1 does not.
+    #[error("{name} {value} must be between 0 and 1")]
+    Share {
+        /// Flag name.
+        name: &'static str,
+        /// The value given.
+        value: String,
+    },
     /// An explicit balance set is not a valid regex.
     #[error("balance set regex {pattern:?} is invalid: {error}")]
     BalanceRegex {
@@ -367,6 +414,18 @@ impl AutoscalerConfig {
         let t = self.scale_down.utilization_threshold;
         if !(0.0..=1.0).contains(&t) {
             return Err(ConfigError::Threshold(t.to_string()));
+        }
+        for (name, value) in [
+            ("hedge-on-demand-fraction", self.hedge.on_demand_fraction),
+            ("hedge.price_tolerance", self.hedge.price_tolerance),
+            ("bulk-scale-up-slack", self.bulk_slack),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(ConfigError::Share {
+                    name,
+                    value: value.to_string(),
+                });
+            }
         }
         for pattern in &self.balance.explicit_sets {
             if let Err(e) = regex::Regex::new(pattern) {

@@ -80,6 +80,9 @@ pub enum ScaleUpCause {
     ZoneBalance,
     /// A replacement launched before its node is drained (drain-back, rebalance).
     Replacement(RemovalKind),
+    /// Nodes of a pending-pod scale-up sent to another spot family or started
+    /// on-demand, after a recent spot capacity shortage.
+    Hedge,
 }
 
 impl ScaleUpCause {
@@ -88,6 +91,7 @@ impl ScaleUpCause {
         match self {
             ScaleUpCause::PendingPods => "pending_pods",
             ScaleUpCause::ZoneBalance => "zone_balance",
+            ScaleUpCause::Hedge => "hedge",
             ScaleUpCause::Replacement(RemovalKind::DrainBack) => "replacement_drain_back",
             ScaleUpCause::Replacement(RemovalKind::Rebalance) => "replacement_rebalance",
             ScaleUpCause::Replacement(RemovalKind::ScaleDown) => "replacement_scale_down",
@@ -101,6 +105,7 @@ impl std::fmt::Display for ScaleUpCause {
         match self {
             ScaleUpCause::PendingPods => f.write_str("pending pods"),
             ScaleUpCause::ZoneBalance => f.write_str("zone balance"),
+            ScaleUpCause::Hedge => f.write_str("hedge"),
             ScaleUpCause::Replacement(kind) => write!(f, "replacement ({kind:?})"),
         }
     }

@@ -13,6 +13,7 @@ use crate::disruption::{DisruptionState, Work};
 use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
+use crate::hedge::{self, Alternative, Share, ShareKind, SpotShortage};
 use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::CapacityType;
 use crate::overprovisioning::Overprovisioning;
@@ -198,6 +199,10 @@ pub struct Autoscaler {
     pub(crate) last_scale_up: BTreeMap<String, Timestamp>,
     /// What disruption planning remembers between rounds.
     pub(crate) disruption: DisruptionState,
+    /// Capacity failures (group, zone, when) whose market the next round resolves.
+    pub(crate) capacity_shortages: Vec<(String, Option<String>, Timestamp)>,
+    /// The latest spot capacity failure: scale-ups are hedged for a while after it.
+    pub(crate) spot_shortage: Option<SpotShortage>,
 }
 
 impl Autoscaler {
@@ -215,6 +220,8 @@ impl Autoscaler {
             interrupted_nodes: BTreeMap::new(),
             last_scale_up: BTreeMap::new(),
             disruption: DisruptionState::default(),
+            capacity_shortages: Vec::new(),
+            spot_shortage: None,
         })
     }
 
@@ -297,6 +304,10 @@ impl Autoscaler {
                     now,
                     &self.config.cool_off,
                 );
+                if reason.is_capacity_shortage() {
+                    self.capacity_shortages
+                        .push((group.clone(), zone.clone(), now));
+                }
                 if reason.is_pool_wide() && self.config.pool_wide_cool_off {
                     // The market is only known with the group's definition: resolved in decide.
                     self.market_failures.push(PendingMarketFailure {
@@ -362,6 +373,14 @@ impl Autoscaler {
     }
 
     fn resolve_market_failures(&mut self, snap: &ClusterSnapshot) {
+        for (group, zone, at) in std::mem::take(&mut self.capacity_shortages) {
+            let spot = snap
+                .group(&group)
+                .is_some_and(|g| g.capacity_type == CapacityType::Spot || g.mixed().is_some());
+            if spot && self.spot_shortage.as_ref().is_none_or(|s| s.at <= at) {
+                self.spot_shortage = Some(SpotShortage { at, group, zone });
+            }
+        }
         for f in std::mem::take(&mut self.market_failures) {
             let Some(group) = snap.group(&f.group) else {
                 continue;
@@ -814,52 +833,89 @@ impl Autoscaler {
             .map(|(o, _)| groups[*o].name.as_str())
             .take(5)
             .collect();
-        // Zone balance: share the nodes with same-shape, same-priority groups of the
-        // balance set that help the same pods, lightest zone first.
-        let split = self.balance_split(snap, &ground.sets, &tally.targets, gi, &est, &candidates);
-        for (member, delta) in split {
-            let mg = &groups[member];
-            let mplan = ground.plans[member]
-                .as_ref()
-                .expect("candidates have plans");
-            let new_target = tally.targets[member] + delta;
-            let reason = if member == gi {
-                format!(
-                    "{} pending pod(s) fit on {} new node(s) of {} ({} zone/type option(s), {:.3} $/h each); chosen by {decided_by}{}",
-                    est.helped.len(),
-                    est.node_count(),
-                    g.name,
-                    plan.variants.len(),
-                    plan.price_per_hour,
-                    if others.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" over {}", others.join(", "))
-                    }
-                )
-            } else {
-                format!(
-                    "zone balance: {delta} of the {} node(s) planned for {} go to {} in {}, the lighter zone of the balance set",
-                    est.node_count(),
-                    g.name,
-                    mg.name,
-                    mg.zones.join(",")
-                )
-            };
-            tally.actions.push(Decision::ScaleUp {
-                group: mg.name.clone(),
-                delta,
-                new_target,
-                cause: if member == gi {
-                    ScaleUpCause::PendingPods
+        // Hedge (after a recent spot shortage): share the nodes with the other spot
+        // families. Zone balance: each share is split over its balance set's groups
+        // that help the same pods, lightest zone first.
+        let mut shares = self.hedge_shares(snap, ground, gi, &est, &candidates, now);
+        // Slack within the group's max, the cluster limits and the step limit.
+        let n = est.node_count();
+        let room = g
+            .max_size
+            .saturating_sub(tally.targets[gi] + n)
+            .min(limits.nodes_allowed(plan).saturating_sub(n))
+            .min(self.config.max_nodes_per_scale_up.saturating_sub(n));
+        shares[0].nodes += bulk_slack(snap, &est, self.config.bulk_slack).min(room);
+        let hedged: Vec<&str> = shares
+            .iter()
+            .filter(|s| s.kind != ShareKind::Chosen)
+            .map(|s| groups[s.group].name.as_str())
+            .collect();
+        let shortage = self
+            .spot_shortage
+            .as_ref()
+            .map(|s| hedge::describe(s, now))
+            .unwrap_or_default();
+        let mut shortfall = 0;
+        // Other families first: what their groups cannot take goes back to the chosen one.
+        for share in shares.iter().rev() {
+            let nodes = share.nodes
+                + if share.kind == ShareKind::Chosen {
+                    shortfall
                 } else {
-                    ScaleUpCause::ZoneBalance
-                },
-                reason,
-            });
-            limits.consume(mplan, delta);
-            self.note_scale_up(&mg.name, new_target, now);
-            tally.targets[member] = new_target;
+                    0
+                };
+            let split = self.balance_split(
+                snap,
+                &ground.sets,
+                &tally.targets,
+                share.group,
+                nodes,
+                est.helped.len(),
+                &candidates,
+            );
+            shortfall = nodes.saturating_sub(split.iter().map(|(_, d)| d).sum());
+            for (member, delta) in split {
+                let mg = &groups[member];
+                let mplan = ground.plans[member]
+                    .as_ref()
+                    .expect("candidates have plans");
+                let new_target = tally.targets[member] + delta;
+                let (cause, reason) = if member == gi {
+                    (
+                        ScaleUpCause::PendingPods,
+                        format!(
+                            "{} pending pod(s) fit on {} new node(s) of {} ({} zone/type option(s), {:.3} $/h each); chosen by {decided_by}{}{}",
+                            est.helped.len(),
+                            est.node_count(),
+                            g.name,
+                            plan.variants.len(),
+                            plan.price_per_hour,
+                            if others.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" over {}", others.join(", "))
+                            },
+                            if hedged.is_empty() {
+                                String::new()
+                            } else {
+                                format!("; hedged with {} as {shortage}", hedged.join(", "))
+                            }
+                        ),
+                    )
+                } else {
+                    hedge_or_balance_reason(share, delta, &est, g, mg, &shortage)
+                };
+                tally.actions.push(Decision::ScaleUp {
+                    group: mg.name.clone(),
+                    delta,
+                    new_target,
+                    cause,
+                    reason,
+                });
+                limits.consume(mplan, delta);
+                self.note_scale_up(&mg.name, new_target, now);
+                tally.targets[member] = new_target;
+            }
         }
         for &p in &est.helped {
             tally.outcomes.insert(
@@ -1031,6 +1087,43 @@ impl Autoscaler {
         self.last_scale_up.insert(group.to_string(), now);
     }
 
+    /// The hedge's shares of the chosen scale-up (see [`hedge`]): everything to the
+    /// chosen group unless a spot shortage is recent.
+    fn hedge_shares(
+        &self,
+        snap: &ClusterSnapshot,
+        ground: &Groundwork,
+        chosen: GroupIdx,
+        est: &crate::scaleup::Estimate<'_>,
+        others: &[(GroupIdx, crate::scaleup::Estimate<'_>)],
+        now: Timestamp,
+    ) -> Vec<Share> {
+        let alternative = |gi: GroupIdx, est: &crate::scaleup::Estimate<'_>| Alternative {
+            group: gi,
+            set: ground.sets.of_group[gi],
+            price_per_hour: ground.plans[gi]
+                .as_ref()
+                .map_or(f64::INFINITY, |p| p.price_per_hour),
+            helped: est.helped.len(),
+            nodes: est.node_count(),
+            priority: self
+                .priorities
+                .as_ref()
+                .and_then(|p| p.priority_of(&snap.groups()[gi].name)),
+        };
+        let chosen = alternative(chosen, est);
+        if !hedge::active(&self.config.hedge, self.spot_shortage.as_ref(), now) {
+            return vec![Share {
+                group: chosen.group,
+                nodes: chosen.nodes,
+                kind: ShareKind::Chosen,
+            }];
+        }
+        let alternatives: Vec<Alternative> =
+            others.iter().map(|(o, e)| alternative(*o, e)).collect();
+        hedge::shares(&self.config.hedge, snap.groups(), &chosen, &alternatives)
+    }
+
     /// How to split a chosen scale-up across its balance set: `(group, delta)` pairs.
     fn balance_split(
         &self,
@@ -1038,11 +1131,11 @@ impl Autoscaler {
         sets: &BalanceSets,
         targets: &[u32],
         chosen: GroupIdx,
-        est: &crate::scaleup::Estimate<'_>,
+        n: u32,
+        helped: usize,
         others: &[(GroupIdx, crate::scaleup::Estimate<'_>)],
     ) -> Vec<(GroupIdx, u32)> {
         let groups = snap.groups();
-        let n = est.node_count();
         let g = &groups[chosen];
         if !self.config.balance.enabled || n < 2 || g.zones.len() != 1 {
             return vec![(chosen, n)];
@@ -1055,9 +1148,10 @@ impl Autoscaler {
         };
         let mut members = vec![chosen];
         for (o, oest) in others {
-            if sets.of_group[*o] == set
+            if *o != chosen
+                && sets.of_group[*o] == set
                 && groups[*o].zones.len() == 1
-                && oest.helped.len() == est.helped.len()
+                && oest.helped.len() == helped
                 && prio(*o) == prio(chosen)
             {
                 members.push(*o);
@@ -1378,5 +1472,58 @@ impl Limits {
                 self.memory_gib, self.max_memory_gib
             )
         })
+    }
+}
+
+/// Extra nodes for a bulk scale-up of pods of several sizes (see
+/// [`AutoscalerConfig::bulk_slack`]).
+fn bulk_slack(snap: &ClusterSnapshot, est: &crate::scaleup::Estimate<'_>, share: f64) -> u32 {
+    const BULK: u32 = 8;
+    let n = est.node_count();
+    if share <= 0.0 || n < BULK {
+        return 0;
+    }
+    let pods = snap.pods();
+    let mut sizes = est.helped.iter().map(|&p| pods[p].spec.requests.cpu_millis);
+    let first = sizes.next();
+    if sizes.all(|s| Some(s) == first) {
+        return 0;
+    }
+    (f64::from(n) * share).ceil() as u32
+}
+
+/// The reason of a hedged or zone-balance share of a scale-up.
+fn hedge_or_balance_reason(
+    share: &Share,
+    delta: u32,
+    est: &crate::scaleup::Estimate<'_>,
+    chosen: &crate::model::NodeGroup,
+    member: &crate::model::NodeGroup,
+    shortage: &str,
+) -> (ScaleUpCause, String) {
+    let planned = est.node_count();
+    let zones = member.zones.join(",");
+    match share.kind {
+        ShareKind::Chosen => (
+            ScaleUpCause::ZoneBalance,
+            format!(
+                "zone balance: {delta} of the {planned} node(s) planned for {} go to {} in {zones}, the lighter zone of the balance set",
+                chosen.name, member.name
+            ),
+        ),
+        ShareKind::Family => (
+            ScaleUpCause::Hedge,
+            format!(
+                "hedge: {delta} of the {planned} node(s) planned for {} go to {} in {zones}, another spot family, as {shortage}",
+                chosen.name, member.name
+            ),
+        ),
+        ShareKind::OnDemand => (
+            ScaleUpCause::Hedge,
+            format!(
+                "hedge: {delta} of the {planned} node(s) planned for {} start on-demand in {} ({zones}) at once, as {shortage}; drained back once spot returns",
+                chosen.name, member.name
+            ),
+        ),
     }
 }

@@ -81,6 +81,7 @@ pub mod events;
 pub mod expander;
 pub mod fixtures;
 pub mod headroom;
+mod hedge;
 pub mod hpa;
 pub mod index;
 pub mod labels;
@@ -96,7 +97,8 @@ pub mod time;
 
 pub use balance::BalanceSets;
 pub use config::{
-    AutoscalerConfig, BalanceConfig, Budget, ConfigError, DrainBackConfig, Range, ScaleDownConfig,
+    AutoscalerConfig, BalanceConfig, Budget, ConfigError, DrainBackConfig, HedgeConfig, Range,
+    ScaleDownConfig,
 };
 pub use cooloff::{CoolOff, CoolOffPolicy, CoolOffs, PoolKey};
 pub use decision::{

@@ -899,3 +899,117 @@ fn one_expansion_per_round_when_configured_like_cluster_autoscaler() {
     let one = ca_like.decide(&s, T0);
     assert_eq!(scale_ups(&one).len(), 1, "{:?}", one.actions);
 }
+
+// ---------------------------------------------------------------- hedged launches, slack
+
+fn scale_up_causes(d: &Decisions) -> Vec<(String, ScaleUpCause, String)> {
+    d.actions
+        .iter()
+        .filter_map(|a| match a {
+            Decision::ScaleUp {
+                group,
+                cause,
+                reason,
+                ..
+            } => Some((group.clone(), *cause, reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn after_a_spot_shortage_a_scale_up_is_hedged_over_the_spot_families_at_the_same_node_count() {
+    let groups = vec![
+        group("spot-a", CapacityType::Spot, &[A], &["m5.xlarge"]),
+        group("spot-b", CapacityType::Spot, &[A], &["m4.xlarge"]),
+        // The same pods on as many nodes, but 30 % dearer: not a family worth hedging on.
+        group("spot-r", CapacityType::Spot, &[A], &["r5.xlarge"]),
+        group("spot-z", CapacityType::Spot, &[B], &["c5.xlarge"]),
+        group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]),
+    ];
+    let mut e = engine();
+    e.set_priorities("50: ['spot']\n10: ['^od$']\n").unwrap();
+    let s = snap(groups, vec![], pending(9, "web", 1000, 1024));
+
+    let calm = e.clone().decide(&s, T0);
+    let ups = scale_ups(&calm);
+    assert_eq!(ups.len(), 1, "no shortage: one group takes it all: {ups:?}");
+    let planned = ups[0].1;
+    assert!(planned >= 2, "{ups:?}");
+
+    // Spot ran short in another zone (spot-z is now cooled off).
+    e.handle_event(ice("spot-z", Some(B), None), T0);
+    let hedged = e.clone().decide(&s, T0 + Duration::from_secs(10));
+    let ups = scale_ups(&hedged);
+    let mut groups_used: Vec<&str> = ups.iter().map(|(g, _)| g.as_str()).collect();
+    groups_used.sort();
+    assert_eq!(groups_used, ["spot-a", "spot-b"], "{:?}", hedged.actions);
+    assert_eq!(
+        ups.iter().map(|(_, n)| n).sum::<u32>(),
+        planned,
+        "hedging spreads the nodes, it does not add any"
+    );
+    let causes = scale_up_causes(&hedged);
+    let hedge: Vec<_> = causes
+        .iter()
+        .filter(|(_, c, _)| *c == ScaleUpCause::Hedge)
+        .collect();
+    assert_eq!(hedge.len(), 1, "{causes:?}");
+    assert!(
+        hedge[0].2.contains("another spot family") && hedge[0].2.contains("spot-z in us-east-1b"),
+        "{}",
+        hedge[0].2
+    );
+
+    // Past the window, or turned off: back to one group.
+    let late = e.clone().decide(&s, T0 + Duration::from_secs(16 * 60));
+    assert_eq!(scale_ups(&late).len(), 1, "{:?}", late.actions);
+    let mut off = Autoscaler::new(AutoscalerConfig {
+        hedge: HedgeConfig {
+            enabled: false,
+            ..HedgeConfig::default()
+        },
+        ..AutoscalerConfig::default()
+    })
+    .unwrap();
+    off.set_priorities("50: ['spot']\n10: ['^od$']\n").unwrap();
+    off.handle_event(ice("spot-z", Some(B), None), T0);
+    let d = off.decide(&s, T0 + Duration::from_secs(10));
+    assert_eq!(scale_ups(&d).len(), 1, "{:?}", d.actions);
+}
+
+#[test]
+fn a_bulk_scale_up_of_mixed_pod_sizes_gets_slack_and_a_uniform_or_small_one_does_not() {
+    let groups = vec![group("od", CapacityType::OnDemand, &[A], &["m5.2xlarge"])];
+    let total = |config: AutoscalerConfig, pods: Vec<Pod>| -> u32 {
+        let mut e = Autoscaler::new(config).unwrap();
+        let d = e.decide(&snap(groups.clone(), vec![], pods), T0);
+        scale_ups(&d).iter().map(|(_, n)| n).sum()
+    };
+    let exact = AutoscalerConfig {
+        bulk_slack: 0.0,
+        ..AutoscalerConfig::default()
+    };
+    let mut mixed = pending(24, "worker", 2000, 1024);
+    mixed.extend(pending(16, "front", 1000, 1024));
+    let packed = total(exact.clone(), mixed.clone());
+    assert!(packed >= 8, "a bulk scale-up: {packed}");
+    assert_eq!(
+        total(AutoscalerConfig::default(), mixed),
+        packed + (f64::from(packed) * 0.05).ceil() as u32,
+        "mixed sizes leave holes the scheduler strands a pod in"
+    );
+    let uniform = pending(40, "front", 1000, 1024);
+    assert_eq!(
+        total(AutoscalerConfig::default(), uniform.clone()),
+        total(exact.clone(), uniform),
+        "pods of one size pack as estimated"
+    );
+    let mut small = pending(4, "worker", 2000, 1024);
+    small.extend(pending(4, "front", 1000, 1024));
+    assert_eq!(
+        total(AutoscalerConfig::default(), small.clone()),
+        total(exact, small),
+        "a small scale-up gets none"
+    );
+}

@@ -39,7 +39,7 @@ use autoscaler_core::model::{
 };
 use autoscaler_core::{
     Autoscaler, AutoscalerConfig, BalanceConfig, BalanceSets, CapacityType, ClusterSnapshot,
-    CoolOffPolicy, Decision, DrainBackConfig, Event, HeadroomConfig, InstanceType,
+    CoolOffPolicy, Decision, DrainBackConfig, Event, HeadroomConfig, HedgeConfig, InstanceType,
     InterruptionKind, LabelSelector, LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef,
     Pod, PodDisruptionBudget, RemovalKind, Resources, ScaleDownConfig, ScaleUpCause,
     SchedulingSpec, SnapshotParts, Timestamp,
@@ -533,6 +533,13 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
                     enabled: false,
                     ..HeadroomConfig::default()
                 },
+                // CA launches for one expansion option at a time; it never hedges.
+                hedge: HedgeConfig {
+                    enabled: false,
+                    ..HedgeConfig::default()
+                },
+                // CA's estimator scales up for exactly what its binpacking found.
+                bulk_slack: 0.0,
                 ..AutoscalerConfig::default()
             }
         }
@@ -1718,7 +1725,9 @@ impl<'a> Sim<'a> {
                 } => {
                     // Checked here, against the world the decision was made in.
                     match cause {
-                        ScaleUpCause::PendingPods | ScaleUpCause::ZoneBalance => {
+                        ScaleUpCause::PendingPods
+                        | ScaleUpCause::ZoneBalance
+                        | ScaleUpCause::Hedge => {
                             if self.svcs.iter().all(|s| s.pending.is_empty()) {
                                 self.report.scale_ups_without_pending += 1;
                             }

