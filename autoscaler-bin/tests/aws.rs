@@ -587,14 +587,18 @@ async fn aws_drain_back_replaces_on_demand_with_spot() {
     // Taken in by a round, not just read from the queue: a round already under way when
     // the message arrives may see the pod first and raise db-spot, and moto (which has no
     // ICE) then really launches that instance, so the late event rightly reverts nothing.
-    wait_for("the ICE event taken in by a round", Duration::from_secs(10), || {
-        let text = log_text(&asc);
-        async move {
-            text.lines()
-                .any(|l| l.contains("provider event") && l.contains("LaunchFailed"))
-                .then_some(())
-        }
-    })
+    wait_for(
+        "the ICE event taken in by a round",
+        Duration::from_secs(10),
+        || {
+            let text = log_text(&asc);
+            async move {
+                text.lines()
+                    .any(|l| l.contains("provider event") && l.contains("LaunchFailed"))
+                    .then_some(())
+            }
+        },
+    )
     .await;
     deploy_web(&client, ns).await;
     let od_node = app_running_in(&client, ns, "web", "db-od").await;
