@@ -149,7 +149,16 @@ pub struct Actuator {
     /// The latest scan's sizes, kept up to date with our own writes.
     view: Mutex<Option<View>>,
     max_view_age: Duration,
+    /// Our writes of the last [`Self::max_view_age`]: a scan that started before one
+    /// (a background refresh overlapping a round) does not know it, so the write is laid
+    /// over the scan's sizes. `None`: the outcome is unknown (a failed call, a
+    /// terminate that decremented some group): the group, or with `"*"` every group,
+    /// is read fresh.
+    writes: Mutex<Vec<(Instant, String, Option<u32>)>>,
 }
+
+/// The group name that stands for every group in [`Actuator::writes`].
+const EVERY_GROUP: &str = "*";
 
 impl Actuator {
     /// An actuator over `api`, trusting a scan for [`DEFAULT_MAX_VIEW_AGE`].
@@ -158,6 +167,7 @@ impl Actuator {
             api,
             view: Mutex::new(None),
             max_view_age: DEFAULT_MAX_VIEW_AGE,
+            writes: Mutex::new(Vec::new()),
         }
     }
 
@@ -170,8 +180,10 @@ impl Actuator {
     /// Keeps `scan`'s sizes (desired, min, max, instances pending or in service) as the
     /// base of the compare-and-set for [`Self::apply`] while it is young. `read_at` is
     /// when the scan started: its data are at most that old.
+    /// Writes we made after `read_at` are laid over the scan's sizes, so a scan that
+    /// overlapped them does not undo what the compare-and-set knows.
     pub fn remember_scan(&self, scan: &Scan, read_at: Instant) {
-        let groups = scan
+        let mut groups: BTreeMap<String, Fresh> = scan
             .groups
             .iter()
             .map(|g| {
@@ -184,7 +196,27 @@ impl Actuator {
                 (g.group.name.clone(), fresh)
             })
             .collect();
-        *self.lock_view() = Some(View { read_at, groups });
+        let mut writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
+        writes.retain(|(at, _, _)| at.elapsed() <= self.max_view_age);
+        for (_, group, desired) in writes.iter().filter(|(at, _, _)| *at >= read_at) {
+            match desired {
+                _ if group == EVERY_GROUP => groups.clear(),
+                Some(d) => {
+                    if let Some(f) = groups.get_mut(group) {
+                        f.desired = *d;
+                    }
+                }
+                None => {
+                    groups.remove(group);
+                }
+            }
+        }
+        drop(writes);
+        let mut view = self.lock_view();
+        // Two scans may overlap (a round's and a background one): the newer one stays.
+        if view.as_ref().is_none_or(|v| v.read_at <= read_at) {
+            *view = Some(View { read_at, groups });
+        }
     }
 
     fn lock_view(&self) -> std::sync::MutexGuard<'_, Option<View>> {
@@ -215,6 +247,15 @@ impl Actuator {
     /// Records what we just did to a group in the view (`None`: the group's state is not
     /// known any more, read it fresh next time).
     fn update_view(&self, group: &str, desired: Option<u32>) {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push((
+            Instant::now(),
+            group.to_string(),
+            desired,
+        ));
+        if group == EVERY_GROUP {
+            *self.lock_view() = None;
+            return;
+        }
         if let Some(view) = self.lock_view().as_mut() {
             match desired {
                 Some(d) => {
@@ -481,6 +522,10 @@ impl Actuator {
         match result {
             Ok(_) => {
                 tracing::info!(instance_id, decrement, "instance terminating");
+                if decrement {
+                    // Some group's desired capacity went down by one: read fresh.
+                    self.update_view(EVERY_GROUP, None);
+                }
                 Outcome::Terminated {
                     instance_id: instance_id.to_string(),
                     decremented: decrement,

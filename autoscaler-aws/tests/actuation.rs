@@ -208,3 +208,60 @@ async fn after_a_failed_write_the_group_is_read_fresh() {
     );
     assert_eq!(describes(&cloud), before + 1);
 }
+
+/// A scan that started before our write and ended after it (a background refresh
+/// overlapping a round) read the old size: our write is laid over it, so a revert that
+/// follows is checked against what AWS really has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_that_overlapped_our_write_does_not_undo_it() {
+    let moto = Moto::start();
+    let raw = Raw::new(&sdk_config(&moto.endpoint()));
+    group_g(&raw).await;
+    let cloud = cloud(&moto.endpoint(), Duration::from_secs(600));
+    let actuator = autoscaler_aws::Actuator::new(cloud.api().clone())
+        .with_max_view_age(Duration::from_secs(600));
+    let before_write = cloud.scan().await.expect("scan");
+    actuator.remember_scan(&before_write, std::time::Instant::now());
+    let overlapping_started = std::time::Instant::now();
+    assert_eq!(
+        actuator.apply(&[up(1, 3)]).await,
+        [Outcome::Applied {
+            group: "g".into(),
+            from: 2,
+            to: 3
+        }]
+    );
+    // The overlapping scan says 2 (it read AWS before the write) and lands now.
+    actuator.remember_scan(&before_write, overlapping_started);
+    let revert = Decision::RevertScaleUp {
+        group: "g".into(),
+        cancelled: 1,
+        new_target: 2,
+        reason: "ICE".into(),
+    };
+    assert_eq!(
+        actuator.apply(&[revert]).await,
+        [Outcome::Applied {
+            group: "g".into(),
+            from: 3,
+            to: 2
+        }],
+        "the revert is checked against our write, not the overlapping scan's 2"
+    );
+    assert_eq!(raw.desired("g").await, 2);
+    // An older scan landing after a newer one is not kept.
+    set_desired_as_someone_else(&raw, 5).await;
+    let newer_started = std::time::Instant::now();
+    let newer = cloud.scan().await.expect("scan");
+    actuator.remember_scan(&newer, newer_started);
+    actuator.remember_scan(&before_write, overlapping_started);
+    assert_eq!(
+        actuator.apply(&[up(1, 6)]).await,
+        [Outcome::Applied {
+            group: "g".into(),
+            from: 5,
+            to: 6
+        }],
+        "the newer scan's 5 is the base"
+    );
+}

@@ -1,10 +1,14 @@
 //! [`NodeGroupProvider`] for AWS AutoScalingGroups, over the `autoscaler-aws` adapter.
 //!
 //! - Discovery: `--nodes=min:max:name` and `--node-group-auto-discovery=asg:tag=...`
-//!   become the adapter's [`GroupSpec`]s. [`NodeGroupProvider::groups`] runs one scan
-//!   per round (the adapter's caches keep it at one `DescribeAutoScalingGroups` page per
-//!   100 groups in steady state); [`NodeGroupProvider::instances`] reuses that scan, so
-//!   nodes are mapped to groups by `providerID` against the same view.
+//!   become the adapter's [`GroupSpec`]s. [`NodeGroupProvider::groups`] gives the round
+//!   a scan (the adapter's caches keep one at one `DescribeAutoScalingGroups` page per
+//!   100 groups in steady state): the last one while it is younger than [`SCAN_REUSE`],
+//!   with the next one started in the background, else one made now. Rounds that follow
+//!   each other closely (a burst of pending pods) so do not wait for the describe, and
+//!   a quiet cluster scans once per round as before. [`NodeGroupProvider::instances`]
+//!   reuses that scan, so nodes are mapped to groups by `providerID` against the same
+//!   view.
 //! - Actuation: `ScaleUp` / `RevertScaleUp` go through the adapter's [`Actuator`]
 //!   (compare-and-set against the round's own scan while it is younger than
 //!   `actuation.max_view_age`, 10 s, else a fresh read; conflicts are logged and left to
@@ -35,9 +39,15 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
+
+/// How old a scan a round may start from while the next one is read in the background.
+/// Below the actuation view's 10 s, and below the 10 s default scan interval, so a
+/// quiet cluster still reads AWS at the start of each round.
+pub const SCAN_REUSE: Duration = Duration::from_secs(5);
 
 /// The adapter's group specs for the flags (`--nodes`, then `--node-group-auto-discovery`).
 pub fn group_specs(flags: &Flags) -> Vec<GroupSpec> {
@@ -66,8 +76,10 @@ pub async fn sdk_config(flags: &Flags) -> aws_types::SdkConfig {
 
 struct Inner {
     cloud: AwsCloud,
-    /// The latest scan (by [`NodeGroupProvider::groups`]).
-    scan: Mutex<Option<Arc<Scan>>>,
+    /// The latest scan (by [`NodeGroupProvider::groups`]) and when it started.
+    scan: Mutex<Option<(Arc<Scan>, Instant)>>,
+    /// A background scan is under way.
+    refreshing: AtomicBool,
     /// The problems the latest scan reported, to log only changes.
     scan_errors: Mutex<Vec<String>>,
     queue: Option<Arc<EventQueue>>,
@@ -130,6 +142,7 @@ impl AwsProvider {
             inner: Arc::new(Inner {
                 cloud,
                 scan: Mutex::new(None),
+                refreshing: AtomicBool::new(false),
                 scan_errors: Mutex::new(Vec::new()),
                 queue,
                 queue_url,
@@ -144,6 +157,10 @@ impl AwsProvider {
     }
 
     fn last_scan(&self) -> Option<Arc<Scan>> {
+        self.last_scan_and_start().map(|(scan, _)| scan)
+    }
+
+    fn last_scan_and_start(&self) -> Option<(Arc<Scan>, Instant)> {
         self.inner
             .scan
             .lock()
@@ -151,9 +168,37 @@ impl AwsProvider {
             .clone()
     }
 
+    /// The scan a round starts from: the last one while it is younger than
+    /// `reuse` (a fresh one is then read in the background), else one made now.
+    pub async fn scan_for_round(&self, reuse: Duration) -> Result<Arc<Scan>, ProviderError> {
+        match self.last_scan_and_start() {
+            Some((scan, started)) if started.elapsed() <= reuse => {
+                self.refresh_in_background();
+                Ok(scan)
+            }
+            _ => self.rescan().await,
+        }
+    }
+
+    /// Starts a scan in the background unless one is under way. Its failure is logged;
+    /// the next round that finds no young scan scans itself and reports the error.
+    fn refresh_in_background(&self) {
+        if self.inner.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.rescan().await {
+                tracing::warn!(error = %e, "AWS: background scan failed");
+            }
+            this.inner.refreshing.store(false, Ordering::Release);
+        });
+    }
+
     /// Scans now and keeps the result for [`NodeGroupProvider::instances`] and the
     /// activity poll.
     pub async fn rescan(&self) -> Result<Arc<Scan>, ProviderError> {
+        let started = Instant::now();
         let scan = Arc::new(self.inner.cloud.scan().await.map_err(ProviderError::Aws)?);
         let problems: Vec<String> = scan.errors.iter().map(|e| e.to_string()).collect();
         {
@@ -182,7 +227,13 @@ impl AwsProvider {
         if let Some(q) = &self.inner.queue {
             q.learn(&scan);
         }
-        *self.inner.scan.lock().unwrap_or_else(|e| e.into_inner()) = Some(scan.clone());
+        {
+            // A slow scan that started before the one kept is older: not kept.
+            let mut kept = self.inner.scan.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.as_ref().is_none_or(|(_, at)| *at <= started) {
+                *kept = Some((scan.clone(), started));
+            }
+        }
         Ok(scan)
     }
 
@@ -283,7 +334,7 @@ impl AwsProvider {
 
 impl NodeGroupProvider for AwsProvider {
     async fn groups(&self) -> Result<Vec<NodeGroup>, ProviderError> {
-        Ok(self.rescan().await?.node_groups())
+        Ok(self.scan_for_round(SCAN_REUSE).await?.node_groups())
     }
 
     async fn instances(&self) -> Result<Vec<Instance>, ProviderError> {
