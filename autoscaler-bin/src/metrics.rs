@@ -260,7 +260,7 @@ impl Metrics {
         );
         r.register(
             "autoscaler_scale_ups",
-            "Scale-up decisions by cause (pending_pods, zone_balance, replacement_*).",
+            "Scale-up decisions by cause (pending_pods, zone_balance, hedge, replacement_*).",
             m.scale_ups.clone(),
         );
         r.register(
