@@ -868,8 +868,7 @@ impl Autoscaler {
                 snap,
                 &ground.sets,
                 &tally.targets,
-                share.group,
-                nodes,
+                Share { nodes, ..*share },
                 est.helped.len(),
                 &candidates,
             );
@@ -1130,11 +1129,11 @@ impl Autoscaler {
         snap: &ClusterSnapshot,
         sets: &BalanceSets,
         targets: &[u32],
-        chosen: GroupIdx,
-        n: u32,
+        share: Share,
         helped: usize,
         others: &[(GroupIdx, crate::scaleup::Estimate<'_>)],
     ) -> Vec<(GroupIdx, u32)> {
+        let (chosen, n) = (share.group, share.nodes);
         let groups = snap.groups();
         let g = &groups[chosen];
         if !self.config.balance.enabled || n < 2 || g.zones.len() != 1 {
