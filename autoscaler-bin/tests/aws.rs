@@ -475,6 +475,32 @@ async fn aws_scale_up_then_ice_fails_over() {
         text.contains("event from the SQS queue"),
         "the event came through the queue"
     );
+    // The status says where each on-demand price came from: moto has no Price List API,
+    // so m5.large is priced from the built-in table, and says so.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let status = wait_for(
+        "on-demand prices in the status ConfigMap",
+        Duration::from_secs(20),
+        || {
+            let cms = cms.clone();
+            async move {
+                let cm = cms
+                    .get_opt("cluster-autoscaler-status")
+                    .await
+                    .ok()
+                    .flatten()?;
+                cm.data?
+                    .get("status")
+                    .filter(|s| s.contains("onDemandPrices"))
+                    .cloned()
+            }
+        },
+    )
+    .await;
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&status).expect("status is YAML");
+    let m5 = &v["onDemandPrices"]["instanceTypes"]["m5.large"];
+    assert_eq!(m5["source"].as_str(), Some("table"), "{status}");
+    assert_eq!(m5["usdPerHour"].as_f64(), Some(0.096), "{status}");
     asc.assert_running();
     drop(asc);
     cleanup(&client, ns, "asg-a").await;
