@@ -10,7 +10,8 @@
 #   RAW_OUT=FILE       per-pod timestamps and the calls, as JSON
 #   KEEP_LOGS=FILE     copy of the controller's log
 #   E2E_CLIENT_QPS=200 kube-scheduler/controller-manager client QPS
-#   EXTRA_FLAGS=...    more controller flags
+#   EXTRA_FLAGS=...    more controller flags (the AWS timeouts are raised: moto answers a
+#                      describe of 5,000 instances in seconds to minutes on a loaded 2-core box)
 # Figures and how to read them: autoscaler-bin/README.md, "Benchmarks at scale".
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,6 +56,7 @@ AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
 "$bin" --cloud-provider=aws --aws-endpoint-url="$MOTO" --aws-region=us-east-1 \
   --node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/burst-bench \
   --expander=priority --namespace=kube-system --leader-elect=false \
+  --aws-attempt-timeout=300s --aws-call-timeout=600s \
   --metrics-address="127.0.0.1:$port" --kubeconfig="$KUBECONFIG" ${EXTRA_FLAGS:-} \
   >"$dir/autoscaler.log" 2>&1 &
 pid=$!

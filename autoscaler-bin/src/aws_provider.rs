@@ -80,6 +80,9 @@ struct Inner {
     scan: Mutex<Option<(Arc<Scan>, Instant)>>,
     /// A background scan is under way.
     refreshing: AtomicBool,
+    /// Held while scanning: scans never overlap (a slow API answers two describes of
+    /// every instance slower than one, and a timed-out call keeps it busy anyway).
+    scanning: tokio::sync::Mutex<()>,
     /// The problems the latest scan reported, to log only changes.
     scan_errors: Mutex<Vec<String>>,
     queue: Option<Arc<EventQueue>>,
@@ -120,17 +123,25 @@ impl AwsProvider {
             visibility_timeout: flags.event_queue_visibility_timeout,
             ..QueueConfig::new(&flags.event_queue_url)
         });
-        Self::new(&sdk, group_specs(flags), queue)
+        let timeouts = autoscaler_aws::TimeoutSettings {
+            attempt: flags.aws_attempt_timeout,
+            operation: flags.aws_call_timeout,
+        };
+        Self::new(&sdk, group_specs(flags), queue, timeouts)
     }
 
     /// A provider over `sdk` managing `specs`, reading the SQS queue the EventBridge
-    /// rules feed when `queue` is given.
+    /// rules feed when `queue` is given, with `timeouts` on every AWS call.
     pub fn new(
         sdk: &aws_types::SdkConfig,
         specs: Vec<GroupSpec>,
         queue: Option<QueueConfig>,
+        timeouts: autoscaler_aws::TimeoutSettings,
     ) -> Self {
-        let mut config = AwsConfig::default();
+        let mut config = AwsConfig {
+            timeouts,
+            ..AwsConfig::default()
+        };
         config.scan.specs = specs;
         let cloud = AwsCloud::new(sdk, config);
         let queue_url = queue
@@ -143,6 +154,7 @@ impl AwsProvider {
                 cloud,
                 scan: Mutex::new(None),
                 refreshing: AtomicBool::new(false),
+                scanning: tokio::sync::Mutex::new(()),
                 scan_errors: Mutex::new(Vec::new()),
                 queue,
                 queue_url,
@@ -197,7 +209,15 @@ impl AwsProvider {
 
     /// Scans now and keeps the result for [`NodeGroupProvider::instances`] and the
     /// activity poll.
+    /// A scan that finished while this one waited for its turn is taken instead.
     pub async fn rescan(&self) -> Result<Arc<Scan>, ProviderError> {
+        let seen = self.last_scan_and_start().map(|(_, at)| at);
+        let _turn = self.inner.scanning.lock().await;
+        if let Some((scan, at)) = self.last_scan_and_start() {
+            if seen.is_none_or(|seen| at > seen) {
+                return Ok(scan);
+            }
+        }
         let started = Instant::now();
         let scan = Arc::new(self.inner.cloud.scan().await.map_err(ProviderError::Aws)?);
         let problems: Vec<String> = scan.errors.iter().map(|e| e.to_string()).collect();

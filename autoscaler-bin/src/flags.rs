@@ -287,6 +287,12 @@ pub struct Flags {
     /// AWS endpoint override (tests against moto); the SDK also reads AWS_ENDPOINT_URL.
     #[arg(long, hide = true, default_value = "")]
     pub aws_endpoint_url: String,
+    /// One AWS HTTP attempt gives up after this (a hung endpoint does not stall rounds).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub aws_attempt_timeout: Duration,
+    /// One AWS call, retries and backoff included, gives up after this.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub aws_call_timeout: Duration,
 
     // ---- ours ----
     /// Shadow mode: compute and report every decision (logs, Events, metrics, status) but change nothing.
@@ -595,6 +601,22 @@ mod tests {
     }
 
     #[test]
+    fn aws_timeouts_have_defaults_and_parse_durations() {
+        let f = p(&["--nodes=0:10:web"]).unwrap();
+        assert_eq!(f.aws_attempt_timeout, Duration::from_secs(20));
+        assert_eq!(f.aws_call_timeout, Duration::from_secs(60));
+        let f = p(&[
+            "--nodes=0:10:web",
+            "--aws-attempt-timeout=2m",
+            "--aws-call-timeout=5m",
+        ])
+        .unwrap();
+        assert_eq!(f.aws_attempt_timeout, Duration::from_secs(120));
+        assert_eq!(f.aws_call_timeout, Duration::from_secs(300));
+        assert!(p(&["--nodes=0:10:web", "--aws-call-timeout=soon"]).is_err());
+    }
+
+    #[test]
     fn hedge_and_slack_flags_reach_the_engine_and_bad_shares_are_refused() {
         let c = p(&["--nodes=0:10:web"]).unwrap().to_config().unwrap();
         assert!(c.hedge.enabled, "hedging is on by default");
@@ -615,9 +637,8 @@ mod tests {
         assert_eq!(c.hedge.window, Duration::from_secs(300));
         assert_eq!(c.hedge.on_demand_fraction, 0.25);
         assert_eq!(c.bulk_slack, 0.0);
+        // Refused when the flags are read, naming the flag.
         let err = p(&["--nodes=0:10:web", "--hedge-on-demand-fraction=1.5"])
-            .unwrap()
-            .to_config()
             .unwrap_err()
             .to_string();
         assert!(err.contains("hedge-on-demand-fraction 1.5"), "{err}");
