@@ -817,13 +817,27 @@ async fn aws_event_received_then_killed_before_a_round_is_acted_on_after_restart
     .expect("create pod");
     wait_desired(&w.asg, "rd-a", 1).await;
 
-    // Rounds fail from now on: every DescribeAutoScalingGroups answers 500.
+    // Rounds fail from now on: every DescribeAutoScalingGroups answers 500. A round may
+    // start from a scan younger than 5 s (read in the background), so the message is sent
+    // only once a round has failed: from then on every round needs a scan and fails.
+    let failed_before_fault = count(&log_text(&first), "decision round failed");
     w.proxy.inject(Fault::query(
         "DescribeAutoScalingGroups",
         500,
         "InternalFailure",
         u32::MAX,
     ));
+    wait_for(
+        "rounds failing on the describe",
+        Duration::from_secs(60),
+        || {
+            let text = log_text(&first);
+            async move {
+                (count(&text, "decision round failed") > failed_before_fault).then_some(())
+            }
+        },
+    )
+    .await;
     w.send_ice("rd-a").await;
     wait_for(
         "the first process receiving the ICE message",
