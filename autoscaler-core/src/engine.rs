@@ -872,7 +872,9 @@ impl Autoscaler {
                 est.helped.len(),
                 &candidates,
             );
-            shortfall = nodes.saturating_sub(split.iter().map(|(_, d)| d).sum());
+            if share.kind != ShareKind::Chosen {
+                shortfall += nodes.saturating_sub(split.iter().map(|(_, d)| d).sum());
+            }
             for (member, delta) in split {
                 let mg = &groups[member];
                 let mplan = ground.plans[member]
@@ -1086,6 +1088,11 @@ impl Autoscaler {
         self.last_scale_up.insert(group.to_string(), now);
     }
 
+    /// The priority expander's priority of a group (none without a ConfigMap or match).
+    fn priority_of(&self, group: &str) -> Option<i64> {
+        self.priorities.as_ref().and_then(|p| p.priority_of(group))
+    }
+
     /// The hedge's shares of the chosen scale-up (see [`hedge`]): everything to the
     /// chosen group unless a spot shortage is recent.
     fn hedge_shares(
@@ -1105,10 +1112,7 @@ impl Autoscaler {
                 .map_or(f64::INFINITY, |p| p.price_per_hour),
             helped: est.helped.len(),
             nodes: est.node_count(),
-            priority: self
-                .priorities
-                .as_ref()
-                .and_then(|p| p.priority_of(&snap.groups()[gi].name)),
+            priority: self.priority_of(&snap.groups()[gi].name),
         };
         let chosen = alternative(chosen, est);
         if !hedge::active(&self.config.hedge, self.spot_shortage.as_ref(), now) {
@@ -1140,11 +1144,7 @@ impl Autoscaler {
             return vec![(chosen, n)];
         }
         let set = sets.of_group[chosen];
-        let prio = |gi: GroupIdx| {
-            self.priorities
-                .as_ref()
-                .and_then(|p| p.priority_of(&groups[gi].name))
-        };
+        let prio = |gi: GroupIdx| self.priority_of(&groups[gi].name);
         let mut members = vec![chosen];
         for (o, oest) in others {
             if *o != chosen
