@@ -4,6 +4,7 @@
 use crate::kwok::{instance_of, interruption_of, node_for, GROUP_LABEL};
 use crate::provider::{Instance, NodeGroupProvider, ProviderContext, ProviderError};
 use autoscaler_core::{CapacityType, Decision, Event, InstanceType, NodeGroup, NodeTemplate};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::Store;
@@ -35,6 +36,9 @@ pub struct StaticProvider {
     state: Arc<Mutex<StaticState>>,
     /// Whether launched instances become KWOK Nodes (`--static-create-kwok-nodes`).
     kwok_nodes: bool,
+    /// Wakes [`launch_loop`] when instances are launched or terminated, so a Node is
+    /// created as soon as its instance exists rather than at the next poll.
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl StaticProvider {
@@ -201,6 +205,8 @@ impl StaticProvider {
             });
         }
         resize(&mut s, group, desired);
+        drop(s);
+        self.changed.notify_one();
         Ok(())
     }
 
@@ -286,6 +292,8 @@ impl NodeGroupProvider for StaticProvider {
                 terminated.push(g.instances.remove(pos));
                 g.group.target_size = g.group.target_size.saturating_sub(1);
                 g.group.current_instances = Some(g.instances.len() as u32);
+                drop(s);
+                self.changed.notify_one();
                 return Ok(());
             }
         }
@@ -344,8 +352,13 @@ pub async fn sync_provider(client: &Client, provider: &StaticProvider) -> kube::
     Ok(n)
 }
 
-/// Polls the provider every 200 ms and mirrors launches/terminations as Nodes; turns
-/// [`INTERRUPTION_ANNOTATION`]s on static nodes into provider events (once per node).
+/// How many Nodes [`launch_loop`] creates at once: instances of one scale-up boot in
+/// parallel on AWS, so their Nodes should not register one API call after another.
+const NODE_CREATIONS_IN_FLIGHT: usize = 32;
+
+/// Mirrors launches/terminations as Nodes as soon as the provider has them (and at least
+/// every 200 ms); turns [`INTERRUPTION_ANNOTATION`]s on static nodes into provider events
+/// (once per node).
 pub async fn launch_loop(client: Client, provider: StaticProvider, nodes: Store<Node>) {
     let api: Api<Node> = Api::all(client);
     let mut interrupted: HashSet<String> = HashSet::new();
@@ -365,20 +378,27 @@ pub async fn launch_loop(client: Client, provider: StaticProvider, nodes: Store<
                 });
             }
         }
-        let mut retry = Vec::new();
-        for i in provider.take_launched() {
-            let node = node_for(&i);
-            match api.create(&PostParams::default(), &node).await {
-                Ok(_) => {
-                    tracing::info!(instance = %i.id, group = %i.group, "static: node launched")
+        let retry: Vec<Instance> = futures::stream::iter(provider.take_launched())
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    match api.create(&PostParams::default(), &node_for(&i)).await {
+                        Ok(_) => {
+                            tracing::info!(instance = %i.id, group = %i.group, "static: node launched");
+                            None
+                        }
+                        Err(kube::Error::Api(s)) if s.code == 409 => None,
+                        Err(e) => {
+                            tracing::warn!(instance = %i.id, error = %e, "static: creating node failed; retrying");
+                            Some(i)
+                        }
+                    }
                 }
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => {
-                    tracing::warn!(instance = %i.id, error = %e, "static: creating node failed; retrying");
-                    retry.push(i);
-                }
-            }
-        }
+            })
+            .buffer_unordered(NODE_CREATIONS_IN_FLIGHT)
+            .filter_map(std::future::ready)
+            .collect()
+            .await;
         if !retry.is_empty() {
             provider.retry_launched(retry);
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -392,7 +412,10 @@ pub async fn launch_loop(client: Client, provider: StaticProvider, nodes: Store<
                 Err(e) => tracing::warn!(node = %name, error = %e, "static: deleting node failed"),
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::select! {
+            _ = provider.changed.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
     }
 }
 
@@ -444,6 +467,25 @@ mod tests {
             Err(ProviderError::UnknownGroup(_))
         ));
         assert!(p.terminate_instance("i-missing").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn launches_and_terminations_wake_the_node_loop_at_once() {
+        let p = provider();
+        let woken = |p: &StaticProvider| {
+            let changed = p.changed.clone();
+            async move {
+                tokio::time::timeout(Duration::from_millis(50), changed.notified())
+                    .await
+                    .is_ok()
+            }
+        };
+        assert!(!woken(&p).await, "nothing happened yet");
+        p.set_desired_capacity("web-spot", 2).unwrap();
+        assert!(woken(&p).await, "a launch wakes the loop");
+        let id = p.take_launched()[0].id.clone();
+        p.terminate_instance(&id).await.unwrap();
+        assert!(woken(&p).await, "a termination wakes the loop");
     }
 
     #[tokio::test]

@@ -341,7 +341,10 @@ struct WorkloadState {
 ///
 /// The per-round cost is one pointer comparison per pod: a snapshot shares its pods
 /// (`Arc<Pod>`) with the controller's pod cache, so a pod seen in the previous round is
-/// the same allocation and keeps its workload id without comparing its spec again.
+/// the same allocation and keeps its workload id (and its pending state: a pod that
+/// changes is a new allocation) without reading the pod at all. At 100,000 pods the
+/// pods do not fit in any cache, so touching each one (a reference count, a field)
+/// costs a memory load per pod: only pods that changed are touched.
 #[derive(Debug)]
 pub struct Encoder {
     header: RecordingHeader,
@@ -349,10 +352,11 @@ pub struct Encoder {
     workloads: Vec<WorkloadState>,
     /// Ids by hash of (namespace, kind, name): the candidates to compare a new pod with.
     workload_ids: FxHashMap<u64, Vec<u32>>,
-    /// The previous round's pods and their workload ids, in snapshot order; the `Arc`s
-    /// are held so that no address is reused by another pod while it is remembered.
+    /// The previous round's pods, their workload ids and whether each was pending, in
+    /// snapshot order; the `Arc`s are held so that no address is reused by another pod
+    /// while it is remembered.
     prev_pods: Vec<Arc<Pod>>,
-    prev_ids: Vec<u32>,
+    prev_ids: Vec<(u32, bool)>,
     groups: BTreeMap<String, GroupDef>,
     hpas: BTreeMap<(String, String), HpaDef>,
     observed_hpas: Vec<ObservedHpa>,
@@ -592,39 +596,49 @@ impl Encoder {
         lines: &mut Vec<RecordLine>,
     ) -> Vec<WorkloadCount> {
         let mut counts: Vec<(u32, u32)> = vec![(0, 0); self.workloads.len()];
-        let prev_pods = std::mem::take(&mut self.prev_pods);
-        let prev_ids = std::mem::take(&mut self.prev_ids);
+        let pods = snap.pods();
         // Built only when a pod is not where it was (the cache's order is stable, so a
         // quiet round compares pointers and never hashes).
-        let mut by_addr: Option<FxHashMap<*const Pod, u32>> = None;
-        let mut ids = Vec::with_capacity(snap.pods().len());
-        for (i, pod) in snap.pods().iter().enumerate() {
-            let id = if prev_pods.get(i).is_some_and(|p| Arc::ptr_eq(p, pod)) {
-                prev_ids[i]
+        let mut by_addr: Option<FxHashMap<*const Pod, (u32, bool)>> = None;
+        let mut ids = Vec::with_capacity(pods.len());
+        let mut changed = pods.len() != self.prev_pods.len();
+        for (i, pod) in pods.iter().enumerate() {
+            let seen = if self.prev_pods.get(i).is_some_and(|p| Arc::ptr_eq(p, pod)) {
+                self.prev_ids[i]
             } else {
+                changed = true;
                 let map = by_addr.get_or_insert_with(|| {
-                    prev_pods
+                    self.prev_pods
                         .iter()
                         .map(Arc::as_ptr)
-                        .zip(prev_ids.iter().copied())
+                        .zip(self.prev_ids.iter().copied())
                         .collect()
                 });
                 match map.get(&Arc::as_ptr(pod)) {
-                    Some(&id) => id,
-                    None => self.workload_id(pod),
+                    Some(&seen) => seen,
+                    None => (self.workload_id(pod), pod.node_name.is_none()),
                 }
             };
-            ids.push(id);
-            let i = id as usize;
-            if i >= counts.len() {
-                counts.resize(i + 1, (0, 0));
+            ids.push(seen);
+            let (id, pending) = (seen.0 as usize, seen.1);
+            if id >= counts.len() {
+                counts.resize(id + 1, (0, 0));
             }
-            counts[i].0 += 1;
-            counts[i].1 += u32::from(pod.node_name.is_none());
+            counts[id].0 += 1;
+            counts[id].1 += u32::from(pending);
         }
-        drop(prev_pods);
-        self.prev_pods = snap.pods().to_vec();
-        self.prev_ids = ids;
+        if changed {
+            // In place: an unchanged pod's reference count is not touched.
+            self.prev_pods.truncate(pods.len());
+            for (i, pod) in pods.iter().enumerate() {
+                match self.prev_pods.get_mut(i) {
+                    Some(p) if Arc::ptr_eq(p, pod) => {}
+                    Some(p) => *p = Arc::clone(pod),
+                    None => self.prev_pods.push(Arc::clone(pod)),
+                }
+            }
+            self.prev_ids = ids;
+        }
         let mut out = Vec::new();
         for (i, &(pods, pending)) in counts.iter().enumerate() {
             if pods == 0 {
@@ -772,6 +786,26 @@ mod tests {
         let defs = workload_lines(&back);
         assert_eq!(defs.len(), 1, "{back:?}");
         assert_eq!(defs[0].id, 0);
+    }
+
+    #[test]
+    fn a_pod_that_was_bound_stops_counting_as_pending_and_quiet_rounds_repeat() {
+        let mut parts = snapshot(3).into_parts();
+        let mut enc = Encoder::new(AutoscalerConfig::default(), 10_000, false);
+        let snap = ClusterSnapshot::new(parts.clone()).unwrap();
+        let first = enc.round(Timestamp::from_secs(1), None, &snap, &[], &[]);
+        assert_eq!(round_of(&first).workloads[0].pending, 3);
+        // The cache replaces a pod's allocation when it changes: bind the middle one.
+        let mut bound = Pod::clone(&parts.pods[1]);
+        bound.node_name = Some("n1".into());
+        parts.pods[1] = Arc::new(bound);
+        let snap = ClusterSnapshot::new(parts).unwrap();
+        let second = enc.round(Timestamp::from_secs(2), None, &snap, &[], &[]);
+        let w = &round_of(&second).workloads[0];
+        assert_eq!((w.pods, w.pending), (3, 2), "{second:?}");
+        // The same snapshot again: nothing is re-read, the counts stay.
+        let third = enc.round(Timestamp::from_secs(3), None, &snap, &[], &[]);
+        assert_eq!(round_of(&third).workloads, round_of(&second).workloads);
     }
 
     #[test]

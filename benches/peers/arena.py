@@ -14,6 +14,7 @@ import http.client
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -252,7 +253,9 @@ class Floor(Peer):
 class Ours(Peer):
     def __init__(self, binary):
         self.binary = binary
-        self.name = "ours (release)"
+        # OURS_EXTRA_FLAGS: more controller flags for an experiment; they name the row.
+        self.extra = shlex.split(os.environ.get("OURS_EXTRA_FLAGS", ""))
+        self.name = "ours (release)" + (f" {' '.join(self.extra)}" if self.extra else "")
 
     def command(self, cp):
         self.metrics_port = free_port()
@@ -270,7 +273,7 @@ class Ours(Peer):
             f"--scale-down-unneeded-time={SCALE_DOWN_AFTER_S}s",
             "--scale-down-delay-after-add=0s",
             "--max-graceful-termination-sec=5",
-        ]
+        ] + self.extra
         env = dict(os.environ, RUST_LOG="info")
         env.pop("KUBECONFIG", None)
         return argv, env
