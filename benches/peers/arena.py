@@ -686,7 +686,9 @@ def summarize(runs):
     for key in ("nodes_launched", "binpacking", "cpu_s", "peak_rss_mb", "evictions", "scale_down_nodes_removed", "cpu_s_scale_down"):
         vals = [r.get(key) for r in runs if r.get(key) is not None]
         if vals:
-            s[key] = statistics.median(vals)
+            m = statistics.median(vals)
+            # the median of an even count is a mean: keep counts whole, figures short
+            s[key] = round(m) if all(isinstance(v, int) for v in vals) and m == round(m) else round(m, 2)
     return s
 
 
