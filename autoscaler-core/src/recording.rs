@@ -356,7 +356,7 @@ pub struct Encoder {
     /// snapshot order; the `Arc`s are held so that no address is reused by another pod
     /// while it is remembered.
     prev_pods: Vec<Arc<Pod>>,
-    prev_ids: Vec<(u32, bool)>,
+    prev_seen: Vec<(u32, bool)>,
     groups: BTreeMap<String, GroupDef>,
     hpas: BTreeMap<(String, String), HpaDef>,
     observed_hpas: Vec<ObservedHpa>,
@@ -391,7 +391,7 @@ impl Encoder {
             workloads: Vec::new(),
             workload_ids: FxHashMap::default(),
             prev_pods: Vec::new(),
-            prev_ids: Vec::new(),
+            prev_seen: Vec::new(),
             groups: BTreeMap::new(),
             hpas: BTreeMap::new(),
             observed_hpas: Vec::new(),
@@ -600,18 +600,18 @@ impl Encoder {
         // Built only when a pod is not where it was (the cache's order is stable, so a
         // quiet round compares pointers and never hashes).
         let mut by_addr: Option<FxHashMap<*const Pod, (u32, bool)>> = None;
-        let mut ids = Vec::with_capacity(pods.len());
+        let mut seen_now = Vec::with_capacity(pods.len());
         let mut changed = pods.len() != self.prev_pods.len();
         for (i, pod) in pods.iter().enumerate() {
             let seen = if self.prev_pods.get(i).is_some_and(|p| Arc::ptr_eq(p, pod)) {
-                self.prev_ids[i]
+                self.prev_seen[i]
             } else {
                 changed = true;
                 let map = by_addr.get_or_insert_with(|| {
                     self.prev_pods
                         .iter()
                         .map(Arc::as_ptr)
-                        .zip(self.prev_ids.iter().copied())
+                        .zip(self.prev_seen.iter().copied())
                         .collect()
                 });
                 match map.get(&Arc::as_ptr(pod)) {
@@ -619,7 +619,7 @@ impl Encoder {
                     None => (self.workload_id(pod), pod.node_name.is_none()),
                 }
             };
-            ids.push(seen);
+            seen_now.push(seen);
             let (id, pending) = (seen.0 as usize, seen.1);
             if id >= counts.len() {
                 counts.resize(id + 1, (0, 0));
@@ -637,7 +637,7 @@ impl Encoder {
                     None => self.prev_pods.push(Arc::clone(pod)),
                 }
             }
-            self.prev_ids = ids;
+            self.prev_seen = seen_now;
         }
         let mut out = Vec::new();
         for (i, &(pods, pending)) in counts.iter().enumerate() {
