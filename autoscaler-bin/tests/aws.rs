@@ -794,6 +794,15 @@ fn count(text: &str, needle: &str) -> usize {
     text.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// Waits until `asc` has logged more lines containing `needle` than `before`.
+async fn wait_for_more_lines(what: &str, asc: &harness::Autoscaler, needle: &str, before: usize) {
+    wait_for(what, Duration::from_secs(60), || {
+        let text = log_text(asc);
+        async move { (count(&text, needle) > before).then_some(()) }
+    })
+    .await;
+}
+
 /// At-least-once SQS: the controller receives an ICE event, its round fails (Auto Scaling
 /// answers 500 through the fault proxy), and it is killed before any round succeeds, so
 /// the message is never deleted. After a restart (faults gone) the message comes back
@@ -827,15 +836,11 @@ async fn aws_event_received_then_killed_before_a_round_is_acted_on_after_restart
         "InternalFailure",
         u32::MAX,
     ));
-    wait_for(
+    wait_for_more_lines(
         "rounds failing on the describe",
-        Duration::from_secs(60),
-        || {
-            let text = log_text(&first);
-            async move {
-                (count(&text, "decision round failed") > failed_before_fault).then_some(())
-            }
-        },
+        &first,
+        "decision round failed",
+        failed_before_fault,
     )
     .await;
     w.send_ice("rd-a").await;
@@ -849,13 +854,11 @@ async fn aws_event_received_then_killed_before_a_round_is_acted_on_after_restart
     )
     .await;
     let failed_before = count(&log_text(&first), "decision round failed");
-    wait_for(
+    wait_for_more_lines(
         "a round that took the event failing",
-        Duration::from_secs(60),
-        || {
-            let text = log_text(&first);
-            async move { (count(&text, "decision round failed") > failed_before).then_some(()) }
-        },
+        &first,
+        "decision round failed",
+        failed_before,
     )
     .await;
     let text = log_text(&first);
