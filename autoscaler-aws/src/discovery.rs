@@ -6,7 +6,8 @@
 //! (`DescribeLaunchTemplateVersions`, per template version; `$Latest`/`$Default` are
 //! re-read after [`ScanConfig::template_ttl`]), launch configurations (immutable), spot
 //! prices (`DescribeSpotPriceHistory`, refreshed after [`ScanConfig::spot_price_ttl`]),
-//! and each instance's market (`DescribeInstances`, only for instances not seen before).
+//! and the market of each new instance of a group that runs both markets
+//! (`DescribeInstances`; a group with one market gives it to its instances).
 
 use crate::api::{Api, GroupQuery, Op};
 use crate::error::{AwsError, GroupError, GroupProblem};
@@ -30,8 +31,9 @@ pub const ASG_PAGE_SIZE: i32 = 100;
 pub const INSTANCE_TYPES_PER_CALL: usize = 100;
 /// Instance ids per `DescribeInstances` call when asking by id.
 pub const INSTANCE_IDS_PER_CALL: usize = 200;
-/// Page size of `DescribeInstances` with filters (the API's maximum).
-pub const INSTANCES_PAGE_SIZE: i32 = 1000;
+/// `DescribeInstances` calls in flight while a scan reads the markets of new instances
+/// (the first scan of a large cluster: 25 calls at 5,000 instances).
+pub const INSTANCE_CALLS_IN_FLIGHT: usize = 4;
 
 /// A `--nodes` or `--node-group-auto-discovery` value that does not parse. The message
 /// names the flag, what is wrong and how to write it.
@@ -202,7 +204,8 @@ pub struct ScanConfig {
     pub spot_price_ttl: Duration,
     /// How long `$Latest`/`$Default` launch template versions are reused.
     pub template_ttl: Duration,
-    /// Whether to look up each new instance's market with `DescribeInstances`.
+    /// Whether to look up the market of each new instance of a group that runs both
+    /// markets with `DescribeInstances`.
     pub instance_lifecycle: bool,
 }
 
@@ -229,7 +232,8 @@ pub struct Instance {
     pub zone: String,
     /// Instance type.
     pub instance_type: String,
-    /// Spot or on-demand, when known (from `DescribeInstances`).
+    /// Spot or on-demand, when known: the group's market for a group with one, from
+    /// `DescribeInstances` in a group that runs both.
     pub lifecycle: Option<CapacityType>,
     /// The ASG lifecycle state (`Pending`, `InService`, `Terminating`, ...).
     pub state: String,
@@ -853,101 +857,47 @@ impl Scanner {
         }
     }
 
+    /// Looks up the market of the new instances of groups that run both markets. A
+    /// group with one market (its launch template's, or a mixed policy at 0 % or 100 %
+    /// on-demand) gives it to every instance without a call: on a large cluster the
+    /// lookup of every new instance was most of a scan's time.
     async fn load_lifecycles(&self, groups: &[(AutoScalingGroup, Option<(u32, u32)>)]) {
-        let unknown: Vec<(String, String)> = {
+        let unknown: Vec<String> = {
             let c = self.caches.lock().await;
             groups
                 .iter()
-                .flat_map(|(g, _)| {
-                    let name = g.auto_scaling_group_name().unwrap_or_default().to_string();
-                    g.instances().iter().filter_map(move |i| {
-                        i.instance_id().map(|id| (name.clone(), id.to_string()))
-                    })
-                })
-                .filter(|(_, id)| !c.lifecycles.contains_key(id))
+                .filter(|(g, _)| capacity_mix(g).is_some())
+                .flat_map(|(g, _)| g.instances().iter().filter_map(|i| i.instance_id()))
+                .filter(|id| !c.lifecycles.contains_key(*id))
+                .map(str::to_string)
                 .collect()
         };
         if unknown.is_empty() {
             return;
         }
+        // By id, 200 a call, a few calls in flight. The `instance-id` filter (not the
+        // InstanceIds parameter) skips an instance terminated since the group listing
+        // instead of failing the whole call. A filter on the groups' tag would need fewer
+        // pages against AWS, but moto evaluates tag filters in time quadratic in its
+        // instances (no first scan at 5,000 instances in 10 min), and ids keep each
+        // call's work bounded wherever it runs.
+        let mut chunks = unknown
+            .chunks(INSTANCE_IDS_PER_CALL)
+            .map(<[String]>::to_vec);
+        let mut calls = tokio::task::JoinSet::new();
         let mut found = Vec::new();
-        let mut record =
-            |out: &aws_sdk_ec2::operation::describe_instances::DescribeInstancesOutput| {
-                for i in out.reservations().iter().flat_map(|r| r.instances()) {
-                    if let Some(id) = i.instance_id() {
-                        let ct = if i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot) {
-                            CapacityType::Spot
-                        } else {
-                            CapacityType::OnDemand
-                        };
-                        found.push((id.to_string(), ct));
-                    }
-                }
-            };
-        if unknown.len() <= INSTANCE_IDS_PER_CALL {
-            let ids = unknown.iter().map(|(_, id)| id.clone()).collect();
-            match self
-                .api
-                .call(
-                    Op::DescribeInstances,
-                    self.api
-                        .ec2
-                        .describe_instances()
-                        .set_instance_ids(Some(ids))
-                        .send(),
-                )
-                .await
-            {
-                Ok(out) => record(&out),
-                Err(e) => tracing::warn!(%e, "instance markets unknown this round"),
+        loop {
+            while calls.len() < INSTANCE_CALLS_IN_FLIGHT {
+                let Some(ids) = chunks.next() else { break };
+                calls.spawn(describe_markets(self.api.clone(), ids));
             }
-        } else {
-            // Many new instances (first scan): page through the groups' instances by
-            // the tag AWS puts on them, 1000 per call.
-            let names: Vec<String> = unknown
-                .iter()
-                .map(|(g, _)| g.clone())
-                .collect::<BTreeSet<_>>()
-                .into_iter()
-                .collect();
-            for chunk in names.chunks(200) {
-                let mut token = None;
-                loop {
-                    let result = self
-                        .api
-                        .call(
-                            Op::DescribeInstances,
-                            self.api
-                                .ec2
-                                .describe_instances()
-                                .filters(
-                                    Ec2Filter::builder()
-                                        .name("tag:aws:autoscaling:groupName")
-                                        .set_values(Some(chunk.to_vec()))
-                                        .build(),
-                                )
-                                .max_results(INSTANCES_PAGE_SIZE)
-                                .set_next_token(token.take())
-                                .send(),
-                        )
-                        .await;
-                    match result {
-                        Ok(out) => {
-                            record(&out);
-                            token = out
-                                .next_token()
-                                .filter(|t| !t.is_empty())
-                                .map(str::to_string);
-                        }
-                        Err(e) => {
-                            tracing::warn!(%e, "instance markets unknown this round");
-                            break;
-                        }
-                    }
-                    if token.is_none() {
-                        break;
-                    }
-                }
+            let Some(done) = calls.join_next().await else {
+                break;
+            };
+            match done {
+                Ok(Ok(markets)) => found.extend(markets),
+                Ok(Err(e)) => tracing::warn!(%e, "instance markets unknown this round"),
+                Err(e) => tracing::warn!(%e, "instance market lookup did not finish"),
             }
         }
         let mut c = self.caches.lock().await;
@@ -1094,7 +1044,10 @@ impl Scanner {
                 .filter_map(|i| {
                     let id = i.instance_id()?.to_string();
                     Some(Instance {
-                        lifecycle: caches.lifecycles.get(&id).copied(),
+                        lifecycle: match mix {
+                            Some(_) => caches.lifecycles.get(&id).copied(),
+                            None => Some(capacity_type),
+                        },
                         id,
                         group: name.clone(),
                         zone: i.availability_zone().unwrap_or_default().to_string(),
@@ -1190,6 +1143,50 @@ fn build_type(
     }
     overrides.apply(&mut t.allocatable);
     t
+}
+
+/// Each instance's market among `ids` (at most [`INSTANCE_IDS_PER_CALL`]), paging if AWS
+/// splits the answer.
+async fn describe_markets(
+    api: Arc<Api>,
+    ids: Vec<String>,
+) -> Result<Vec<(String, CapacityType)>, AwsError> {
+    let mut found = Vec::with_capacity(ids.len());
+    let mut token = None;
+    loop {
+        let out = api
+            .call(
+                Op::DescribeInstances,
+                api.ec2
+                    .describe_instances()
+                    .filters(
+                        Ec2Filter::builder()
+                            .name("instance-id")
+                            .set_values(Some(ids.clone()))
+                            .build(),
+                    )
+                    .set_next_token(token.take())
+                    .send(),
+            )
+            .await?;
+        for i in out.reservations().iter().flat_map(|r| r.instances()) {
+            if let Some(id) = i.instance_id() {
+                let market = if i.instance_lifecycle() == Some(&InstanceLifecycleType::Spot) {
+                    CapacityType::Spot
+                } else {
+                    CapacityType::OnDemand
+                };
+                found.push((id.to_string(), market));
+            }
+        }
+        token = out
+            .next_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if token.is_none() {
+            return Ok(found);
+        }
+    }
 }
 
 #[cfg(test)]

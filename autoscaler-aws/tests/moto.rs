@@ -296,11 +296,12 @@ async fn discovery_by_tags_and_by_name_with_mixed_instances() {
         .instances
         .iter()
         .all(|i| i.zone == "us-east-1a" && i.state == "InService"));
-    // moto never launches spot: DescribeInstances says on-demand, and that is reported.
+    // A group with one market gives it to its instances without a DescribeInstances
+    // call (moto, which never launches spot, would have answered on-demand).
     assert!(web
         .instances
         .iter()
-        .all(|i| i.lifecycle == Some(CapacityType::OnDemand)));
+        .all(|i| i.lifecycle == Some(CapacityType::Spot)));
 
     let batch = scan.group("batch-od").unwrap();
     assert_eq!(batch.group.capacity_type, CapacityType::OnDemand);
@@ -341,6 +342,11 @@ async fn discovery_by_tags_and_by_name_with_mixed_instances() {
         m.op(Op::DescribeInstanceTypes).calls,
         1,
         "types batched into one call"
+    );
+    assert_eq!(
+        m.op(Op::DescribeInstances).calls,
+        0,
+        "every group here runs one market"
     );
 }
 
@@ -966,7 +972,7 @@ async fn mixed_group_with_split(raw: &Raw, name: &str, lt: &str, subnet: &str, s
         .auto_scaling_group_name(name)
         .min_size(0)
         .max_size(10)
-        .desired_capacity(0)
+        .desired_capacity(2)
         .vpc_zone_identifier(subnet)
         .mixed_instances_policy(
             MixedInstancesPolicy::builder()
@@ -1048,4 +1054,22 @@ async fn a_mixed_group_with_an_on_demand_base_is_discovered_with_its_split() {
     assert_eq!(group("all-spot").capacity_type, CapacityType::Spot);
     assert_eq!(group("all-on-demand").mix, None);
     assert_eq!(group("all-on-demand").capacity_type, CapacityType::OnDemand);
+
+    // Only the group that runs both markets has its instances' markets looked up: moto
+    // launches on-demand only, and that is what DescribeInstances reports for them.
+    let instances = |name: &str| {
+        scan.groups
+            .iter()
+            .find(|g| g.group.name == name)
+            .map(|g| g.instances.clone())
+            .unwrap_or_default()
+    };
+    assert!(!instances("base-2-half").is_empty());
+    assert!(instances("base-2-half")
+        .iter()
+        .all(|i| i.lifecycle == Some(CapacityType::OnDemand)));
+    assert!(instances("all-spot")
+        .iter()
+        .all(|i| i.lifecycle == Some(CapacityType::Spot)));
+    assert_eq!(cloud.metrics().op(Op::DescribeInstances).calls, 1);
 }

@@ -3,7 +3,7 @@
 //! - Discovery: `--nodes=min:max:name` and `--node-group-auto-discovery=asg:tag=...`
 //!   become the adapter's [`GroupSpec`]s. [`NodeGroupProvider::groups`] gives the round
 //!   a scan (the adapter's caches keep one at one `DescribeAutoScalingGroups` page per
-//!   100 groups in steady state): the last one while it is younger than [`SCAN_REUSE`],
+//!   100 groups in steady state): the last one until [`SCAN_REUSE`] after it finished,
 //!   with the next one started in the background, else one made now. Rounds that follow
 //!   each other closely (a burst of pending pods) so do not wait for the describe, and
 //!   a quiet cluster scans once per round as before. [`NodeGroupProvider::instances`]
@@ -44,9 +44,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, Notify};
 
-/// How old a scan a round may start from while the next one is read in the background.
-/// Below the actuation view's 10 s, and below the 10 s default scan interval, so a
-/// quiet cluster still reads AWS at the start of each round.
+/// How long after it finished a scan may start a round while the next one is read in
+/// the background. Below the actuation view's 10 s, and below the 10 s default scan
+/// interval, so a quiet cluster still reads AWS at the start of each round.
 pub const SCAN_REUSE: Duration = Duration::from_secs(5);
 
 /// The adapter's group specs for the flags (`--nodes`, then `--node-group-auto-discovery`).
@@ -76,8 +76,9 @@ pub async fn sdk_config(flags: &Flags) -> aws_types::SdkConfig {
 
 struct Inner {
     cloud: AwsCloud,
-    /// The latest scan (by [`NodeGroupProvider::groups`]) and when it started.
-    scan: Mutex<Option<(Arc<Scan>, Instant)>>,
+    /// The latest scan (by [`NodeGroupProvider::groups`]), when it started and when it
+    /// finished.
+    scan: Mutex<Option<(Arc<Scan>, Instant, Instant)>>,
     /// A background scan is under way.
     refreshing: AtomicBool,
     /// Held while scanning: scans never overlap (a slow API answers two describes of
@@ -173,6 +174,11 @@ impl AwsProvider {
     }
 
     fn last_scan_and_start(&self) -> Option<(Arc<Scan>, Instant)> {
+        self.last_scan_timed()
+            .map(|(scan, started, _)| (scan, started))
+    }
+
+    fn last_scan_timed(&self) -> Option<(Arc<Scan>, Instant, Instant)> {
         self.inner
             .scan
             .lock()
@@ -183,8 +189,11 @@ impl AwsProvider {
     /// The scan a round starts from: the last one while it is younger than
     /// `reuse` (a fresh one is then read in the background), else one made now.
     pub async fn scan_for_round(&self, reuse: Duration) -> Result<Arc<Scan>, ProviderError> {
-        match self.last_scan_and_start() {
-            Some((scan, started)) if started.elapsed() <= reuse => {
+        // Counted from the end of the scan: a scan slower than `reuse` (a large
+        // cluster, a slow endpoint) would otherwise be stale on arrival, and every round
+        // would wait for the next one.
+        match self.last_scan_timed() {
+            Some((scan, _, finished)) if finished.elapsed() <= reuse => {
                 self.refresh_in_background();
                 Ok(scan)
             }
@@ -250,8 +259,8 @@ impl AwsProvider {
         {
             // A slow scan that started before the one kept is older: not kept.
             let mut kept = self.inner.scan.lock().unwrap_or_else(|e| e.into_inner());
-            if kept.as_ref().is_none_or(|(_, at)| *at <= started) {
-                *kept = Some((scan.clone(), started));
+            if kept.as_ref().is_none_or(|(_, at, _)| *at <= started) {
+                *kept = Some((scan.clone(), started, Instant::now()));
             }
         }
         Ok(scan)

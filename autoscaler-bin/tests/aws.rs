@@ -827,7 +827,7 @@ async fn aws_event_received_then_killed_before_a_round_is_acted_on_after_restart
     wait_desired(&w.asg, "rd-a", 1).await;
 
     // Rounds fail from now on: every DescribeAutoScalingGroups answers 500. A round may
-    // start from a scan younger than 5 s (read in the background), so the message is sent
+    // start from a scan that finished less than 5 s ago (the next is read in the background), so the message is sent
     // only once a round has failed: from then on every round needs a scan and fails.
     let failed_before_fault = count(&log_text(&first), "decision round failed");
     w.proxy.inject(Fault::query(
@@ -1186,4 +1186,58 @@ async fn aws_recording_of_a_peak_with_ice() {
                 .expect("copy recording");
         }
     }
+}
+
+/// A scan slower than `SCAN_REUSE` (a large cluster, a slow endpoint) still serves the
+/// round right after it: the reuse window counts from the scan's end. Counted from its
+/// start, every scan that slow was stale on arrival, and each round of a burst waited
+/// for a describe of its own (the 5,000-node burst bench: rounds 6.8 s apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_a_slow_scan_serves_the_round_that_follows_it() {
+    use autoscaler_bin::aws_provider::{AwsProvider, SCAN_REUSE};
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(moto.port).await;
+    let sdk = sdk_config(&proxy.endpoint());
+    let asg = aws_sdk_autoscaling::Client::new(&sdk);
+    let ec2 = aws_sdk_ec2::Client::new(&sdk);
+    let lt = launch_template(&ec2, "lt-slow", false).await;
+    asg.create_auto_scaling_group()
+        .auto_scaling_group_name("slow")
+        .min_size(0)
+        .max_size(5)
+        .desired_capacity(0)
+        .availability_zones("us-east-1a")
+        .launch_template(
+            LaunchTemplateSpecification::builder()
+                .launch_template_id(lt)
+                .version("$Latest")
+                .build(),
+        )
+        .tags(tag("slow", ENABLED_TAG, "true"))
+        .send()
+        .await
+        .expect("create group");
+    let specs =
+        vec![
+            autoscaler_aws::GroupSpec::parse_auto_discovery(&format!("asg:tag={ENABLED_TAG}"))
+                .unwrap(),
+        ];
+    let timeouts = autoscaler_aws::TimeoutSettings {
+        attempt: Duration::from_secs(60),
+        operation: Duration::from_secs(120),
+    };
+    let provider = AwsProvider::new(&sdk, specs, None, timeouts);
+    proxy.inject(Fault::delay(
+        "DescribeAutoScalingGroups",
+        SCAN_REUSE + Duration::from_secs(1),
+        1,
+    ));
+    let first = provider.scan_for_round(SCAN_REUSE).await.expect("scan");
+    assert_eq!(first.groups.len(), 1, "{:?}", first.errors);
+    let second = provider.scan_for_round(SCAN_REUSE).await.expect("scan");
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &second),
+        "the round after a slow scan read AWS again instead of reusing it"
+    );
+    assert_eq!(proxy.answered("DescribeAutoScalingGroups"), 1);
 }

@@ -199,6 +199,21 @@ impl Fault {
     pub const ANY_SQS: &'static str = "*sqs*";
     /// The status of [`Fault::hold`]: the request is read and never answered.
     pub const HOLD: u16 = 0;
+    /// The status of [`Fault::delay`]: the request reaches moto after a wait (the
+    /// body holds the wait in milliseconds).
+    pub const DELAY: u16 = 1;
+
+    /// Forwards the next `times` matching requests to moto `by` late (a slow endpoint).
+    pub fn delay(operation: &str, by: Duration, times: u32) -> Fault {
+        Fault {
+            operation: operation.into(),
+            status: Fault::DELAY,
+            body: by.as_millis().to_string(),
+            content_type: "text/plain",
+            remaining: times,
+            until: None,
+        }
+    }
 
     /// The same fault for every matching request during `window` from now.
     pub fn for_window(mut self, window: Duration) -> Fault {
@@ -391,7 +406,7 @@ impl FaultProxy {
                                 x.clone()
                             })
                     };
-                    if let Some(fault) = fault {
+                    if let Some(fault) = &fault {
                         inj.lock()
                             .unwrap()
                             .push(format!("{} {}", fault.operation, fault.status));
@@ -401,6 +416,8 @@ impl FaultProxy {
                             tokio::time::sleep(Duration::from_secs(3600)).await;
                             return;
                         }
+                    }
+                    if let Some(fault) = fault.as_ref().filter(|f| f.status != Fault::DELAY) {
                         let resp = format!(
                             "HTTP/1.1 {} Injected\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
                             fault.status,
@@ -411,6 +428,10 @@ impl FaultProxy {
                         let _ = client.write_all(resp.as_bytes()).await;
                         let _ = client.shutdown().await;
                         return;
+                    }
+                    if let Some(fault) = fault.as_ref().filter(|f| f.status == Fault::DELAY) {
+                        let ms = fault.body.parse().unwrap_or(0);
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
                     }
                     let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                     else {
