@@ -232,6 +232,35 @@ fn mix_keeps(group: &NodeGroup, market: CapacityType, (size, on_demand): (u32, u
     group.distribution_keeps(market, in_market, size)
 }
 
+/// An on-demand node outside its group's designed mix (a mixed group's base and share):
+/// bought because spot ran short, so drain-back returns its pods to spot.
+fn fallback_on_demand(snap: &ClusterSnapshot, markets: &[(u32, u32)], ni: NodeIdx) -> bool {
+    let by_design = snap.group_of_node(ni).is_some_and(|gi| {
+        let (size, on_demand) = markets[gi];
+        snap.groups()[gi]
+            .mixed()
+            .is_some_and(|m| on_demand <= m.on_demand_at(size))
+    });
+    snap.nodes()[ni].capacity_type == CapacityType::OnDemand && !by_design
+}
+
+/// [`try_move`] onto running spot nodes only: where drain-back may send a node's pods
+/// without launching a replacement.
+fn try_move_to_spot(
+    pods: &[PodIdx],
+    from: NodeIdx,
+    w: &mut Work<'_, '_>,
+    snap: &ClusterSnapshot,
+) -> Result<Vec<(PodIdx, usize)>, ScaleDownBlocker> {
+    let mut closed = w.removed.clone();
+    for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
+        if n.capacity_type == CapacityType::OnDemand {
+            closed[ni] = true;
+        }
+    }
+    try_move(pods, from, w.nodes, &closed, snap, &mut w.cursor)
+}
+
 /// Disruption budget window.
 const BUDGET_WINDOW: Duration = Duration::from_secs(3600);
 
@@ -676,6 +705,7 @@ impl DisruptionState {
         let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
         let blocked_sets = self.scale_down_blocked_sets(r, w);
         let (cands, mut counts) = self.scale_down_candidates(r, w);
+        let markets = market_counts(snap);
         let mut empty_removed = 0u32;
         let mut drains = self
             .removing
@@ -700,7 +730,28 @@ impl DisruptionState {
                 w.blocked(c.name, why);
                 continue;
             }
-            let done = match try_move(&c.pods, ni, w.nodes, &w.removed, snap, &mut w.cursor) {
+            // An on-demand fallback node whose pods fit on running spot nodes: removing
+            // it ends the fallback, which is drain-back's work and spends its budget
+            // while the budget lasts (past it, an ordinary scale-down, as before).
+            let back_to_spot = !c.pods.is_empty()
+                && !c.long_unready
+                && !r.unmet_demand
+                && !r.config.drain_back.after.is_zero()
+                && fallback_on_demand(snap, &markets, ni)
+                && self.budget_allows(r, set, c.pods.len());
+            let to_spot = back_to_spot
+                .then(|| try_move_to_spot(&c.pods, ni, w, snap).ok())
+                .flatten();
+            let kind = if to_spot.is_some() {
+                RemovalKind::DrainBack
+            } else {
+                RemovalKind::ScaleDown
+            };
+            let moved = match to_spot {
+                Some(done) => Ok(done),
+                None => try_move(&c.pods, ni, w.nodes, &w.removed, snap, &mut w.cursor),
+            };
+            let done = match moved {
                 Err(why) => {
                     self.unneeded_since.remove(c.name);
                     w.blocked(c.name, why);
@@ -734,7 +785,10 @@ impl DisruptionState {
                 && !failure_wait
                 && bounded
             {
-                self.remove_unneeded(r, w, &c, since);
+                if kind == RemovalKind::DrainBack {
+                    self.spend_budget(r, set, c.pods.len());
+                }
+                self.remove_unneeded(r, w, &c, since, kind);
                 if let Some(n) = zone.and_then(|z| counts[set].get_mut(z)) {
                     *n -= 1;
                 }
@@ -756,6 +810,7 @@ impl DisruptionState {
         w: &mut Work<'_, '_>,
         c: &Candidate<'_>,
         since: Timestamp,
+        kind: RemovalKind,
     ) {
         let (snap, now) = (r.snap, r.now);
         let (ni, gi) = (c.node, c.group);
@@ -766,9 +821,17 @@ impl DisruptionState {
         w.actions.push(Decision::RemoveNode {
             node: n.name.clone(),
             group: g.name.clone(),
-            kind: RemovalKind::ScaleDown,
+            kind,
             drain: !c.pods.is_empty(),
-            reason: if c.long_unready {
+            reason: if kind == RemovalKind::DrainBack {
+                format!(
+                    "drain-back: on-demand node unneeded for {} at {:.0}% utilization ({}); its {} pod(s) fit on running spot nodes: drained without a replacement",
+                    human_duration(now.since(since)),
+                    c.utilization * 100.0,
+                    n.zone().unwrap_or("?"),
+                    c.pods.len()
+                )
+            } else if c.long_unready {
                 format!(
                     "unready for more than scale-down-unready-time {}; its {} pod(s) fit elsewhere",
                     human_duration(sd.unready_time),
@@ -789,8 +852,37 @@ impl DisruptionState {
         w.removed[ni] = true;
         w.targets[gi] -= 1;
         self.last_scale_down.insert(g.name.clone(), now);
+        self.removing.insert(n.name.clone(), (now, kind));
+        self.unneeded_since.remove(&n.name);
+    }
+
+    /// Removes an on-demand node whose pods were moved onto running spot nodes
+    /// (drain-back without a replacement).
+    fn remove_to_spot(
+        &mut self,
+        r: &Round<'_>,
+        w: &mut Work<'_, '_>,
+        ni: NodeIdx,
+        pods: &[PodIdx],
+        reason: String,
+    ) {
+        let snap = r.snap;
+        let Some(gi) = snap.group_of_node(ni) else {
+            return;
+        };
+        w.spend_pdbs(snap, pods);
+        let n = &snap.nodes()[ni];
+        w.actions.push(Decision::RemoveNode {
+            node: n.name.clone(),
+            group: snap.groups()[gi].name.clone(),
+            kind: RemovalKind::DrainBack,
+            drain: !pods.is_empty(),
+            reason,
+        });
+        w.removed[ni] = true;
+        w.targets[gi] -= 1;
         self.removing
-            .insert(n.name.clone(), (now, RemovalKind::ScaleDown));
+            .insert(n.name.clone(), (r.now, RemovalKind::DrainBack));
         self.unneeded_since.remove(&n.name);
     }
 
@@ -841,21 +933,11 @@ impl DisruptionState {
     fn drain_back_nodes(&self, r: &Round<'_>, w: &Work<'_, '_>) -> Vec<NodeIdx> {
         let snap = r.snap;
         let markets = market_counts(snap);
-        // A mixed group's on-demand nodes within its base and share are by design.
-        let by_design = |ni: NodeIdx| {
-            snap.group_of_node(ni).is_some_and(|gi| {
-                let (size, on_demand) = markets[gi];
-                snap.groups()[gi]
-                    .mixed()
-                    .is_some_and(|m| on_demand <= m.on_demand_at(size))
-            })
-        };
         let mut od_nodes: Vec<NodeIdx> = snap
             .node_indexes()
             .filter(|&ni| {
                 let n = &snap.nodes()[ni];
-                n.capacity_type == CapacityType::OnDemand
-                    && !by_design(ni)
+                fallback_on_demand(snap, &markets, ni)
                     && n.ready
                     && !n.unschedulable
                     && !w.removed[ni]
@@ -898,6 +980,19 @@ impl DisruptionState {
             }
             let set = r.sets.of_group[od_gi];
             if !self.budget_allows(r, set, pods.len()) {
+                continue;
+            }
+            // Consolidate first: pods that fit on the spot nodes already running need
+            // no replacement launched.
+            if try_move_to_spot(&pods, ni, w, snap).is_ok() {
+                self.spend_budget(r, set, pods.len());
+                let reason = format!(
+                    "drain-back: on-demand node {} (age {}); its {} pod(s) fit on running spot nodes: drained without a replacement",
+                    n.name,
+                    human_duration(r.now.since(n.created_at)),
+                    pods.len()
+                );
+                self.remove_to_spot(r, w, ni, &pods, reason);
                 continue;
             }
             let Some((gi, count, by)) = spot_home(r, w, ni, od_gi, &pods) else {

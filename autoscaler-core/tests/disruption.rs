@@ -322,9 +322,10 @@ fn on_demand_goes_before_spot_and_the_heaviest_zone_first() {
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
+    // Its pod moves to the spot anchor: the end of an on-demand stay is drain-back's.
     assert_eq!(
         removals(&d),
-        vec![("od-light".into(), RemovalKind::ScaleDown)]
+        vec![("od-light".into(), RemovalKind::DrainBack)]
     );
 
     // Same market, zones a (3 nodes) and b (1 node) of one balance set: a goes first.
@@ -355,6 +356,91 @@ fn on_demand_goes_before_spot_and_the_heaviest_zone_first() {
         removals(&d),
         vec![("a3".into(), RemovalKind::ScaleDown)],
         "b1 is as light but alone in its zone"
+    );
+}
+
+/// Groups `od` (on-demand) and `spot`, both in zone a: a big spot node `anchor` with room
+/// to spare and a light on-demand node `od-light` (young: drain-back's 2 h do not apply).
+fn light_on_demand_beside_spot_room() -> ClusterSnapshot {
+    let od = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let spot = group("spot", CapacityType::Spot, &[A], &["m5.4xlarge"]);
+    let nodes = vec![
+        node("anchor", &spot, A, "m5.4xlarge", at(0)),
+        node("od-light", &od, A, "m5.xlarge", at(0)),
+    ];
+    let pods = vec![
+        pod("anchor-pod", "db", 8_000, 20_000, Some("anchor")),
+        pod("o", "o", 300, 300, Some("od-light")),
+    ];
+    snapshot(
+        vec![with_target(od, &nodes), with_target(spot, &nodes)],
+        nodes,
+        pods,
+        vec![],
+    )
+}
+
+#[test]
+fn an_unneeded_on_demand_node_whose_pods_fit_on_spot_is_drain_back_within_its_budget() {
+    let s = light_on_demand_beside_spot_room();
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert_eq!(
+        removals(&d),
+        vec![("od-light".into(), RemovalKind::DrainBack)]
+    );
+    assert!(scale_ups(&d).is_empty(), "no replacement: {:?}", d.actions);
+    assert!(
+        d.actions[0].reason().contains("fit on running spot nodes"),
+        "{}",
+        d.actions[0].reason()
+    );
+
+    // No budget left: an ordinary scale-down, as before (and as cluster-autoscaler).
+    let mut config = AutoscalerConfig::default();
+    config.balance.evictions_per_hour = 0;
+    let mut e = Autoscaler::new(config).unwrap();
+    let _ = e.decide(&s, at(0));
+    assert_eq!(
+        removals(&e.decide(&s, at(11))),
+        vec![("od-light".into(), RemovalKind::ScaleDown)]
+    );
+
+    // Drain-back off: scale-down.
+    let mut config = AutoscalerConfig::default();
+    config.drain_back.after = Duration::ZERO;
+    let mut e = Autoscaler::new(config).unwrap();
+    let _ = e.decide(&s, at(0));
+    assert_eq!(
+        removals(&e.decide(&s, at(11))),
+        vec![("od-light".into(), RemovalKind::ScaleDown)]
+    );
+}
+
+#[test]
+fn an_unneeded_on_demand_node_whose_pods_only_fit_on_demand_is_a_scale_down() {
+    // The anchor is on-demand too: the pod stays on on-demand, so it is no drain-back.
+    let od = group(
+        "od",
+        CapacityType::OnDemand,
+        &[A],
+        &["m5.xlarge", "m5.4xlarge"],
+    );
+    let nodes = vec![
+        node("anchor", &od, A, "m5.4xlarge", at(0)),
+        node("od-light", &od, A, "m5.xlarge", at(0)),
+    ];
+    let pods = vec![
+        pod("anchor-pod", "db", 8_000, 20_000, Some("anchor")),
+        pod("o", "o", 300, 300, Some("od-light")),
+    ];
+    let s = snapshot(vec![with_target(od, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    assert_eq!(
+        removals(&e.decide(&s, at(11))),
+        vec![("od-light".into(), RemovalKind::ScaleDown)]
     );
 }
 
@@ -524,6 +610,23 @@ fn drain_back_respects_its_budget() {
     e.set_priorities("50: ['spot']\n10: ['on-demand']\n")
         .unwrap();
     assert_eq!(scale_ups(&e.decide(&s, at(181))).len(), 2, "50% of 4");
+}
+
+#[test]
+fn drain_back_consolidates_onto_running_spot_nodes_before_launching() {
+    // The fallback node's 3 CPU fit on a spot node already running: it is drained in
+    // this round, without a replacement launch.
+    let (mut groups, mut nodes, pods) = after_fallback();
+    groups[1].target_size = 1;
+    nodes.push(node("spot-1", &groups[1], A, "m5.xlarge", at(170)));
+    let s = snapshot(groups, nodes, pods, vec![]);
+    let mut e = drain_back_engine();
+    let d = e.decide(&s, at(181));
+    assert!(scale_ups(&d).is_empty(), "{:?}", d.actions);
+    assert_eq!(removals(&d), vec![("od-1".into(), RemovalKind::DrainBack)]);
+    assert!(d.actions[0]
+        .reason()
+        .contains("drained without a replacement"));
 }
 
 // ---------------------------------------------------------------- interruptions
