@@ -1,8 +1,8 @@
 //! Carrying out decisions: `SetDesiredCapacity` as a compare-and-set against a recent
 //! read, and `TerminateInstanceInAutoScalingGroup`, both idempotent and safe to retry.
 //!
-//! The read the compare-and-set checks against is the round's own scan when it is
-//! younger than [`DEFAULT_MAX_VIEW_AGE`] (see [`Actuator::remember_scan`]), otherwise one
+//! The read the compare-and-set checks against is the round's own scan when it returned
+//! less than [`DEFAULT_MAX_VIEW_AGE`] ago (see [`Actuator::remember_scan`]), otherwise one
 //! `DescribeAutoScalingGroups` of just the groups being changed. A second describe per
 //! round put up to a second (moto, 5,000 instances) between a pending pod and its
 //! `SetDesiredCapacity`, and AWS has no conditional write anyway: the check narrows the
@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How old a scan may be and still stand in for a fresh read of a group's sizes. The
+/// How long after it returned a scan may stand in for a fresh read of a group's sizes. The
 /// round's decisions come from that scan, so within this age a change made by someone
 /// else after the scan is not seen before the write (the next round's scan sees it);
 /// cluster-autoscaler writes from a cache it refreshes far less often.
@@ -138,7 +138,10 @@ impl Default for ActuationConfig {
 /// The groups' sizes as a scan read them, and when the scan started.
 #[derive(Debug)]
 struct View {
+    /// When the scan started: our writes after it are laid over its sizes.
     read_at: Instant,
+    /// When the scan returned: its age for [`Actuator::max_view_age`] counts from here.
+    answered_at: Instant,
     groups: BTreeMap<String, Fresh>,
 }
 
@@ -178,8 +181,10 @@ impl Actuator {
     }
 
     /// Keeps `scan`'s sizes (desired, min, max, instances pending or in service) as the
-    /// base of the compare-and-set for [`Self::apply`] while it is young. `read_at` is
-    /// when the scan started: its data are at most that old.
+    /// base of the compare-and-set for [`Self::apply`] while it is young: for the view
+    /// age after this call (the scan's return). `read_at` is when the scan started.
+    /// Counted from the start, a scan slower than the view age (a slow endpoint, a
+    /// large cluster) was too old on arrival, and every write read its group again.
     /// Writes we made after `read_at` are laid over the scan's sizes, so a scan that
     /// overlapped them does not undo what the compare-and-set knows.
     pub fn remember_scan(&self, scan: &Scan, read_at: Instant) {
@@ -215,7 +220,11 @@ impl Actuator {
         let mut view = self.lock_view();
         // Two scans may overlap (a round's and a background one): the newer one stays.
         if view.as_ref().is_none_or(|v| v.read_at <= read_at) {
-            *view = Some(View { read_at, groups });
+            *view = Some(View {
+                read_at,
+                answered_at: Instant::now(),
+                groups,
+            });
         }
     }
 
@@ -228,7 +237,7 @@ impl Actuator {
         let view = self.lock_view();
         let young = view
             .as_ref()
-            .filter(|v| v.read_at.elapsed() <= self.max_view_age);
+            .filter(|v| v.answered_at.elapsed() <= self.max_view_age);
         let Some(view) = young else {
             return (BTreeMap::new(), names);
         };

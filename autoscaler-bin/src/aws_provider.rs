@@ -10,8 +10,8 @@
 //!   reuses that scan, so nodes are mapped to groups by `providerID` against the same
 //!   view.
 //! - Actuation: `ScaleUp` / `RevertScaleUp` go through the adapter's [`Actuator`]
-//!   (compare-and-set against the round's own scan while it is younger than
-//!   `actuation.max_view_age`, 10 s, else a fresh read; conflicts are logged and left to
+//!   (compare-and-set against the round's own scan until `actuation.max_view_age`,
+//!   10 s, after it returned, else a fresh read; conflicts are logged and left to
 //!   the next round); node removal is `TerminateInstanceInAutoScalingGroup` with
 //!   decrement.
 //! - Events: the SQS queue of `--event-queue-url` is long-polled in a background task
