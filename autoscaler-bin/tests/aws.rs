@@ -1234,10 +1234,25 @@ async fn aws_a_slow_scan_serves_the_round_that_follows_it() {
     ));
     let first = provider.scan_for_round(SCAN_REUSE).await.expect("scan");
     assert_eq!(first.groups.len(), 1, "{:?}", first.errors);
+    assert_eq!(proxy.answered("DescribeAutoScalingGroups"), 1);
+    // The next round reuses it and starts the next scan in the background: make that
+    // one slow too.
+    proxy.inject(Fault::delay(
+        "DescribeAutoScalingGroups",
+        SCAN_REUSE + Duration::from_secs(5),
+        1,
+    ));
     let second = provider.scan_for_round(SCAN_REUSE).await.expect("scan");
     assert!(
         std::sync::Arc::ptr_eq(&first, &second),
         "the round after a slow scan read AWS again instead of reusing it"
     );
-    assert_eq!(proxy.answered("DescribeAutoScalingGroups"), 1);
+    // Past SCAN_REUSE, while that scan is still being read, a round takes the last one
+    // instead of waiting for it.
+    tokio::time::sleep(SCAN_REUSE + Duration::from_secs(1)).await;
+    let third = provider.scan_for_round(SCAN_REUSE).await.expect("scan");
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &third),
+        "a round waited for the background scan although the last one was young enough"
+    );
 }
