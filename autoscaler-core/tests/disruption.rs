@@ -359,30 +359,40 @@ fn on_demand_goes_before_spot_and_the_heaviest_zone_first() {
     );
 }
 
-/// Groups `od` (on-demand) and `spot`, both in zone a: a big spot node `anchor` with room
-/// to spare and a light on-demand node `od-light` (young: drain-back's 2 h do not apply).
-fn light_on_demand_beside_spot_room() -> ClusterSnapshot {
-    let od = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+/// A light on-demand node `od-light` of group `od` (young: drain-back's 2 h do not
+/// apply) beside a big node `anchor` with room to spare, in zone a: `anchor` is in group
+/// `spot` (spot) or, with `anchor_market` on-demand, in `od` too.
+fn light_on_demand_beside_room(anchor_market: CapacityType) -> ClusterSnapshot {
+    let od = group(
+        "od",
+        CapacityType::OnDemand,
+        &[A],
+        &["m5.xlarge", "m5.4xlarge"],
+    );
     let spot = group("spot", CapacityType::Spot, &[A], &["m5.4xlarge"]);
+    let anchor_group = if anchor_market == CapacityType::Spot {
+        &spot
+    } else {
+        &od
+    };
     let nodes = vec![
-        node("anchor", &spot, A, "m5.4xlarge", at(0)),
+        node("anchor", anchor_group, A, "m5.4xlarge", at(0)),
         node("od-light", &od, A, "m5.xlarge", at(0)),
     ];
     let pods = vec![
         pod("anchor-pod", "db", 8_000, 20_000, Some("anchor")),
         pod("o", "o", 300, 300, Some("od-light")),
     ];
-    snapshot(
-        vec![with_target(od, &nodes), with_target(spot, &nodes)],
-        nodes,
-        pods,
-        vec![],
-    )
+    let mut groups = vec![with_target(od, &nodes)];
+    if anchor_market == CapacityType::Spot {
+        groups.push(with_target(spot, &nodes));
+    }
+    snapshot(groups, nodes, pods, vec![])
 }
 
 #[test]
 fn an_unneeded_on_demand_node_whose_pods_fit_on_spot_is_drain_back_within_its_budget() {
-    let s = light_on_demand_beside_spot_room();
+    let s = light_on_demand_beside_room(CapacityType::Spot);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
@@ -421,21 +431,7 @@ fn an_unneeded_on_demand_node_whose_pods_fit_on_spot_is_drain_back_within_its_bu
 #[test]
 fn an_unneeded_on_demand_node_whose_pods_only_fit_on_demand_is_a_scale_down() {
     // The anchor is on-demand too: the pod stays on on-demand, so it is no drain-back.
-    let od = group(
-        "od",
-        CapacityType::OnDemand,
-        &[A],
-        &["m5.xlarge", "m5.4xlarge"],
-    );
-    let nodes = vec![
-        node("anchor", &od, A, "m5.4xlarge", at(0)),
-        node("od-light", &od, A, "m5.xlarge", at(0)),
-    ];
-    let pods = vec![
-        pod("anchor-pod", "db", 8_000, 20_000, Some("anchor")),
-        pod("o", "o", 300, 300, Some("od-light")),
-    ];
-    let s = snapshot(vec![with_target(od, &nodes)], nodes, pods, vec![]);
+    let s = light_on_demand_beside_room(CapacityType::OnDemand);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     assert_eq!(
