@@ -810,6 +810,10 @@ def main():
     if args.append and os.path.exists(previous):
         # keep what earlier invocations measured; rows of the peers run now are replaced
         results = json.load(open(previous))
+        # kept rows are summarized again from their runs, by today's summarize()
+        for e in results["scenarios"]:
+            for p in e["peers"]:
+                p["summary"] = summarize(p["runs"])
     for key in args.scenarios.split(","):
         if key not in SCENARIOS:
             raise ArenaError(f"--scenarios: unknown scenario '{key}' (known: {', '.join(SCENARIOS)})")
