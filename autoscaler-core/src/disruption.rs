@@ -416,6 +416,8 @@ struct Candidate<'a> {
     /// In a mixed group, AWS's distribution would remove a node of the other market
     /// first: removing this one leaves the group off its mix, so it goes last.
     mix_keeps: bool,
+    /// An on-demand node outside its group's designed mix ([`fallback_on_demand`]).
+    fallback_on_demand: bool,
 }
 
 impl Candidate<'_> {
@@ -692,6 +694,7 @@ impl DisruptionState {
                     pods,
                     long_unready,
                     mix_keeps: mix_keeps(&snap.groups()[gi], n.capacity_type, markets[gi]),
+                    fallback_on_demand: fallback_on_demand(snap, &markets, ni),
                 }),
             }
         }
@@ -705,7 +708,6 @@ impl DisruptionState {
         let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
         let blocked_sets = self.scale_down_blocked_sets(r, w);
         let (cands, mut counts) = self.scale_down_candidates(r, w);
-        let markets = market_counts(snap);
         let mut empty_removed = 0u32;
         let mut drains = self
             .removing
@@ -737,7 +739,7 @@ impl DisruptionState {
                 && !c.long_unready
                 && !r.unmet_demand
                 && !r.config.drain_back.after.is_zero()
-                && fallback_on_demand(snap, &markets, ni)
+                && c.fallback_on_demand
                 && self.budget_allows(r, set, c.pods.len());
             let to_spot = back_to_spot
                 .then(|| try_move_to_spot(&c.pods, ni, w, snap).ok())
@@ -817,72 +819,61 @@ impl DisruptionState {
         let n = &snap.nodes()[ni];
         let g = &snap.groups()[gi];
         let sd = &r.config.scale_down.for_group(g);
-        w.spend_pdbs(snap, &c.pods);
-        w.actions.push(Decision::RemoveNode {
-            node: n.name.clone(),
-            group: g.name.clone(),
-            kind,
-            drain: !c.pods.is_empty(),
-            reason: if kind == RemovalKind::DrainBack {
-                format!(
-                    "drain-back: on-demand node unneeded for {} at {:.0}% utilization ({}); its {} pod(s) fit on running spot nodes: drained without a replacement",
-                    human_duration(now.since(since)),
-                    c.utilization * 100.0,
-                    n.zone().unwrap_or("?"),
-                    c.pods.len()
-                )
-            } else if c.long_unready {
-                format!(
-                    "unready for more than scale-down-unready-time {}; its {} pod(s) fit elsewhere",
-                    human_duration(sd.unready_time),
-                    c.pods.len()
-                )
-            } else {
-                format!(
-                    "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
-                    human_duration(now.since(since)),
-                    c.utilization * 100.0,
-                    n.capacity_type,
-                    n.zone().unwrap_or("?"),
-                    price_per_cpu(snap, ni, g),
-                    c.pods.len()
-                )
-            },
-        });
-        w.removed[ni] = true;
-        w.targets[gi] -= 1;
+        let reason = if kind == RemovalKind::DrainBack {
+            format!(
+                "drain-back: on-demand node unneeded for {} at {:.0}% utilization ({}); its {} pod(s) fit on running spot nodes: drained without a replacement",
+                human_duration(now.since(since)),
+                c.utilization * 100.0,
+                n.zone().unwrap_or("?"),
+                c.pods.len()
+            )
+        } else if c.long_unready {
+            format!(
+                "unready for more than scale-down-unready-time {}; its {} pod(s) fit elsewhere",
+                human_duration(sd.unready_time),
+                c.pods.len()
+            )
+        } else {
+            format!(
+                "unneeded for {} at {:.0}% utilization ({} {}, {:.4} $/vCPU-h); its {} pod(s) fit elsewhere",
+                human_duration(now.since(since)),
+                c.utilization * 100.0,
+                n.capacity_type,
+                n.zone().unwrap_or("?"),
+                price_per_cpu(snap, ni, g),
+                c.pods.len()
+            )
+        };
         self.last_scale_down.insert(g.name.clone(), now);
-        self.removing.insert(n.name.clone(), (now, kind));
-        self.unneeded_since.remove(&n.name);
+        self.remove_now(r, w, ni, gi, &c.pods, kind, reason);
     }
 
-    /// Removes an on-demand node whose pods were moved onto running spot nodes
-    /// (drain-back without a replacement).
-    fn remove_to_spot(
+    /// Decides the removal of node `ni` of group `gi` now. Its `pods` were moved in the
+    /// simulation: they spend their PDBs, and the node counts as gone from here on.
+    #[allow(clippy::too_many_arguments)]
+    fn remove_now(
         &mut self,
         r: &Round<'_>,
         w: &mut Work<'_, '_>,
         ni: NodeIdx,
+        gi: GroupIdx,
         pods: &[PodIdx],
+        kind: RemovalKind,
         reason: String,
     ) {
         let snap = r.snap;
-        let Some(gi) = snap.group_of_node(ni) else {
-            return;
-        };
         w.spend_pdbs(snap, pods);
         let n = &snap.nodes()[ni];
         w.actions.push(Decision::RemoveNode {
             node: n.name.clone(),
             group: snap.groups()[gi].name.clone(),
-            kind: RemovalKind::DrainBack,
+            kind,
             drain: !pods.is_empty(),
             reason,
         });
         w.removed[ni] = true;
         w.targets[gi] -= 1;
-        self.removing
-            .insert(n.name.clone(), (r.now, RemovalKind::DrainBack));
+        self.removing.insert(n.name.clone(), (r.now, kind));
         self.unneeded_since.remove(&n.name);
     }
 
@@ -992,7 +983,7 @@ impl DisruptionState {
                     human_duration(r.now.since(n.created_at)),
                     pods.len()
                 );
-                self.remove_to_spot(r, w, ni, &pods, reason);
+                self.remove_now(r, w, ni, od_gi, &pods, RemovalKind::DrainBack, reason);
                 continue;
             }
             let Some((gi, count, by)) = spot_home(r, w, ni, od_gi, &pods) else {
@@ -1168,24 +1159,13 @@ impl DisruptionState {
         if try_move(&pods, victim, w.nodes, &w.removed, snap, &mut w.cursor).is_err() {
             return false;
         }
-        w.spend_pdbs(snap, &pods);
-        let n = &snap.nodes()[victim];
-        w.actions.push(Decision::RemoveNode {
-            node: n.name.clone(),
-            group: snap.groups()[gi].name.clone(),
-            kind: RemovalKind::Rebalance,
-            drain: !pods.is_empty(),
-            reason: format!(
-                "zone rebalance: balance set skew {skew_now} > {threshold} in {}; its {} pod(s) fit on the set's other nodes, which stay under {:.0}% CPU requested: drained without a replacement",
-                n.zone().unwrap_or("?"),
-                pods.len(),
-                below * 100.0
-            ),
-        });
-        w.removed[victim] = true;
-        w.targets[gi] -= 1;
-        self.removing
-            .insert(n.name.clone(), (r.now, RemovalKind::Rebalance));
+        let reason = format!(
+            "zone rebalance: balance set skew {skew_now} > {threshold} in {}; its {} pod(s) fit on the set's other nodes, which stay under {:.0}% CPU requested: drained without a replacement",
+            snap.nodes()[victim].zone().unwrap_or("?"),
+            pods.len(),
+            below * 100.0
+        );
+        self.remove_now(r, w, victim, gi, &pods, RemovalKind::Rebalance, reason);
         true
     }
 
