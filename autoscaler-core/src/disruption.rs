@@ -12,7 +12,7 @@ use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::{CapacityType, NodeGroup, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
-use crate::scaleup::{classify, estimate, GroupPlan, Unavailable};
+use crate::scaleup::{classify, estimate, GroupPlan, Unavailable, ZoneGuess};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
 use std::collections::{BTreeMap, BTreeSet};
@@ -1294,7 +1294,15 @@ fn spot_home(
         if headroom == 0 {
             continue;
         }
-        let est = estimate(plan, g, &classes, &spreads, headroom, snap);
+        let est = estimate(
+            plan,
+            g,
+            &classes,
+            &spreads,
+            headroom,
+            snap,
+            ZoneGuess::Never,
+        );
         if est.helped.len() == pods.len() {
             options.push((gi, est.node_count(), est.requested.clone(), plan.clone()));
         }

@@ -17,10 +17,10 @@ use crate::hedge::{self, Alternative, Share, ShareKind, SpotShortage};
 use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::CapacityType;
 use crate::overprovisioning::Overprovisioning;
-use crate::predicates::{SimNode, SpreadState};
+use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState};
 use crate::scaleup::{
-    classify, estimate, explain_misfit, place_class, Estimate, GroupPlan, PodClass, Unavailable,
-    DEFAULT_MAX_PODS,
+    classify, depends_on_zone, estimate, explain_misfit, place_class, Estimate, GroupPlan,
+    PodClass, Unavailable, ZoneGuess, DEFAULT_MAX_PODS,
 };
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
@@ -169,6 +169,66 @@ fn place_on_free_capacity(
                 },
             };
             tally.outcomes.insert(p, verdict);
+        }
+        if !left.is_empty() {
+            sim.remaining.push(PodClass {
+                rep: left[0],
+                pods: left,
+            });
+            sim.spreads.push(spread);
+        }
+    }
+}
+
+/// Last resort for pods nothing guaranteed could take: a node on its way whose zone AWS
+/// has not shown yet may be assumed in a zone where it serves them
+/// ([`ZoneGuess::LastResort`]), so they wait for it instead of ordering another.
+fn wait_on_upcoming_guessing_zone<'a>(
+    snap: &ClusterSnapshot,
+    tally: &mut Tally,
+    sim: &mut Simulation<'a>,
+) {
+    let groups = snap.groups();
+    let pods = snap.pods();
+    let remaining = std::mem::take(&mut sim.remaining);
+    let spreads = std::mem::take(&mut sim.spreads);
+    for (class, mut spread) in remaining.into_iter().zip(spreads) {
+        let rep = &pods[class.rep];
+        let mut left = Vec::new();
+        if depends_on_zone(rep) {
+            let mut affinity = AffinityState::build_with_placed(rep, snap, &sim.nodes);
+            for (i, &p) in class.pods.iter().enumerate() {
+                let pod = &pods[p];
+                let fits = |n: &SimNode<'a>| full_fit(pod, n, snap, &spread, &affinity).is_ok();
+                // Only nodes whose zone is open: the others were tried without guessing.
+                let found = (0..sim.nodes.len()).find(|&k| {
+                    let node = &sim.nodes[k];
+                    node.existing.is_none()
+                        && node
+                            .variants
+                            .iter()
+                            .any(|v| v.zone != node.variants[0].zone)
+                        && ZoneGuess::LastResort.fits(&mut sim.nodes[k], fits)
+                });
+                match found {
+                    Some(k) => {
+                        sim.nodes[k].place(p, &pod.spec.requests);
+                        spread.record(&sim.nodes[k]);
+                        affinity.record(rep, pod, p, &sim.nodes[k]);
+                        let group = groups[sim.nodes[k].group.unwrap_or_default()].name.clone();
+                        tally
+                            .outcomes
+                            .insert(p, PodVerdict::WaitsForUpcomingNode { group });
+                    }
+                    // Nothing changed, so the identical pods left cannot fit either.
+                    None => {
+                        left = class.pods[i..].to_vec();
+                        break;
+                    }
+                }
+            }
+        } else {
+            left = class.pods;
         }
         if !left.is_empty() {
             sim.remaining.push(PodClass {
@@ -773,14 +833,59 @@ impl Autoscaler {
             0 => groups.len() as u64,
             n => u64::from(n).min(groups.len() as u64),
         };
+        // Shared by both phases: the round's expansions stay within the limit.
         let mut iteration = 0u64;
-        while !sim.remaining.is_empty() && iteration < max_iterations {
-            iteration += 1;
+        for guess in [ZoneGuess::Never, ZoneGuess::LastResort] {
+            if guess == ZoneGuess::LastResort {
+                // Pods a node of unknown zone would serve only in some of its zones,
+                // once every guaranteed option is taken: a node on its way may land in
+                // theirs, else new nodes are planned for them the same way.
+                if !sim
+                    .remaining
+                    .iter()
+                    .any(|c| depends_on_zone(&snap.pods()[c.rep]))
+                {
+                    break;
+                }
+                wait_on_upcoming_guessing_zone(snap, tally, sim);
+            }
+            self.expand_until_done(
+                snap,
+                now,
+                ground,
+                tally,
+                sim,
+                &mut limits,
+                (&mut iteration, max_iterations),
+                guess,
+            );
+        }
+        limits
+    }
+
+    /// The expansions of one [`ZoneGuess`] phase of [`Self::scale_up`].
+    #[allow(clippy::too_many_arguments)]
+    fn expand_until_done<'a>(
+        &mut self,
+        snap: &'a ClusterSnapshot,
+        now: Timestamp,
+        ground: &'a Groundwork,
+        tally: &mut Tally,
+        sim: &mut Simulation<'a>,
+        limits: &mut Limits,
+        (iteration, max_iterations): (&mut u64, u64),
+        guess: ZoneGuess,
+    ) {
+        let groups = snap.groups();
+        while !sim.remaining.is_empty() && *iteration < max_iterations {
             let mut candidates: Vec<(GroupIdx, Estimate<'a>)> = Vec::new();
             for (gi, g) in snap.group_indexes().zip(groups) {
                 let Ok(plan) = &ground.plans[gi] else {
                     continue;
                 };
+                if guess == ZoneGuess::LastResort && g.zones.len() < 2 {
+                    continue; // its zone is known: estimated without guessing already
+                }
                 let headroom = g.max_size.saturating_sub(tally.targets[gi]);
                 let max_new = headroom
                     .min(self.config.max_nodes_per_scale_up)
@@ -788,7 +893,7 @@ impl Autoscaler {
                 if max_new == 0 {
                     continue;
                 }
-                let est = estimate(plan, g, &sim.remaining, &sim.spreads, max_new, snap);
+                let est = estimate(plan, g, &sim.remaining, &sim.spreads, max_new, snap, guess);
                 if !est.helped.is_empty() {
                     candidates.push((gi, est));
                 }
@@ -796,13 +901,14 @@ impl Autoscaler {
             if candidates.is_empty() {
                 break;
             }
+            // Counted when it expands: a phase that finds nothing leaves the budget.
+            *iteration += 1;
             let expansion = Expansion {
-                iteration,
+                iteration: *iteration,
                 candidates,
             };
-            self.expand(snap, now, ground, tally, sim, &mut limits, expansion);
+            self.expand(snap, now, ground, tally, sim, limits, expansion);
         }
-        limits
     }
 
     /// Carries out one expansion: the expander picks among the candidates, the nodes

@@ -1,7 +1,8 @@
 //! Scheduling predicates, the same filters kube-scheduler applies, evaluated on real or
 //! hypothetical nodes. A hypothetical node of a group spanning several zones or instance
 //! types is a set of *variants*: a pod counts as fitting only if it fits every variant,
-//! because AWS, not us, picks the zone and the type.
+//! because AWS, not us, picks the zone and the type. The one exception is a last resort
+//! for pods that depend on the zone (`scaleup::ZoneGuess`).
 
 use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::{

@@ -569,6 +569,65 @@ impl Estimate<'_> {
     }
 }
 
+/// Whether a pod may count on a node whose zone AWS has not decided yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ZoneGuess {
+    /// Only when it fits in every zone the node may land in (the default: never a node
+    /// that may be useless to it).
+    Never,
+    /// As a last resort, in one of them: the node is then assumed to land in that zone
+    /// (as cluster-autoscaler assumes of every new node). A zone-pinned pod on groups
+    /// that span zones with equal counts gets a node that lands in its zone for it or,
+    /// if AWS picks another, a clearer tie in the next round.
+    LastResort,
+}
+
+/// Whether where a pod may go depends on the zone: a zone in its node selector or
+/// required node affinity, or a zone-wide anti-affinity or spread.
+pub(crate) fn depends_on_zone(pod: &Pod) -> bool {
+    let spec = &pod.spec;
+    spec.node_selector.contains_key(ZONE_LABEL)
+        || spec
+            .required_node_affinity
+            .iter()
+            .any(|t| t.match_expressions.iter().any(|r| r.key == ZONE_LABEL))
+        || spec
+            .anti_affinity
+            .iter()
+            .any(|t| t.topology_key == ZONE_LABEL)
+        || spec
+            .topology_spread
+            .iter()
+            .any(|t| t.topology_key == ZONE_LABEL)
+}
+
+impl ZoneGuess {
+    /// Whether `fits(node)`; if not, under [`ZoneGuess::LastResort`], narrows a node
+    /// whose zone is still open to the first of its zones that fits (variants are ordered
+    /// by zone) and says yes. Otherwise the node is left as it was.
+    pub(crate) fn fits<'a>(
+        self,
+        node: &mut SimNode<'a>,
+        fits: impl Fn(&SimNode<'a>) -> bool,
+    ) -> bool {
+        if fits(node) {
+            return true;
+        }
+        let all = node.variants;
+        if self == ZoneGuess::Never || all.iter().all(|v| v.zone == all[0].zone) {
+            return false;
+        }
+        for zone in all.chunk_by(|a, b| a.zone == b.zone) {
+            node.variants = zone;
+            if fits(node) {
+                return true;
+            }
+        }
+        node.variants = all;
+        false
+    }
+}
+
 /// Packs the classes onto up to `max_new` fresh nodes of `plan` (first-fit decreasing).
 pub(crate) fn estimate<'a>(
     plan: &'a GroupPlan,
@@ -577,6 +636,7 @@ pub(crate) fn estimate<'a>(
     spreads: &[SpreadState],
     max_new: u32,
     snap: &ClusterSnapshot,
+    guess: ZoneGuess,
 ) -> Estimate<'a> {
     let pods = snap.pods();
     let mut nodes: Vec<SimNode<'a>> = Vec::new();
@@ -584,11 +644,12 @@ pub(crate) fn estimate<'a>(
     let mut requested = Resources::default();
     for (ci, class) in classes.iter().enumerate() {
         let rep = &pods[class.rep];
-        let first = plan.new_node(group, nodes.len(), "");
-        if resource_fit(rep, &first)
-            .and(static_fit(rep, &first))
-            .is_err()
-        {
+        if guess == ZoneGuess::LastResort && !depends_on_zone(rep) {
+            continue; // tried without guessing: a zone changes nothing for it
+        }
+        let mut first = plan.new_node(group, nodes.len(), "");
+        let static_ok = |n: &SimNode<'a>| resource_fit(rep, n).and(static_fit(rep, n)).is_ok();
+        if !guess.fits(&mut first, static_ok) && guess == ZoneGuess::Never {
             continue;
         }
         // Bound pods (any topology key) and what earlier classes put on these nodes.
@@ -608,20 +669,50 @@ pub(crate) fn estimate<'a>(
             let start = if rescan { 0 } else { cursor };
             let mut found = (start..nodes.len())
                 .find(|&k| full_fit(pod, &nodes[k], snap, &spread, &affinity).is_ok());
+            if found.is_none() && guess == ZoneGuess::LastResort {
+                // A node of this estimate whose zone is still open may be assumed in
+                // the pod's (what it holds fits every zone, so any one of them).
+                let fits = |n: &SimNode<'a>| full_fit(pod, n, snap, &spread, &affinity).is_ok();
+                found = (start..nodes.len()).find(|&k| guess.fits(&mut nodes[k], fits));
+            }
             // A mixed group under a spot ICE: AWS reaches the next on-demand node only
             // through the spot slots before it, which hold nothing.
             while found.is_none() && (nodes.len() as u32) < max_new && !plan.comes(nodes.len()) {
                 nodes.push(plan.placeholder(group, nodes.len()));
             }
             if found.is_none() && (nodes.len() as u32) < max_new {
-                let node = plan.new_node(
+                let mut node = plan.new_node(
                     group,
                     nodes.len(),
                     format!("new-{}-{}", group.name, nodes.len()),
                 );
-                if full_fit(pod, &node, snap, &spread, &affinity).is_ok() {
+                let fits = |n: &SimNode<'a>| full_fit(pod, n, snap, &spread, &affinity).is_ok();
+                if guess.fits(&mut node, fits) {
                     nodes.push(node);
                     found = Some(nodes.len() - 1);
+                } else if guess == ZoneGuess::LastResort && plan.mix.is_none() {
+                    // AWS fills the zones in order: a later node of the launch may land
+                    // where the pod fits, and the ones before it come too (other pods
+                    // may use them). At most one per other zone.
+                    let from = nodes.len();
+                    let until = (max_new as usize)
+                        .min(plan.launch_order.len())
+                        .min(from + group.zones.len());
+                    for j in from + 1..until {
+                        let mut node = plan.new_node(group, j, format!("new-{}-{j}", group.name));
+                        if guess.fits(&mut node, fits) {
+                            for i in from..j {
+                                nodes.push(plan.new_node(
+                                    group,
+                                    i,
+                                    format!("new-{}-{i}", group.name),
+                                ));
+                            }
+                            nodes.push(node);
+                            found = Some(j);
+                            break;
+                        }
+                    }
                 }
             }
             let Some(k) = found else { break };

@@ -260,16 +260,85 @@ fn zone_pinned_pod_scales_a_multi_zone_group_when_the_next_zone_is_known() {
         scale_ups(&engine().decide(&s, T0)),
         vec![("g".to_string(), 1)]
     );
-    // Pinned to A: the next node goes to B, so buying it would help nobody.
+    // Pinned to A: the next node goes to B and the one after may land in A. Nothing
+    // else serves the pod, so both are ordered (as a last resort: the first may stay
+    // empty, but the pod is not left pending until the counts change).
     running.pop();
     running.push(big("to-a", A));
     let s = snapshot(vec![g.clone()], nodes.clone(), running.clone(), vec![]);
-    assert!(scale_ups(&engine().decide(&s, T0)).is_empty());
+    assert_eq!(
+        scale_ups(&engine().decide(&s, T0)),
+        vec![("g".to_string(), 2)]
+    );
     // An instance in flight (zone unknown): no prediction, the pinned pod waits.
     g.target_size = 4;
     running.pop();
     running.push(big("to-b", B));
     let s = snapshot(vec![g], nodes, running, vec![]);
+    assert!(scale_ups(&engine().decide(&s, T0)).is_empty());
+}
+
+#[test]
+fn zone_pinned_pods_on_tied_zones_get_a_guessed_node_and_wait_for_it() {
+    // One node in A, one in B: AWS may put the next node in either. Nothing guaranteed
+    // serves a pod pinned to B, so, as a last resort, a node is ordered for it (as
+    // cluster-autoscaler does), assumed in B.
+    let mut g = group("g", CapacityType::OnDemand, &[A, B], &["m5.xlarge"]);
+    g.target_size = 2;
+    let mut nodes = vec![
+        node("a1", &g, A, "m5.xlarge", T0),
+        node("b1", &g, B, "m5.xlarge", T0),
+    ];
+    let pinned = |name: &str, zone: &str| {
+        let mut p = pod(name, name, 3500, 64, None);
+        p.spec.node_selector.insert(ZONE_LABEL.into(), zone.into());
+        p
+    };
+    let mut pods: Vec<Pod> = ["a1", "b1"]
+        .iter()
+        .map(|n| pod(&format!("on-{n}"), "fill", 3500, 64, Some(n)))
+        .collect();
+    pods.push(pinned("to-b", B));
+    let verdict = |d: &Decisions, name: &str| {
+        d.pods
+            .iter()
+            .find(|o| o.pod.ends_with(name))
+            .map(|o| o.verdict.clone())
+    };
+    let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let d = engine().decide(&s, T0);
+    assert_eq!(scale_ups(&d), vec![("g".to_string(), 1)]);
+    assert!(matches!(
+        verdict(&d, "to-b"),
+        Some(PodVerdict::TriggeredScaleUp { .. })
+    ));
+    // Two pods pinned to A and B, a full node each: two nodes, one per tied zone.
+    pods.push(pinned("to-a", A));
+    let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    assert_eq!(
+        scale_ups(&engine().decide(&s, T0)),
+        vec![("g".to_string(), 2)]
+    );
+    pods.pop();
+    // The node is on its way, zone unknown: the pod waits for it, nothing more is bought.
+    g.target_size = 3;
+    let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let d = engine().decide(&s, T0);
+    assert!(scale_ups(&d).is_empty(), "{:?}", scale_ups(&d));
+    assert!(matches!(
+        verdict(&d, "to-b"),
+        Some(PodVerdict::WaitsForUpcomingNode { .. })
+    ));
+    // It landed in A and filled up: A has 2, B 1, so the next node is B's for sure.
+    nodes.push(node("a2", &g, A, "m5.xlarge", T0));
+    pods.push(pod("on-a2", "fill", 3500, 64, Some("a2")));
+    let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let d = engine().decide(&s, T0);
+    assert_eq!(scale_ups(&d), vec![("g".to_string(), 1)]);
+    // A pod that fits no zone of the group is not guessed onto it.
+    pods.retain(|p| p.name != "to-b");
+    pods.push(pinned("to-c", "us-east-1c"));
+    let s = snapshot(vec![g], nodes, pods, vec![]);
     assert!(scale_ups(&engine().decide(&s, T0)).is_empty());
 }
 
@@ -344,11 +413,10 @@ fn spread_counts_other_classes_placed_on_new_nodes_in_the_same_estimate() {
 /// Rounds against a small world: the ASG launches each new node in its zone with the
 /// fewest instances (AWS's AZ balancing), pods bind where `fit_on_nodes` says (first
 /// fit, as a stand-in for the scheduler). Zone anti-affinity and zone-pinned pods on a
-/// two-zone group: every node launched gets a pod (none stays empty its whole life).
-/// The core-level stand-in for a simulator scenario (the simulator's scheduler model does
-/// not place by anti-affinity yet).
+/// two-zone group: every pod that can run gets a node, and the nodes AWS puts in the
+/// other zone on the way stay bounded (none for the replica that cannot run anywhere).
 #[test]
-fn no_node_launched_for_zone_rules_stays_empty() {
+fn zone_rules_place_every_pod_that_can_run_and_bound_the_nodes_left_empty() {
     let mut g = group("web", CapacityType::OnDemand, &[A, B], &["m5.xlarge"]);
     let mut nodes = vec![node("seed-a", &g, A, "m5.xlarge", T0)];
     g.target_size = 1;
@@ -403,16 +471,24 @@ fn no_node_launched_for_zone_rules_stays_empty() {
             }
         }
     }
-    for name in &launched {
-        assert!(
-            pods.iter().any(|p| p.node_name.as_deref() == Some(name)),
-            "{name} was launched and stayed empty; pods: {:?}",
-            pods.iter()
-                .map(|p| (&p.name, &p.node_name))
-                .collect::<Vec<_>>()
-        );
-    }
     let bound = |name: &str| pods.iter().any(|p| p.name == name && p.node_name.is_some());
+    let empty: Vec<&String> = launched
+        .iter()
+        .filter(|name| !pods.iter().any(|p| p.node_name.as_deref() == Some(name)))
+        .collect();
+    // A node AWS puts in the other zone on the way to an A node may stay empty: at most
+    // one per A-pinned pod (two zones), never one for a pod that cannot run at all.
+    let pinned_to_a = 3;
+    assert!(
+        empty.len() <= pinned_to_a,
+        "{empty:?} were launched and stayed empty; pods: {:?}",
+        pods.iter()
+            .map(|p| (&p.name, &p.node_name))
+            .collect::<Vec<_>>()
+    );
+    for i in 0..4 {
+        assert!(bound(&format!("pinned-{i}")), "pinned-{i} left pending");
+    }
     assert!(
         bound("pinned-2"),
         "the B-pinned pod got the node launched in B"
@@ -422,7 +498,5 @@ fn no_node_launched_for_zone_rules_stays_empty() {
         spread_bound <= 2,
         "two zones hold at most two zone-exclusive replicas"
     );
-    // Pods pinned to A wait while the group's zones are tied (the next node may land in
-    // either): the price of never buying a node that may stay empty (README limits).
     assert!(!launched.is_empty());
 }

@@ -203,17 +203,34 @@ fn node_selector_on_zone_picks_the_group_in_that_zone() {
 }
 
 #[test]
-fn a_multi_zone_group_cannot_promise_a_zone() {
-    // AWS picks the zone: a pod pinned to zone b cannot count on a group spanning a and b.
-    let g = group("spot-ab", CapacityType::Spot, &[A, B], &["m5.xlarge"]);
+fn a_multi_zone_group_cannot_promise_a_zone_so_it_is_a_guess_of_last_resort() {
+    // AWS picks the zone of an empty group spanning a and b: a pod pinned to b gets a
+    // node assumed in b only because nothing else serves it.
+    let ab = group("spot-ab", CapacityType::Spot, &[A, B], &["m5.xlarge"]);
     let mut p = pod("zonal-0", "zonal", 500, 512, None);
     p.spec.node_selector.insert(ZONE_LABEL.into(), B.into());
-    let s = snap(vec![g], vec![], vec![p]);
+    let s = snap(vec![ab.clone()], vec![], vec![p.clone()]);
+    assert_eq!(
+        scale_ups(&engine().decide(&s, T0)),
+        vec![("spot-ab".to_string(), 1)]
+    );
+    // A group that guarantees b comes first, whatever the expander thinks of the other.
+    let b = group("spot-b", CapacityType::Spot, &[B], &["m5.xlarge"]);
+    for groups in [vec![ab.clone(), b.clone()], vec![b, ab.clone()]] {
+        let s = snap(groups, vec![], vec![p.clone()]);
+        assert_eq!(
+            scale_ups(&engine().decide(&s, T0)),
+            vec![("spot-b".to_string(), 1)]
+        );
+    }
+    // A zone the group does not span is never guessed.
+    p.spec.node_selector.insert(ZONE_LABEL.into(), C.into());
+    let s = snap(vec![ab], vec![], vec![p]);
     let d = engine().decide(&s, T0);
     assert!(scale_ups(&d).is_empty());
     let reason = not_triggered_reason(&d, "zonal-0");
     assert!(
-        reason.contains("nodeSelector topology.kubernetes.io/zone=us-east-1b"),
+        reason.contains("nodeSelector topology.kubernetes.io/zone=us-east-1c"),
         "{reason}"
     );
 }

@@ -35,17 +35,21 @@ fn pending_from(p: &PolicyReport, from_s: u64) -> Vec<(u64, u32)> {
 }
 
 #[test]
-fn ours_launches_no_node_that_stays_empty_and_places_every_pod_once_demand_settles() {
+fn ours_launches_no_more_nodes_that_stay_empty_than_ca_and_places_every_pod() {
     let r = run();
-    let ours = policy(&r, "ours");
+    let (ours, ca) = (policy(&r, "ours"), policy(&r, "ca-1.33"));
     assert!(ours.warnings.is_empty(), "{:?}", ours.warnings);
     assert!(
         ours.decisions.iter().any(|d| d.kind == "ScaleUp"),
         "the peak must need new nodes"
     );
-    assert_eq!(
-        ours.always_empty_nodes, 0,
-        "ours launched nodes that never held a pod"
+    // To reach a zone the ASG fills last, the nodes AWS puts in the other zones first
+    // come too; they may stay empty, like CA's wrong-zone guesses.
+    assert!(
+        ours.always_empty_nodes <= ca.always_empty_nodes,
+        "ours launched {} nodes that never held a pod, ca-1.33 {}",
+        ours.always_empty_nodes,
+        ca.always_empty_nodes
     );
     // Every pod, pinned and anti-affine ones included, has a node once the peak is over
     // (the trace is back at its base from 9000 s): none pending in the last hour.
@@ -69,14 +73,13 @@ fn ca_buys_nodes_that_stay_empty_where_its_template_zone_is_wrong() {
     }
 }
 
-/// Known gap of the core (issue 18, `GroupPlan::launch_order`): when a multi-zone group
-/// holds the same number of instances in every zone, the core cannot tell where AWS
-/// launches the next node, so pods pinned to one zone (or kept out of zones by
-/// anti-affinity) trigger no scale-up of that group until the counts differ. Here that
-/// leaves pods pending through the peak that CA places. Ignored until the core plans
-/// `k` nodes for a `k`-way tie (one lands in each tied zone).
+/// When a multi-zone group holds the same number of instances in several zones, AWS's
+/// pick among them is unknown: a pod pinned to one zone (or kept out of zones by
+/// anti-affinity) that nothing guaranteed can serve gets, as a last resort, a node
+/// assumed in its zone, or the nodes up to the first that AWS's order puts there
+/// (`ZoneGuess::LastResort`). It used to wait until the counts differed, through the
+/// whole peak here.
 #[test]
-#[ignore = "core gap: zone-pinned pods on a zone-balanced multi-zone group (see README)"]
 fn ours_places_pinned_pods_on_a_zone_balanced_group_as_fast_as_ca() {
     let r = run();
     let (ours, ca) = (policy(&r, "ours"), policy(&r, "ca-1.33"));
