@@ -214,6 +214,41 @@ def metric(url, name):
     return 0.0
 
 
+def histogram(url, name):
+    """Cumulative buckets {capacity label: {le: count}} of a Prometheus histogram, plus
+    "all" (every label summed)."""
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    out = {"all": {}}
+    for line in text.splitlines():
+        m = re.match(name + r'_bucket\{le="([^"]+)",capacity="([^"]+)"\} (\S+)', line)
+        if m:
+            le, label, n = float(m.group(1)), m.group(2), float(m.group(3))
+            out.setdefault(label, {})[le] = n
+            out["all"][le] = out["all"].get(le, 0.0) + n
+    return out
+
+
+def histogram_quantile(before, after, label, q):
+    """Prometheus' histogram_quantile over the increase between two readings."""
+    b, a = before.get(label, {}), after.get(label, {})
+    buckets = [(le, a[le] - b.get(le, 0.0)) for le in sorted(a)]
+    if not buckets or buckets[-1][1] <= 0:
+        return float("nan")
+    rank, prev_le, prev_n = q * buckets[-1][1], 0.0, 0.0
+    for le, n in buckets:
+        if n >= rank:
+            if le == float("inf"):
+                return prev_le
+            return prev_le + (le - prev_le) * (rank - prev_n) / max(n - prev_n, 1e-9)
+        prev_le, prev_n = le, n
+    return prev_le
+
+
+def histogram_count(before, after, label):
+    a = after.get(label, {})
+    return int(a.get(float("inf"), 0.0) - before.get(label, {}).get(float("inf"), 0.0))
+
+
 def pct(values, p):
     if not values:
         return float("nan")
@@ -293,6 +328,8 @@ def burst(pods, log_path, pid, metrics_url):
     cpu0, round_sum0, round_n0 = cpu_seconds(pid), metric(metrics_url, "autoscaler_decision_round_seconds_sum"), \
         metric(metrics_url, "autoscaler_decision_round_seconds_count")
     decide0 = metric(metrics_url, "autoscaler_decide_seconds_sum")
+    wait_metric = "autoscaler_unschedulable_to_capacity_seconds"
+    waits0 = histogram(metrics_url, wait_metric)
     owners = owner_replicaset(kube, "burst", "burst")
     log_offset = os.path.getsize(log_path)
     t0 = time.time()
@@ -307,6 +344,7 @@ def burst(pods, log_path, pid, metrics_url):
     round_sum1 = metric(metrics_url, "autoscaler_decision_round_seconds_sum")
     round_n1 = metric(metrics_url, "autoscaler_decision_round_seconds_count")
     decide1 = metric(metrics_url, "autoscaler_decide_seconds_sum")
+    waits1 = histogram(metrics_url, wait_metric)
     stop.set()
 
     # Every SetDesiredCapacity the controller made: its log line after the call returned.
@@ -376,6 +414,14 @@ def burst(pods, log_path, pid, metrics_url):
                        "triggered": trig, "set_desired_capacity": sets}, f)
     print(json.dumps({
         "pods": pods, "created_in_s": round(created, 2),
+        # The controller's own clock: its pod watch delivering the pod unschedulable ->
+        # the end of the round that found it capacity (free room, a node on its way, or
+        # a scale-up whose SetDesiredCapacity returned). Interpolated within buckets.
+        "controller_unschedulable_to_capacity_s": {
+            label: {"pods": histogram_count(waits0, waits1, label),
+                    **{p: round(histogram_quantile(waits0, waits1, label, p / 100), 3)
+                       for p in (50, 95, 99)}}
+            for label in sorted(waits1)},
         "set_desired_capacity_calls": len(sets), "nodes_added": added,
         "pods_with_triggered_scale_up": len(trig), "pods_without": untriggered,
         "triggering_pods_pending_to_set_desired_capacity_s": {p: round(pct(to_aws, p), 3) for p in (50, 95, 99)},

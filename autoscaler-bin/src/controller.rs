@@ -360,6 +360,7 @@ async fn serve<P: NodeGroupProvider + Clone>(
         overprovisioning_text: None,
         wake_at: None,
         recording,
+        status: None,
     };
     let main = ctl.main_loop(notify);
     tokio::select! {
@@ -415,9 +416,81 @@ struct Controller<P: NodeGroupProvider + Clone> {
     wake_at: Option<tokio::time::Instant>,
     /// `--record-dir`'s writer.
     recording: Option<crate::recording::RecordingWriter>,
+    /// The status ConfigMap's writer (started at the first round that writes it).
+    status: Option<watch::Sender<Option<StatusUpdate>>>,
+}
+
+/// One version of the status ConfigMap.
+#[derive(Clone, Debug)]
+struct StatusUpdate {
+    text: String,
+    updated: String,
+}
+
+/// Writes the status ConfigMap off the round's path (a PATCH took 0.2-0.7 s against a
+/// busy API server, and pending pods wait for the round in progress): the latest
+/// version wins, one write at a time.
+fn start_status_writer(
+    client: Client,
+    namespace: String,
+    name: String,
+) -> watch::Sender<Option<StatusUpdate>> {
+    let (tx, mut rx) = watch::channel::<Option<StatusUpdate>>(None);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some(update) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            if let Err(e) = write_status(&client, &namespace, &name, update).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "writing the status ConfigMap failed"
+                );
+            }
+        }
+    });
+    tx
+}
+
+async fn write_status(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    update: StatusUpdate,
+) -> Result<()> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut data = BTreeMap::new();
+    data.insert("status".to_string(), update.text);
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {"cluster-autoscaler.kubernetes.io/last-updated": update.updated}},
+        "data": data,
+    });
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            let cm = ConfigMap {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.to_string()),
+                    namespace: Some(namespace.to_string()),
+                    ..Default::default()
+                },
+                data: Some(data),
+                ..Default::default()
+            };
+            api.create(&PostParams::default(), &cm).await?;
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Sleeps until `at`, or forever when there is no deadline.
+/// A round longer than this is logged with where its time went.
+const SLOW_ROUND: Duration = Duration::from_secs(1);
+
 async fn sleep_until_deadline(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -592,7 +665,9 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             }
             self.engine.handle_event(ev, t);
         }
+        let events_done = started.elapsed();
         let snap = build_snapshot(&self.caches, &self.provider).await?;
+        let snapshot_done = started.elapsed();
         let decide_started = Instant::now();
         let decisions = self.engine.decide(&snap, t);
         self.metrics
@@ -612,27 +687,46 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 tracing::warn!(error = %e, "recording the round failed");
             }
         }
-        self.carry_out(&decisions).await;
+        let decide_done = started.elapsed();
+        let failed = self.carry_out(&decisions).await;
+        let carry_out_done = started.elapsed();
+        self.count_waits_for_capacity(&decisions, &failed);
         self.report_pods(&decisions);
         self.report_nodes(&decisions);
         if self.flags.write_status_configmap {
-            if let Err(e) = self.write_status(&snap, &decisions, t).await {
-                tracing::warn!(
-                    error = format!("{e:#}"),
-                    "writing the status ConfigMap failed"
-                );
-            }
+            self.send_status(&snap, &decisions, t);
+        }
+        let total = started.elapsed();
+        // Pending pods wait for the round in progress: say where a slow one went.
+        if total > SLOW_ROUND {
+            tracing::info!(
+                total_ms = total.as_millis() as u64,
+                events_ms = events_done.as_millis() as u64,
+                snapshot_ms = (snapshot_done - events_done).as_millis() as u64,
+                decide_ms = (decide_done - snapshot_done).as_millis() as u64,
+                carry_out_ms = (carry_out_done - decide_done).as_millis() as u64,
+                report_and_status_ms = (total - carry_out_done).as_millis() as u64,
+                "slow round"
+            );
         }
         Ok(())
     }
 
-    async fn carry_out(&mut self, d: &Decisions) {
+    /// Carries out the round's decisions; returns the groups whose scale-up did not
+    /// reach the cloud.
+    async fn carry_out(&mut self, d: &Decisions) -> BTreeSet<String> {
         let dry = self.flags.dry_run;
-        for action in &d.actions {
+        let mut failed = BTreeSet::new();
+        for (i, action) in d.actions.iter().enumerate() {
             // Never act on a stale leadership: re-check before every change.
             if !dry && !self.is_leader() {
                 tracing::warn!("lost the Lease mid-round; remaining decisions dropped");
-                return;
+                for a in &d.actions[i..] {
+                    if let Decision::ScaleUp { group, .. } = a {
+                        failed.insert(group.clone());
+                    }
+                }
+                return failed;
             }
             tracing::info!(dry_run = dry, decision = ?action, reason = action.reason(), "decision");
             if dry {
@@ -692,7 +786,43 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 {
                     // Nothing changed in AWS: the next round plans from the real size.
                     self.engine.target_not_applied(group);
+                    failed.insert(group.clone());
                 }
+            }
+        }
+        failed
+    }
+
+    /// `autoscaler_unschedulable_to_capacity_seconds`: each pending pod this round found
+    /// capacity for, once, unless its group's scale-up failed.
+    fn count_waits_for_capacity(&self, d: &Decisions, failed: &BTreeSet<String>) {
+        let found = d.pods.iter().filter_map(|o| match &o.verdict {
+            PodVerdict::FitsExistingNode { .. } => {
+                Some((o.pod.as_str(), (o.pod.as_str(), "free_room")))
+            }
+            PodVerdict::WaitsForUpcomingNode { .. } => {
+                Some((o.pod.as_str(), (o.pod.as_str(), "upcoming")))
+            }
+            PodVerdict::TriggeredScaleUp { group } if !failed.contains(group) => {
+                Some((o.pod.as_str(), (o.pod.as_str(), "new_node")))
+            }
+            _ => None,
+        });
+        let mut logged = 0;
+        for ((pod, capacity), waited) in self.caches.pods.capacity_found(found, Instant::now()) {
+            self.metrics
+                .unschedulable_to_capacity
+                .get_or_create(&crate::metrics::CapacityLabel { capacity })
+                .observe(waited.as_secs_f64());
+            if waited > SLOW_ROUND * 2 && logged < 5 {
+                logged += 1;
+                tracing::info!(
+                    pod,
+                    capacity,
+                    waited_ms = waited.as_millis() as u64,
+                    previous_verdict = self.last_pod_verdict.get(pod).map(String::as_str),
+                    "pending pod waited long for capacity"
+                );
             }
         }
     }
@@ -857,42 +987,23 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         });
     }
 
-    async fn write_status(
-        &self,
-        snap: &ClusterSnapshot,
-        d: &Decisions,
-        t: Timestamp,
-    ) -> Result<()> {
+    /// Hands this round's status to the writer.
+    fn send_status(&mut self, snap: &ClusterSnapshot, d: &Decisions, t: Timestamp) {
         let prices = self.provider.on_demand_prices();
-        let text = status::render_with_prices(snap, d, t, self.flags.dry_run, &prices);
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.flags.namespace);
-        let name = &self.flags.status_config_map_name;
-        let mut data = BTreeMap::new();
-        data.insert("status".to_string(), text);
-        let patch = serde_json::json!({
-            "metadata": {"annotations": {"cluster-autoscaler.kubernetes.io/last-updated": status::rfc3339(t)}},
-            "data": data,
-        });
-        match api
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => {
-                let cm = ConfigMap {
-                    metadata: kube::api::ObjectMeta {
-                        name: Some(name.clone()),
-                        namespace: Some(self.flags.namespace.clone()),
-                        ..Default::default()
-                    },
-                    data: Some(data),
-                    ..Default::default()
-                };
-                api.create(&PostParams::default(), &cm).await?;
-                Ok(())
-            }
-            Err(e) => Err(e.into()),
-        }
+        let update = StatusUpdate {
+            text: status::render_with_prices(snap, d, t, self.flags.dry_run, &prices),
+            updated: status::rfc3339(t),
+        };
+        let (client, flags) = (&self.client, &self.flags);
+        self.status
+            .get_or_insert_with(|| {
+                start_status_writer(
+                    client.clone(),
+                    flags.namespace.clone(),
+                    flags.status_config_map_name.clone(),
+                )
+            })
+            .send_replace(Some(update));
     }
 }
 

@@ -34,6 +34,13 @@ pub struct BalanceSetLabel {
     pub balance_set: String,
 }
 
+/// A `capacity` label: what a pending pod found (`free_room`, `upcoming`, `new_node`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CapacityLabel {
+    /// What it found.
+    pub capacity: &'static str,
+}
+
 /// A `reason` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -78,6 +85,11 @@ pub struct Metrics {
     pub round_seconds: Histogram,
     /// `autoscaler_decide_seconds`: the engine's `decide` alone.
     pub decide_seconds: Histogram,
+    /// `autoscaler_unschedulable_to_capacity_seconds{capacity}`: per pending pod, from the
+    /// watch first delivering it unschedulable to the end of the round that found it
+    /// capacity: `free_room` on a node, a node `upcoming` (ordered before), or a
+    /// `new_node` whose scale-up call returned in that round.
+    pub unschedulable_to_capacity: Family<CapacityLabel, Histogram, fn() -> Histogram>,
     /// `autoscaler_is_leader`.
     pub is_leader: Gauge,
     /// `autoscaler_dry_run`.
@@ -121,6 +133,13 @@ fn seconds_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
+fn wait_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+    ]
+    .into_iter()
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -142,6 +161,9 @@ impl Metrics {
             last_activity: Family::default(),
             round_seconds: Histogram::new(seconds_buckets()),
             decide_seconds: Histogram::new(seconds_buckets()),
+            unschedulable_to_capacity: Family::new_with_constructor(|| {
+                Histogram::new(wait_buckets())
+            }),
             is_leader: Gauge::default(),
             dry_run: Gauge::default(),
             on_demand_share: Gauge::default(),
@@ -207,6 +229,11 @@ impl Metrics {
             "autoscaler_decide_seconds",
             "Duration of the engine's decide() call.",
             m.decide_seconds.clone(),
+        );
+        r.register(
+            "autoscaler_unschedulable_to_capacity_seconds",
+            "Per pending pod: from the watch delivering it unschedulable to the end of the round that found it capacity.",
+            m.unschedulable_to_capacity.clone(),
         );
         r.register(
             "autoscaler_is_leader",
@@ -505,8 +532,15 @@ mod tests {
             ..Decisions::default()
         };
         m.record_round(&[], &d, 1_700_000_000);
+        m.unschedulable_to_capacity
+            .get_or_create(&CapacityLabel {
+                capacity: "new_node",
+            })
+            .observe(1.2);
         let text = m.encode();
         for name in [
+            "autoscaler_unschedulable_to_capacity_seconds_bucket{le=\"1.0\",capacity=\"new_node\"} 0",
+            "autoscaler_unschedulable_to_capacity_seconds_bucket{le=\"1.5\",capacity=\"new_node\"} 1",
             "cluster_autoscaler_scaled_up_nodes_total 3",
             "cluster_autoscaler_unschedulable_pods_count 0",
             "cluster_autoscaler_nodes_count{state=\"ready\"} 0",

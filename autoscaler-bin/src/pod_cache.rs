@@ -16,6 +16,7 @@ use kube::api::Api;
 use kube::runtime::{watcher, WatchStreamExt};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 
 /// What the controller keeps of one pod.
@@ -27,8 +28,21 @@ pub struct CachedPod {
     /// unschedulable by the scheduler. `None` for pods the scheduler has not tried yet,
     /// finished pods and pods whose spec could not be read (logged when seen).
     pub pod: Option<Arc<Pod>>,
+    /// Since when it waits for capacity, for `autoscaler_unschedulable_to_capacity_seconds`.
+    pending: PendingClock,
     /// The watch list generation that last saw it (see [`PodCache::apply`]).
     generation: u64,
+}
+
+/// How long a pod has waited for capacity, as the controller saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PendingClock {
+    /// Bound, finished, or not yet tried by the scheduler.
+    NotPending,
+    /// The watch first delivered it unschedulable at this instant.
+    Since(Instant),
+    /// A round already found capacity for it (counted once).
+    Counted,
 }
 
 /// A change the watch delivered, reduced to what the cache needs.
@@ -91,7 +105,8 @@ pub fn upsert_interned(p: &ApiPod, interner: &mut LabelInterner) -> PodChange {
     let namespace = p.metadata.namespace.clone().unwrap_or_default();
     let name = p.metadata.name.clone().unwrap_or_default();
     let bound = p.spec.as_ref().is_some_and(|s| s.node_name.is_some());
-    let pod = if bound || translate::is_unschedulable(p) {
+    let unschedulable = !bound && translate::is_unschedulable(p);
+    let pod = if bound || unschedulable {
         match translate::pod_interned(p, interner) {
             Ok(pod) => pod.map(Arc::new),
             Err(e) => {
@@ -108,6 +123,11 @@ pub fn upsert_interned(p: &ApiPod, interner: &mut LabelInterner) -> PodChange {
         entry: CachedPod {
             uid: p.metadata.uid.clone(),
             pod,
+            pending: if unschedulable {
+                PendingClock::Since(Instant::now())
+            } else {
+                PendingClock::NotPending
+            },
             generation: 0,
         },
     }
@@ -126,7 +146,15 @@ impl PodCache {
                 mut entry,
             } => {
                 entry.generation = inner.generation;
-                inner.pods.insert((namespace, name), entry);
+                let key = (namespace, name);
+                // A pod still pending keeps the instant it was first seen so (updates and
+                // re-lists deliver it again).
+                if let (PendingClock::Since(_), Some(old)) = (entry.pending, inner.pods.get(&key)) {
+                    if matches!(old.pending, PendingClock::Since(_) | PendingClock::Counted) {
+                        entry.pending = old.pending;
+                    }
+                }
+                inner.pods.insert(key, entry);
             }
             PodChange::Deleted { namespace, name } => {
                 inner.pods.remove(&(namespace, name));
@@ -168,6 +196,31 @@ impl PodCache {
             .pods
             .get(&(namespace.to_string(), name.to_string()))
             .and_then(|e| e.uid.clone())
+    }
+
+    /// Marks the pods (`namespace/name`) a round found capacity for (free room, a node on
+    /// its way or one just ordered) and returns, once per pod, how long each waited since
+    /// the watch first delivered it unschedulable.
+    /// Each pod comes with a tag (what it found) that is handed back with its wait.
+    pub fn capacity_found<'a, T>(
+        &self,
+        pods: impl IntoIterator<Item = (&'a str, T)>,
+        at: Instant,
+    ) -> Vec<(T, Duration)> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut waited = Vec::new();
+        for (key, tag) in pods {
+            let Some((ns, name)) = key.split_once('/') else {
+                continue;
+            };
+            if let Some(e) = inner.pods.get_mut(&(ns.to_string(), name.to_string())) {
+                if let PendingClock::Since(t) = e.pending {
+                    waited.push((tag, at.saturating_duration_since(t)));
+                    e.pending = PendingClock::Counted;
+                }
+            }
+        }
+        waited
     }
 
     /// Waits until the first full list has been read.
@@ -224,6 +277,45 @@ mod tests {
             "status": {"phase": phase},
         }))
         .unwrap()
+    }
+
+    fn unschedulable_pod(name: &str) -> ApiPod {
+        let mut p = api_pod(name, None, "Pending");
+        p.status = serde_json::from_value(serde_json::json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}))
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn the_wait_for_capacity_counts_from_the_first_delivery_once() {
+        let cache = PodCache::default();
+        let first = Instant::now();
+        cache.apply(upsert(&unschedulable_pod("a")));
+        std::thread::sleep(Duration::from_millis(30));
+        // The scheduler's next attempt delivers it again: the clock keeps its start.
+        cache.apply(upsert(&unschedulable_pod("a")));
+        cache.apply(upsert(&api_pod("bound", Some("n1"), "Running")));
+        let at = Instant::now();
+        let pods = ["ns/a", "ns/bound", "ns/gone", "no-slash"].map(|k| (k, k));
+        let waited = cache.capacity_found(pods, at);
+        assert_eq!(waited.len(), 1, "only the pending pod has a wait");
+        let (tag, wait) = waited[0];
+        assert_eq!(tag, "ns/a");
+        assert!(wait >= Duration::from_millis(30));
+        assert!(wait <= at - first);
+        // Counted once, even when delivered again while still pending.
+        cache.apply(upsert(&unschedulable_pod("a")));
+        assert!(cache
+            .capacity_found([("ns/a", ())], Instant::now())
+            .is_empty());
+        // Bound, then pending again (evicted back to the queue): a new wait.
+        cache.apply(upsert(&api_pod("a", Some("n1"), "Running")));
+        cache.apply(upsert(&unschedulable_pod("a")));
+        assert_eq!(
+            cache.capacity_found([("ns/a", ())], Instant::now()).len(),
+            1
+        );
     }
 
     fn names(cache: &PodCache) -> Vec<String> {
