@@ -374,6 +374,7 @@ async fn run_case(client: &Client, id: &str, case: &Case) -> Result<(bool, bool)
         )
         .await
         .expect("create the case namespace");
+    harness::default_service_account(client, &ns).await;
     let names: Vec<String> = (0..case.nodes.len())
         .map(|i| format!("fid-{id}-n{i}"))
         .collect();

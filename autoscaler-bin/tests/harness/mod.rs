@@ -432,6 +432,24 @@ pub async fn namespace(client: &Client, ns: &str) {
     api.create(&PostParams::default(), &obj)
         .await
         .expect("create namespace");
+    default_service_account(client, ns).await;
+}
+
+/// Waits for the `default` ServiceAccount that kube-controller-manager creates in a new
+/// namespace: until it exists, the API server refuses pods there (403, "error looking up
+/// service account"), which a loaded control plane made a test meet.
+pub async fn default_service_account(client: &Client, ns: &str) {
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), ns);
+    wait_for(
+        &format!("the default ServiceAccount of {ns}"),
+        Duration::from_secs(60),
+        || {
+            let accounts = accounts.clone();
+            async move { accounts.get_opt("default").await.ok().flatten().map(|_| ()) }
+        },
+    )
+    .await;
 }
 
 /// Removes what a scenario made: its pods (at once), its namespace, and the nodes of
