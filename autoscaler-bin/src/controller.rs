@@ -487,10 +487,10 @@ async fn write_status(
     }
 }
 
-/// Sleeps until `at`, or forever when there is no deadline.
 /// A round longer than this is logged with where its time went.
 const SLOW_ROUND: Duration = Duration::from_secs(1);
 
+/// Sleeps until `at`, or forever when there is no deadline.
 async fn sleep_until_deadline(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -796,20 +796,17 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
     /// `autoscaler_unschedulable_to_capacity_seconds`: each pending pod this round found
     /// capacity for, once, unless its group's scale-up failed.
     fn count_waits_for_capacity(&self, d: &Decisions, failed: &BTreeSet<String>) {
-        let found = d.pods.iter().filter_map(|o| match &o.verdict {
-            PodVerdict::FitsExistingNode { .. } => {
-                Some((o.pod.as_str(), (o.pod.as_str(), "free_room")))
-            }
-            PodVerdict::WaitsForUpcomingNode { .. } => {
-                Some((o.pod.as_str(), (o.pod.as_str(), "upcoming")))
-            }
-            PodVerdict::TriggeredScaleUp { group } if !failed.contains(group) => {
-                Some((o.pod.as_str(), (o.pod.as_str(), "new_node")))
-            }
-            _ => None,
+        let found = d.pods.iter().filter_map(|o| {
+            let capacity = match &o.verdict {
+                PodVerdict::FitsExistingNode { .. } => "free_room",
+                PodVerdict::WaitsForUpcomingNode { .. } => "upcoming",
+                PodVerdict::TriggeredScaleUp { group } if !failed.contains(group) => "new_node",
+                _ => return None,
+            };
+            Some((o.pod.as_str(), capacity))
         });
         let mut logged = 0;
-        for ((pod, capacity), waited) in self.caches.pods.capacity_found(found, Instant::now()) {
+        for (pod, capacity, waited) in self.caches.pods.capacity_found(found, Instant::now()) {
             self.metrics
                 .unschedulable_to_capacity
                 .get_or_create(&crate::metrics::CapacityLabel { capacity })

@@ -200,13 +200,13 @@ impl PodCache {
 
     /// Marks the pods (`namespace/name`) a round found capacity for (free room, a node on
     /// its way or one just ordered) and returns, once per pod, how long each waited since
-    /// the watch first delivered it unschedulable.
-    /// Each pod comes with a tag (what it found) that is handed back with its wait.
+    /// the watch first delivered it unschedulable. Each pod comes with a tag (what it
+    /// found) that is handed back with its key and wait.
     pub fn capacity_found<'a, T>(
         &self,
         pods: impl IntoIterator<Item = (&'a str, T)>,
         at: Instant,
-    ) -> Vec<(T, Duration)> {
+    ) -> Vec<(&'a str, T, Duration)> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let mut waited = Vec::new();
         for (key, tag) in pods {
@@ -215,7 +215,7 @@ impl PodCache {
             };
             if let Some(e) = inner.pods.get_mut(&(ns.to_string(), name.to_string())) {
                 if let PendingClock::Since(t) = e.pending {
-                    waited.push((tag, at.saturating_duration_since(t)));
+                    waited.push((key, tag, at.saturating_duration_since(t)));
                     e.pending = PendingClock::Counted;
                 }
             }
@@ -297,11 +297,11 @@ mod tests {
         cache.apply(upsert(&unschedulable_pod("a")));
         cache.apply(upsert(&api_pod("bound", Some("n1"), "Running")));
         let at = Instant::now();
-        let pods = ["ns/a", "ns/bound", "ns/gone", "no-slash"].map(|k| (k, k));
+        let pods = ["ns/a", "ns/bound", "ns/gone", "no-slash"].map(|k| (k, k.len()));
         let waited = cache.capacity_found(pods, at);
         assert_eq!(waited.len(), 1, "only the pending pod has a wait");
-        let (tag, wait) = waited[0];
-        assert_eq!(tag, "ns/a");
+        let (key, tag, wait) = waited[0];
+        assert_eq!((key, tag), ("ns/a", 4));
         assert!(wait >= Duration::from_millis(30));
         assert!(wait <= at - first);
         // Counted once, even when delivered again while still pending.

@@ -19,8 +19,8 @@ use crate::model::CapacityType;
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState};
 use crate::scaleup::{
-    classify, depends_on_zone, estimate, explain_misfit, place_class, Estimate, GroupPlan,
-    PodClass, Unavailable, ZoneGuess, DEFAULT_MAX_PODS,
+    classify, depends_on_zone, estimate, explain_misfit, place_class, zone_open, Estimate,
+    GroupPlan, PodClass, Unavailable, ZoneGuess, DEFAULT_MAX_PODS,
 };
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
@@ -202,12 +202,8 @@ fn wait_on_upcoming_guessing_zone<'a>(
                 let fits = |n: &SimNode<'a>| full_fit(pod, n, snap, &spread, &affinity).is_ok();
                 // Only nodes whose zone is open: the others were tried without guessing.
                 let found = (0..sim.nodes.len()).find(|&k| {
-                    let node = &sim.nodes[k];
-                    node.existing.is_none()
-                        && node
-                            .variants
-                            .iter()
-                            .any(|v| v.zone != node.variants[0].zone)
+                    sim.nodes[k].existing.is_none()
+                        && zone_open(sim.nodes[k].variants)
                         && ZoneGuess::LastResort.fits(&mut sim.nodes[k], fits)
                 });
                 match found {

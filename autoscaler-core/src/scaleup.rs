@@ -601,6 +601,11 @@ pub(crate) fn depends_on_zone(pod: &Pod) -> bool {
             .any(|t| t.topology_key == ZONE_LABEL)
 }
 
+/// Whether a hypothetical node with these variants may still land in more than one zone.
+pub(crate) fn zone_open(variants: &[Variant]) -> bool {
+    variants.iter().any(|v| v.zone != variants[0].zone)
+}
+
 impl ZoneGuess {
     /// Whether `fits(node)`; if not, under [`ZoneGuess::LastResort`], narrows a node
     /// whose zone is still open to the first of its zones that fits (variants are ordered
@@ -614,7 +619,7 @@ impl ZoneGuess {
             return true;
         }
         let all = node.variants;
-        if self == ZoneGuess::Never || all.iter().all(|v| v.zone == all[0].zone) {
+        if self == ZoneGuess::Never || !zone_open(all) {
             return false;
         }
         for zone in all.chunk_by(|a, b| a.zone == b.zone) {
@@ -647,9 +652,13 @@ pub(crate) fn estimate<'a>(
         if guess == ZoneGuess::LastResort && !depends_on_zone(rep) {
             continue; // tried without guessing: a zone changes nothing for it
         }
-        let mut first = plan.new_node(group, nodes.len(), "");
-        let static_ok = |n: &SimNode<'a>| resource_fit(rep, n).and(static_fit(rep, n)).is_ok();
-        if !guess.fits(&mut first, static_ok) && guess == ZoneGuess::Never {
+        // A quick refusal without guessing; a guess may still find a later node's zone.
+        let first = plan.new_node(group, nodes.len(), "");
+        if guess == ZoneGuess::Never
+            && resource_fit(rep, &first)
+                .and(static_fit(rep, &first))
+                .is_err()
+        {
             continue;
         }
         // Bound pods (any topology key) and what earlier classes put on these nodes.
