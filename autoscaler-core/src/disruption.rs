@@ -211,6 +211,21 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
 }
 
 /// Per group: its registered nodes and how many of them are on-demand (for mixes).
+/// Bound pods per owner (namespace, controller name).
+fn replicas_by_owner(snap: &ClusterSnapshot) -> BTreeMap<(&str, &str), usize> {
+    let mut out = BTreeMap::new();
+    for ni in snap.node_indexes() {
+        for &pi in snap.pods_on_node(ni) {
+            let pod = &snap.pods()[pi];
+            if let Some(o) = &pod.owner {
+                *out.entry((pod.namespace.as_str(), o.name.as_str()))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
 fn market_counts(snap: &ClusterSnapshot) -> Vec<(u32, u32)> {
     let mut counts = vec![(0u32, 0u32); snap.groups().len()];
     for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
@@ -418,6 +433,10 @@ struct Candidate<'a> {
     mix_keeps: bool,
     /// An on-demand node outside its group's designed mix ([`fallback_on_demand`]).
     fallback_on_demand: bool,
+    /// The fewest running replicas among the owners of its pods ([`replicas_by_owner`]):
+    /// evicting one of two replicas doubles the load on the other while it restarts,
+    /// one of twenty barely shows.
+    fewest_replicas: usize,
 }
 
 impl Candidate<'_> {
@@ -431,8 +450,10 @@ impl Candidate<'_> {
             .then(other.mix_keeps.cmp(&self.mix_keeps))
             .then(od(self.capacity_type).cmp(&od(other.capacity_type)))
             .reverse()
-            // Fewest evictions next (as cluster-autoscaler), then removal_order.
+            // Fewest evictions next (as cluster-autoscaler), then the evictions whose
+            // siblings absorb the load best, then removal_order.
             .then(self.pods.len().cmp(&other.pods.len()))
+            .then(other.fewest_replicas.cmp(&self.fewest_replicas))
             .then_with(|| removal_order(&self.key(), &other.key()))
     }
 
@@ -641,6 +662,7 @@ impl DisruptionState {
         let (snap, now) = (r.snap, r.now);
         let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
         let markets = market_counts(snap);
+        let replicas = replicas_by_owner(snap);
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
         for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
@@ -680,6 +702,19 @@ impl DisruptionState {
                     w.blocked(&n.name, reason);
                 }
                 Ok(pods) => cands.push(Candidate {
+                    fewest_replicas: pods
+                        .iter()
+                        .map(|&pi| {
+                            let pod = &snap.pods()[pi];
+                            pod.owner.as_ref().map_or(1, |o| {
+                                replicas
+                                    .get(&(pod.namespace.as_str(), o.name.as_str()))
+                                    .copied()
+                                    .unwrap_or(1)
+                            })
+                        })
+                        .min()
+                        .unwrap_or(usize::MAX),
                     node: ni,
                     group: gi,
                     utilization: utilization(snap, ni),

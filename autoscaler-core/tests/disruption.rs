@@ -220,6 +220,43 @@ fn the_scale_down_disabled_annotation_and_an_exhausted_pdb_block() {
 }
 
 #[test]
+fn of_two_equal_drains_the_one_whose_pod_has_more_siblings_goes_first() {
+    // Evicting one of two replicas doubles the load on the other while it restarts;
+    // one of ten barely shows. Same group, price and pod count: only that differs, and
+    // the pair's node comes first in every other order (index, name).
+    let g = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let nodes = vec![
+        node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO),
+        node("a-pair-light", &g, A, "m5.xlarge", Timestamp::ZERO),
+        node("b-crowd-light", &g, A, "m5.xlarge", Timestamp::ZERO),
+    ];
+    let mut pods = vec![
+        pod("db-0", "db", 10_000, 20_000, Some("anchor")),
+        pod("pair-0", "pair", 300, 256, Some("anchor")),
+        pod("pair-1", "pair", 300, 256, Some("a-pair-light")),
+        pod("crowd-9", "crowd", 300, 256, Some("b-crowd-light")),
+    ];
+    for i in 0..9 {
+        pods.push(pod(
+            &format!("crowd-{i}"),
+            "crowd",
+            100,
+            128,
+            Some("anchor"),
+        ));
+    }
+    let s = snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert_eq!(
+        removals(&d),
+        vec![("b-crowd-light".into(), RemovalKind::ScaleDown)],
+        "one drain at a time, the crowd's first"
+    );
+}
+
+#[test]
 fn a_node_whose_pods_fit_nowhere_else_stays() {
     let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
     let nodes = vec![

@@ -160,6 +160,9 @@ enum Command {
         /// Write the table as an HTML page here
         #[arg(long)]
         html: Option<PathBuf>,
+        /// Write the table in Markdown here (what simulator/README.md shows)
+        #[arg(long)]
+        markdown: Option<PathBuf>,
         /// Exit with status 3 when any criterion fails
         #[arg(long)]
         strict: bool,
@@ -191,6 +194,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             only,
             json,
             html,
+            markdown,
             strict,
         } => {
             let traces = traces
@@ -207,6 +211,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(p) = html {
                 std::fs::write(&p, board.html())
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            if let Some(p) = markdown {
+                std::fs::write(&p, board.markdown())
                     .with_context(|| format!("writing {}", p.display()))?;
             }
             if strict && !board.all_pass() {

@@ -318,6 +318,42 @@ impl Scoreboard {
         out
     }
 
+    /// The same table in Markdown, as the simulator README shows it: per criterion the
+    /// mark, then ours / CA in short (disruption: evictions chosen; on-demand: ours).
+    pub fn markdown(&self) -> String {
+        let mut out = String::from(
+            "| scenario (cloud) | trace | vs | served | disruption | cost | TTC p95 (crisis) \
+             | degraded (crisis) | on-demand back |\n|---|---|---|---|---|---|---|---|---|\n",
+        );
+        let first = |s: &str| s.split_whitespace().next().unwrap_or("").to_string();
+        for r in &self.rows {
+            let trace = r.trace.as_deref().unwrap_or("-");
+            let _ = write!(
+                out,
+                "| {} | {} | {} |",
+                r.scenario,
+                trace.strip_suffix(".csv").unwrap_or(trace),
+                r.variant
+            );
+            for c in &r.checks {
+                let body = match c.criterion {
+                    "served" | "disruption" => format!("{} / {}", first(&c.ours), first(&c.ca)),
+                    "ttc" => format!(
+                        "{} / {}",
+                        c.ours.strip_suffix(" s").unwrap_or(&c.ours),
+                        c.ca
+                    ),
+                    "on-demand" => c.ours.clone(),
+                    _ => format!("{} / {}", c.ours, c.ca),
+                };
+                let _ = write!(out, " {} {} |", mark(c.pass), body);
+            }
+            out.push('\n');
+        }
+        let _ = writeln!(out, "\n{} ✗ in {} rows.", self.failures(), self.rows.len());
+        out
+    }
+
     /// The same table as an HTML page.
     pub fn html(&self) -> String {
         let esc = |s: &str| {

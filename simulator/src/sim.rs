@@ -128,6 +128,44 @@ impl FromStr for PolicyKind {
     }
 }
 
+/// Common random numbers: every random quantity is drawn from its own stream, keyed by
+/// what it is for and by a number both policies share (the k-th instance launched, the
+/// k-th pod started, the k-th failed launch). Two policies that launch their k-th node
+/// at different moments still wait the same time for it, so the gap between them is
+/// their decisions, not a shared stream drifting apart after their first difference.
+#[derive(Clone, Copy)]
+struct Draws {
+    seed: u64,
+}
+
+/// What a keyed draw is for.
+#[derive(Clone, Copy)]
+enum Purpose {
+    LaunchLatency = 1,
+    NodeReadyLatency = 2,
+    PodStart = 3,
+    FailedActivityDelay = 4,
+    InterruptionPick = 5,
+}
+
+impl Draws {
+    /// The stream for `purpose` and `key`.
+    fn rng(self, purpose: Purpose, key: u64) -> ChaCha8Rng {
+        // splitmix64 over the three numbers: well-spread seeds for nearby keys.
+        let mut z = self.seed
+            ^ (purpose as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ key.wrapping_mul(0xd1b5_4a32_d192_ed03);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
+    }
+
+    /// One latency for `purpose` and `key`.
+    fn sample(self, d: &Dist, purpose: Purpose, key: u64) -> u64 {
+        sample(d, &mut self.rng(purpose, key))
+    }
+}
+
 fn uniform(rng: &mut ChaCha8Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
@@ -297,7 +335,7 @@ struct Sim<'a> {
     /// Seconds simulated.
     duration: u64,
     kind: PolicyKind,
-    rng: ChaCha8Rng,
+    draws: Draws,
     engine: Autoscaler,
     svcs: Vec<Svc>,
     pods: Vec<PodRec>,
@@ -660,7 +698,7 @@ impl<'a> Sim<'a> {
             loaded,
             duration: loaded.duration_s(),
             kind,
-            rng: ChaCha8Rng::seed_from_u64(seed),
+            draws: Draws { seed },
             engine: engine_for(sc, kind, seed),
             svcs,
             pods: Vec::new(),
@@ -783,7 +821,11 @@ impl<'a> Sim<'a> {
         if ready_now {
             self.ready_nodes.push(id);
         } else {
-            let reg = now + sample(&self.sc.cloud.launch_latency_s, &mut self.rng);
+            let latency = &self.sc.cloud.launch_latency_s;
+            let reg = now
+                + self
+                    .draws
+                    .sample(latency, Purpose::LaunchLatency, id.into());
             self.push(reg, Ev::Register(id));
         }
         id
@@ -1194,7 +1236,10 @@ impl<'a> Sim<'a> {
             self.svcs[svc].running.insert(p);
         } else {
             self.svcs[svc].starting.insert(p);
-            let at = now + sample(&self.svcs[svc].start, &mut self.rng);
+            let at = now
+                + self
+                    .draws
+                    .sample(&self.svcs[svc].start, Purpose::PodStart, p.into());
             self.push(at, Ev::PodReady(p));
         }
     }
@@ -1452,7 +1497,9 @@ impl<'a> Sim<'a> {
     fn launch_failed(&mut self, gi: usize, t: u64, ct: CapacityType) {
         self.report.launch_failures += 1;
         self.asgs[gi].next_attempt = t + self.sc.cloud.asg_retry_s;
-        let recorded = t + sample(&self.sc.cloud.failed_activity_delay_s, &mut self.rng);
+        let delay = &self.sc.cloud.failed_activity_delay_s;
+        let nth = self.report.launch_failures;
+        let recorded = t + self.draws.sample(delay, Purpose::FailedActivityDelay, nth);
         let a = &mut self.asgs[gi];
         a.failed_activity_at = Some(a.failed_activity_at.map_or(recorded, |f| f.min(recorded)));
         if self.kind != PolicyKind::Ours {
@@ -1484,7 +1531,11 @@ impl<'a> Sim<'a> {
                             n.created_at = Timestamp::from_secs(t);
                             n.ready_changed_at = Some(Timestamp::from_secs(t));
                         }
-                        let at = t + sample(&self.sc.cloud.node_ready_latency_s, &mut self.rng);
+                        let latency = &self.sc.cloud.node_ready_latency_s;
+                        let at =
+                            t + self
+                                .draws
+                                .sample(latency, Purpose::NodeReadyLatency, id.into());
                         self.push(at, Ev::Ready(id));
                     }
                 }
@@ -1546,11 +1597,12 @@ impl<'a> Sim<'a> {
                 })
                 .collect();
             let (count, notice) = (it.count, it.notice_s);
+            let mut rng = self.draws.rng(Purpose::InterruptionPick, k as u64);
             for _ in 0..count {
                 if cands.is_empty() {
                     break;
                 }
-                let pick = (self.rng.next_u64() % cands.len() as u64) as usize;
+                let pick = (rng.next_u64() % cands.len() as u64) as usize;
                 let id = cands.swap_remove(pick);
                 self.insts[id as usize].cause = Cause::Interruption;
                 self.report.interruptions += 1;
@@ -2385,6 +2437,35 @@ mod tests {
     /// Every binding of both scheduler models, and of CA's drain simulation, keeps the
     /// scenario's constraints: ingest-1a only in eu-west-1a, at most one cache pod per
     /// zone, at most one queue pod per node; checked every 10 s of the run.
+    #[test]
+    fn a_keyed_draw_does_not_depend_on_the_draws_before_it() {
+        // Common random numbers: policy A draws pod starts between its launches, policy B
+        // does not; their third launches must still take the same time.
+        let d = Dist::Uniform(40.0, 90.0);
+        let draws = Draws { seed: 7 };
+        let a: Vec<u64> = (0..5u64)
+            .map(|k| {
+                let _ = draws.sample(&Dist::Uniform(1.0, 2.0), Purpose::PodStart, k);
+                draws.sample(&d, Purpose::LaunchLatency, k)
+            })
+            .collect();
+        let b: Vec<u64> = (0..5u64)
+            .map(|k| draws.sample(&d, Purpose::LaunchLatency, k))
+            .collect();
+        assert_eq!(a, b);
+        // Keys and purposes give different streams (5 equal draws in a 51-wide range
+        // would be a broken key mix), and another seed another run.
+        assert!(b.windows(2).any(|w| w[0] != w[1]), "{b:?}");
+        let ready: Vec<u64> = (0..5u64)
+            .map(|k| draws.sample(&d, Purpose::NodeReadyLatency, k))
+            .collect();
+        assert_ne!(ready, b);
+        let other: Vec<u64> = (0..5u64)
+            .map(|k| Draws { seed: 8 }.sample(&d, Purpose::LaunchLatency, k))
+            .collect();
+        assert_ne!(other, b);
+    }
+
     #[test]
     fn every_scheduler_model_keeps_zone_pinning_and_anti_affinity() {
         for scheduler in [SchedulerKind::KubeDefault, SchedulerKind::FirstFit] {

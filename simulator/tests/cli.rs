@@ -206,6 +206,7 @@ fn run_writes_identical_json_twice_and_an_html_report() {
 fn the_scoreboard_judges_ours_against_every_ca_variant() {
     let json = tmp("board.json");
     let html = tmp("board.html");
+    let markdown = tmp("board.md");
     // The Azure trace under both crisis clouds: 2 rows x 3 CA variants.
     let o = sim(&[
         "scoreboard",
@@ -215,6 +216,8 @@ fn the_scoreboard_judges_ours_against_every_ca_variant() {
         json.to_str().unwrap(),
         "--html",
         html.to_str().unwrap(),
+        "--markdown",
+        markdown.to_str().unwrap(),
         "--strict",
     ]);
     let table = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -241,8 +244,18 @@ fn the_scoreboard_judges_ours_against_every_ca_variant() {
     assert!(table.contains("0 ✗ in 6 rows"), "{table}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert_eq!(page.matches("<tr>").count(), 7, "header + 6 rows");
+    let md = std::fs::read_to_string(&markdown).unwrap();
+    let md_rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(md_rows.len(), 7, "header + 6 rows:\n{md}");
+    assert!(
+        md_rows[1..]
+            .iter()
+            .all(|l| l.matches(" ✓ ").count() == 6 && l.contains("azure_llm_code")),
+        "{md}"
+    );
+    assert!(md.contains("0 ✗ in 6 rows."), "{md}");
     // A row that fails makes --strict exit 3.
-    let o = sim(&["scoreboard", "--only", "front-outage-return", "--strict"]);
+    let o = sim(&["scoreboard", "--only", "zonal-placement", "--strict"]);
     assert_eq!(
         o.status.code(),
         Some(3),
