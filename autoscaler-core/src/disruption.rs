@@ -15,6 +15,7 @@ use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
 use crate::scaleup::{classify, estimate, GroupPlan, Unavailable, ZoneGuess};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -211,19 +212,32 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
 }
 
 /// Per group: its registered nodes and how many of them are on-demand (for mixes).
-/// Bound pods per owner (namespace, controller name).
-fn replicas_by_owner(snap: &ClusterSnapshot) -> BTreeMap<(&str, &str), usize> {
-    let mut out = BTreeMap::new();
+/// Sets each candidate's `fewest_replicas` from the bound pods per controller. It only
+/// breaks ties between nodes with pods to evict, so the pods are counted only when two
+/// such candidates exist (not on every round of a quiet cluster).
+fn fill_fewest_replicas(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>]) {
+    if cands.iter().filter(|c| !c.pods.is_empty()).count() < 2 {
+        return;
+    }
+    let mut replicas: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
     for ni in snap.node_indexes() {
         for &pi in snap.pods_on_node(ni) {
-            let pod = &snap.pods()[pi];
-            if let Some(o) = &pod.owner {
-                *out.entry((pod.namespace.as_str(), o.name.as_str()))
-                    .or_insert(0) += 1;
+            if let Some(key) = snap.pods()[pi].controller_key() {
+                *replicas.entry(key).or_insert(0) += 1;
             }
         }
     }
-    out
+    for c in cands {
+        c.fewest_replicas = c
+            .pods
+            .iter()
+            .map(|&pi| {
+                let key = snap.pods()[pi].controller_key();
+                key.and_then(|k| replicas.get(&k)).copied().unwrap_or(1)
+            })
+            .min()
+            .unwrap_or(usize::MAX);
+    }
 }
 
 fn market_counts(snap: &ClusterSnapshot) -> Vec<(u32, u32)> {
@@ -433,7 +447,7 @@ struct Candidate<'a> {
     mix_keeps: bool,
     /// An on-demand node outside its group's designed mix ([`fallback_on_demand`]).
     fallback_on_demand: bool,
-    /// The fewest running replicas among the owners of its pods ([`replicas_by_owner`]):
+    /// The fewest running replicas among the owners of its pods ([`fill_fewest_replicas`]):
     /// evicting one of two replicas doubles the load on the other while it restarts,
     /// one of twenty barely shows.
     fewest_replicas: usize,
@@ -662,7 +676,6 @@ impl DisruptionState {
         let (snap, now) = (r.snap, r.now);
         let counts = r.sets.zone_counts(snap, w.targets, &|ni| w.removed[ni]);
         let markets = market_counts(snap);
-        let replicas = replicas_by_owner(snap);
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
         for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
@@ -702,19 +715,7 @@ impl DisruptionState {
                     w.blocked(&n.name, reason);
                 }
                 Ok(pods) => cands.push(Candidate {
-                    fewest_replicas: pods
-                        .iter()
-                        .map(|&pi| {
-                            let pod = &snap.pods()[pi];
-                            pod.owner.as_ref().map_or(1, |o| {
-                                replicas
-                                    .get(&(pod.namespace.as_str(), o.name.as_str()))
-                                    .copied()
-                                    .unwrap_or(1)
-                            })
-                        })
-                        .min()
-                        .unwrap_or(usize::MAX),
+                    fewest_replicas: usize::MAX,
                     node: ni,
                     group: gi,
                     utilization: utilization(snap, ni),
@@ -734,6 +735,7 @@ impl DisruptionState {
             }
         }
         self.unneeded_since.retain(|name, _| seen.contains(name));
+        fill_fewest_replicas(snap, &mut cands);
         cands.sort_by(|a, b| a.order(b));
         (cands, counts)
     }

@@ -388,6 +388,14 @@ impl Pod {
         self.owner.as_ref().is_some_and(OwnerRef::stays_with_node)
     }
 
+    /// The pod's controller as `(namespace, kind, name)`: pods with the same key are
+    /// replicas of one workload. `None` for a bare pod.
+    pub fn controller_key(&self) -> Option<(&str, &str, &str)> {
+        self.owner
+            .as_ref()
+            .map(|o| (self.namespace.as_str(), o.kind.as_str(), o.name.as_str()))
+    }
+
     /// A pending pod with the given requests, in namespace `default`.
     pub fn pending(name: impl Into<String>, requests: Resources) -> Self {
         Pod {

@@ -365,10 +365,7 @@ pub struct Encoder {
 }
 
 fn owner_of(pod: &Pod) -> (&str, &str, &str) {
-    match &pod.owner {
-        Some(o) => (&pod.namespace, &o.kind, &o.name),
-        None => (&pod.namespace, "Pod", ""),
-    }
+    pod.controller_key().unwrap_or((&pod.namespace, "Pod", ""))
 }
 
 fn owner_hash(owner: (&str, &str, &str)) -> u64 {

@@ -2434,9 +2434,6 @@ mod tests {
         sc.resolve(None, None).expect("built-in resolves")
     }
 
-    /// Every binding of both scheduler models, and of CA's drain simulation, keeps the
-    /// scenario's constraints: ingest-1a only in eu-west-1a, at most one cache pod per
-    /// zone, at most one queue pod per node; checked every 10 s of the run.
     #[test]
     fn a_keyed_draw_does_not_depend_on_the_draws_before_it() {
         // Common random numbers: policy A draws pod starts between its launches, policy B
@@ -2466,6 +2463,9 @@ mod tests {
         assert_ne!(other, b);
     }
 
+    /// Every binding of both scheduler models, and of CA's drain simulation, keeps the
+    /// scenario's constraints: ingest-1a only in eu-west-1a, at most one cache pod per
+    /// zone, at most one queue pod per node; checked every 10 s of the run.
     #[test]
     fn every_scheduler_model_keeps_zone_pinning_and_anti_affinity() {
         for scheduler in [SchedulerKind::KubeDefault, SchedulerKind::FirstFit] {
