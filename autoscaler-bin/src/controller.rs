@@ -9,6 +9,7 @@
 use crate::aws_provider::AwsProvider;
 use crate::drain::{DrainConfig, Drainer, Removal, DELETION_CANDIDATE_TAINT};
 use crate::flags::{CloudProvider, Flags};
+use crate::hpa_watch::HpaWatch;
 use crate::metrics::Metrics;
 use crate::pod_cache::PodCache;
 use crate::provider::{NodeGroupProvider, ProviderContext};
@@ -56,6 +57,9 @@ pub struct Caches {
     pub pdbs: Store<PodDisruptionBudget>,
     /// DaemonSets.
     pub daemonsets: Store<DaemonSet>,
+    /// HorizontalPodAutoscalers (their measured load; optional, never waited for: a
+    /// cluster without HPA read rights still scales).
+    pub hpas: HpaWatch,
     /// The priority-expander ConfigMap (0 or 1 object).
     pub priorities: Store<ConfigMap>,
     /// The overprovisioning ConfigMap (0 or 1 object).
@@ -155,6 +159,14 @@ pub fn start_caches(client: &Client, flags: &Flags, notify: Arc<Notify>) -> Cach
             |_| {},
             notify.clone(),
         ),
+        // Status updates every 15 s per HPA: read each round, never a reason for one.
+        hpas: HpaWatch::new(reflect(
+            Api::all(client.clone()),
+            watcher::Config::default(),
+            |_| false,
+            |_| {},
+            notify.clone(),
+        )),
         priorities: reflect(
             Api::namespaced(client.clone(), ns),
             named(&flags.priority_config_map_name),
@@ -212,6 +224,7 @@ pub async fn build_snapshot<P: NodeGroupProvider>(
         .iter()
         .map(|p| translate::pdb(p))
         .collect();
+    parts.workload_loads = caches.hpas.workload_loads();
     for d in caches.daemonsets.state() {
         match translate::daemonset(&d) {
             Ok(ds) => parts.daemonsets.push(ds),
@@ -339,7 +352,7 @@ async fn serve<P: NodeGroupProvider + Clone>(
         tracing::info!(dir = %dir.display(), max_bytes = flags.record_max_bytes, "recording rounds");
         Some(
             crate::recording::RecordingWriter::open(dir, flags.record_max_bytes, encoder)?
-                .with_hpa_watch(crate::hpa_watch::HpaWatch::start(client.clone())),
+                .with_hpa_watch(caches.hpas.clone()),
         )
     };
     tracing::info!(dry_run = flags.dry_run, metrics = %addr, "autoscaler started");

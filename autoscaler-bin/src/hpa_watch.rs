@@ -1,47 +1,31 @@
-//! HorizontalPodAutoscalers (`autoscaling/v2`) for `--record-dir`: what each HPA's
-//! controller sees (its CPU target, bounds, behavior, and the replicas and average CPU
-//! utilisation it last wrote in its status), so a recording can be replayed through the
-//! HPA model with other settings (`autoscaler-sim replay --hpa`). Watched only while
-//! recording; the engine itself never reads HPAs.
+//! HorizontalPodAutoscalers (`autoscaling/v2`), read from the controller's HPA cache:
+//! - every round, the CPU utilization each HPA last wrote in its status becomes a
+//!   [`WorkloadLoad`] of the snapshot (scale-down evicts where siblings have room);
+//! - with `--record-dir`, what each HPA's controller sees (its CPU target, bounds,
+//!   behavior, replicas and utilization), so a recording can be replayed through the
+//!   HPA model with other settings (`autoscaler-sim replay --hpa`).
 
 use autoscaler_core::hpa::{
     Behavior, ScalingPolicy, ScalingPolicyType, ScalingRules, SelectPolicy,
 };
 use autoscaler_core::recording::{HpaSettings, ObservedHpa};
-use futures::StreamExt;
+use autoscaler_core::WorkloadLoad;
 use k8s_openapi::api::autoscaling::v2::{
     HPAScalingRules, HorizontalPodAutoscaler, HorizontalPodAutoscalerBehavior,
 };
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{watcher, WatchStreamExt};
-use kube::{Api, Client};
+use kube::runtime::reflector::Store;
 
-/// A watch of every HPA in the cluster.
+/// The HPAs of the controller's cache (needs `list`/`watch` on
+/// `horizontalpodautoscalers.autoscaling`; without it there are none, scale-down ranks
+/// evictions by replica count and recordings hold no HPAs).
+#[derive(Clone)]
 pub struct HpaWatch {
     store: Store<HorizontalPodAutoscaler>,
 }
 
 impl HpaWatch {
-    /// Starts the watch (needs `list`/`watch` on `horizontalpodautoscalers.autoscaling`;
-    /// without it the recording has no HPAs and a warning says so).
-    pub fn start(client: Client) -> HpaWatch {
-        let (store, writer) = reflector::store();
-        let stream = watcher(
-            Api::<HorizontalPodAutoscaler>::all(client),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(|h: &mut HorizontalPodAutoscaler| h.metadata.managed_fields = None)
-        .reflect(writer)
-        .touched_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(item) = stream.next().await {
-                if let Err(e) = item {
-                    tracing::warn!(error = %e, "watching HorizontalPodAutoscalers for --record-dir failed (retrying; grant list/watch on horizontalpodautoscalers.autoscaling, or the recording holds no HPAs)");
-                }
-            }
-        });
+    /// Reads this cache.
+    pub fn new(store: Store<HorizontalPodAutoscaler>) -> HpaWatch {
         HpaWatch { store }
     }
 
@@ -53,6 +37,25 @@ impl HpaWatch {
             .filter_map(|h| observe(h))
             .collect()
     }
+
+    /// The measured load of every HPA-scaled workload now.
+    pub fn workload_loads(&self) -> Vec<WorkloadLoad> {
+        self.store
+            .state()
+            .iter()
+            .filter_map(|h| workload_load(&observe(h)?))
+            .collect()
+    }
+}
+
+/// A workload's load from its HPA's status (`None` before the HPA measured CPU).
+pub fn workload_load(o: &ObservedHpa) -> Option<WorkloadLoad> {
+    Some(WorkloadLoad {
+        namespace: o.settings.namespace.clone(),
+        target_kind: o.settings.target_kind.clone(),
+        target_name: o.settings.target_name.clone(),
+        cpu_utilization_percent: o.cpu_utilization?,
+    })
 }
 
 fn count(n: Option<i32>) -> u32 {
@@ -168,7 +171,7 @@ mod tests {
             Some(60),
             "the cpu metric, not memory"
         );
-        let b = o.settings.behavior.unwrap();
+        let b = o.settings.behavior.clone().unwrap();
         assert_eq!(b.scale_down.stabilization_window_seconds, Some(120));
         assert_eq!(b.scale_down.select_policy, SelectPolicy::Min);
         assert_eq!(
@@ -182,6 +185,15 @@ mod tests {
         );
         assert_eq!((o.current_replicas, o.desired_replicas), (4, 6));
         assert_eq!(o.cpu_utilization, Some(88));
+        let load = workload_load(&o).unwrap();
+        assert_eq!(
+            (load.namespace.as_str(), load.target_kind.as_str()),
+            ("shop", "Deployment")
+        );
+        assert_eq!(
+            (load.target_name.as_str(), load.cpu_utilization_percent),
+            ("web", 88)
+        );
     }
 
     #[test]
@@ -203,5 +215,6 @@ mod tests {
             (o.current_replicas, o.desired_replicas, o.cpu_utilization),
             (0, 0, None)
         );
+        assert_eq!(workload_load(&o), None, "no measurement, no load");
     }
 }

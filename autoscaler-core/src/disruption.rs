@@ -9,7 +9,7 @@ use crate::decision::{
 use crate::expander::{self, OptionScore, PriorityConfig};
 use crate::headroom::HeadroomState;
 use crate::index::{GroupIdx, NodeIdx, PodIdx};
-use crate::model::{CapacityType, NodeGroup, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
+use crate::model::{hpa_scales, CapacityType, NodeGroup, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
 use crate::scaleup::{classify, estimate, GroupPlan, Unavailable, ZoneGuess};
@@ -211,11 +211,10 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
         .unwrap_or(0.0)
 }
 
-/// Per group: its registered nodes and how many of them are on-demand (for mixes).
-/// Sets each candidate's `fewest_replicas` from the bound pods per controller. It only
-/// breaks ties between nodes with pods to evict, so the pods are counted only when two
-/// such candidates exist (not on every round of a quiet cluster).
-fn fill_fewest_replicas(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>]) {
+/// Sets each candidate's `eviction_pressure` ([`Candidate::eviction_pressure`]). It
+/// only breaks ties between nodes with pods to evict, so the pods are counted only when
+/// two such candidates exist (not on every round of a quiet cluster).
+fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>]) {
     if cands.iter().filter(|c| !c.pods.is_empty()).count() < 2 {
         return;
     }
@@ -227,19 +226,81 @@ fn fill_fewest_replicas(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>]) {
             }
         }
     }
+    // Utilization per controller, from the HPA that scales it; unmeasured counts as full.
+    let measured: FxHashMap<(&str, &str, &str), f64> = snap
+        .workload_loads()
+        .iter()
+        .map(|w| {
+            let key = (
+                w.namespace.as_str(),
+                w.target_kind.as_str(),
+                w.target_name.as_str(),
+            );
+            (key, f64::from(w.cpu_utilization_percent) / 100.0)
+        })
+        .collect();
+    let mut load: FxHashMap<(&str, &str, &str), f64> = FxHashMap::default();
+    for c in cands.iter() {
+        for &pi in &c.pods {
+            let pod = &snap.pods()[pi];
+            if let Some(key) = pod.controller_key() {
+                load.entry(key)
+                    .or_insert_with(|| measured_load(&measured, key).unwrap_or(1.0));
+            }
+        }
+    }
     for c in cands {
-        c.fewest_replicas = c
-            .pods
+        let mut on_node: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
+        let mut bare = false;
+        for &pi in &c.pods {
+            match snap.pods()[pi].controller_key() {
+                Some(key) => *on_node.entry(key).or_insert(0) += 1,
+                None => bare = true,
+            }
+        }
+        let worst = on_node
             .iter()
-            .map(|&pi| {
-                let key = snap.pods()[pi].controller_key();
-                key.and_then(|k| replicas.get(&k)).copied().unwrap_or(1)
+            .map(|(key, &evicted)| {
+                let running = replicas.get(key).copied().unwrap_or(evicted);
+                let left = running.saturating_sub(evicted);
+                if left == 0 {
+                    return f64::INFINITY;
+                }
+                load[key] * running as f64 / left as f64
             })
-            .min()
-            .unwrap_or(usize::MAX);
+            .fold(0.0, f64::max);
+        // Siblings that stay under the mark serve as well either way: price decides.
+        c.eviction_pressure = if bare {
+            f64::INFINITY
+        } else if worst <= COMFORTABLE_UTILIZATION {
+            0.0
+        } else {
+            worst
+        };
     }
 }
 
+/// The measured load of a pod controller `(namespace, kind, name)`: its own HPA's, or
+/// for a ReplicaSet `<deployment>-<hash>` its Deployment's (as
+/// [`crate::model::WorkloadLoad::covers`]).
+fn measured_load(
+    measured: &FxHashMap<(&str, &str, &str), f64>,
+    key: (&str, &str, &str),
+) -> Option<f64> {
+    let (namespace, kind, name) = key;
+    if let Some(&u) = measured.get(&key) {
+        return Some(u);
+    }
+    let (deployment, _hash) = name.rsplit_once('-')?;
+    let &u = measured.get(&(namespace, "Deployment", deployment))?;
+    hpa_scales("Deployment", deployment, kind, name).then_some(u)
+}
+
+/// CPU utilization (share of requests) up to which the replicas left by an eviction
+/// still serve normally: above typical HPA targets (50-80 %), below saturation.
+const COMFORTABLE_UTILIZATION: f64 = 0.85;
+
+/// Per group: its registered nodes and how many of them are on-demand (for mixes).
 fn market_counts(snap: &ClusterSnapshot) -> Vec<(u32, u32)> {
     let mut counts = vec![(0u32, 0u32); snap.groups().len()];
     for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
@@ -447,10 +508,13 @@ struct Candidate<'a> {
     mix_keeps: bool,
     /// An on-demand node outside its group's designed mix ([`fallback_on_demand`]).
     fallback_on_demand: bool,
-    /// The fewest running replicas among the owners of its pods ([`fill_fewest_replicas`]):
-    /// evicting one of two replicas doubles the load on the other while it restarts,
-    /// one of twenty barely shows.
-    fewest_replicas: usize,
+    /// The utilization the busiest workload among its pods would run at on its
+    /// remaining replicas while the evicted ones restart ([`fill_eviction_pressure`]):
+    /// its HPA's measured CPU utilization times running / remaining replicas (an
+    /// unmeasured workload counts as fully used, so evicting one of two replicas rates
+    /// 2.0 and one of twenty 1.05). Up to [`COMFORTABLE_UTILIZATION`] it is 0: a
+    /// workload at 25 % losing one of two replicas does not order the removals.
+    eviction_pressure: f64,
 }
 
 impl Candidate<'_> {
@@ -467,7 +531,7 @@ impl Candidate<'_> {
             // Fewest evictions next (as cluster-autoscaler), then the evictions whose
             // siblings absorb the load best, then removal_order.
             .then(self.pods.len().cmp(&other.pods.len()))
-            .then(other.fewest_replicas.cmp(&self.fewest_replicas))
+            .then(self.eviction_pressure.total_cmp(&other.eviction_pressure))
             .then_with(|| removal_order(&self.key(), &other.key()))
     }
 
@@ -715,7 +779,7 @@ impl DisruptionState {
                     w.blocked(&n.name, reason);
                 }
                 Ok(pods) => cands.push(Candidate {
-                    fewest_replicas: usize::MAX,
+                    eviction_pressure: f64::INFINITY,
                     node: ni,
                     group: gi,
                     utilization: utilization(snap, ni),
@@ -735,7 +799,7 @@ impl DisruptionState {
             }
         }
         self.unneeded_since.retain(|name, _| seen.contains(name));
-        fill_fewest_replicas(snap, &mut cands);
+        fill_eviction_pressure(snap, &mut cands);
         cands.sort_by(|a, b| a.order(b));
         (cands, counts)
     }

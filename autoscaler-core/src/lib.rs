@@ -115,6 +115,7 @@ pub use model::{
     LaunchSplit, Node, NodeGroup, NodeSelectorTerm, NodeTemplate, OwnerRef, Pod,
     PodAntiAffinityTerm, PodDisruptionBudget, Requirement, SchedulingSpec, SelectorOperator, Taint,
     TaintEffect, Toleration, TolerationOperator, TopologySpreadConstraint, WhenUnsatisfiable,
+    WorkloadLoad,
 };
 pub use predicates::{Unfit, Variant};
 pub use resources::{ResourceName, Resources, Shortfall};

@@ -739,6 +739,49 @@ pub struct PodDisruptionBudget {
     pub disruptions_allowed: u32,
 }
 
+/// Whether the workload (pod owner) `kind`/`name` belongs to an HPA's scale target:
+/// the target itself, or for a `Deployment` one of its ReplicaSets, named
+/// `<deployment>-<pod-template-hash>` by the Deployment controller.
+pub fn hpa_scales(target_kind: &str, target_name: &str, kind: &str, name: &str) -> bool {
+    if target_kind == "Deployment" && kind == "ReplicaSet" {
+        return name
+            .strip_prefix(target_name)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|hash| {
+                !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+    }
+    target_kind == kind && target_name == name
+}
+
+/// How hard a workload's pods work, as its HorizontalPodAutoscaler last measured it
+/// (`status.currentMetrics`, CPU resource metric). Scale-down reads it to evict where
+/// the remaining replicas have room for the evicted pod's share while it restarts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadLoad {
+    /// Namespace of the HPA and its target.
+    pub namespace: String,
+    /// `spec.scaleTargetRef.kind` (`Deployment`, `StatefulSet`, ...).
+    pub target_kind: String,
+    /// `spec.scaleTargetRef.name`.
+    pub target_name: String,
+    /// Average CPU use of the ready pods, percent of their requests.
+    pub cpu_utilization_percent: u32,
+}
+
+impl WorkloadLoad {
+    /// Whether `pod` is one of the target's replicas (for a Deployment: owned by one of
+    /// its ReplicaSets).
+    pub fn covers(&self, pod: &Pod) -> bool {
+        pod.namespace == self.namespace
+            && pod
+                .owner
+                .as_ref()
+                .is_some_and(|o| hpa_scales(&self.target_kind, &self.target_name, &o.kind, &o.name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

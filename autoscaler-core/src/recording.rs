@@ -211,20 +211,7 @@ pub struct ObservedHpa {
     pub cpu_utilization: Option<u32>,
 }
 
-/// Whether the workload (pod owner) `kind`/`name` belongs to an HPA's scale target:
-/// the target itself, or for a `Deployment` one of its ReplicaSets, named
-/// `<deployment>-<pod-template-hash>` by the Deployment controller.
-pub fn hpa_scales(target_kind: &str, target_name: &str, kind: &str, name: &str) -> bool {
-    if target_kind == "Deployment" && kind == "ReplicaSet" {
-        return name
-            .strip_prefix(target_name)
-            .and_then(|rest| rest.strip_prefix('-'))
-            .is_some_and(|hash| {
-                !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_alphanumeric())
-            });
-    }
-    target_kind == kind && target_name == name
-}
+pub use crate::model::hpa_scales;
 
 /// A workload's pods in one round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

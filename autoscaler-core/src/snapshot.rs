@@ -1,7 +1,7 @@
 //! A validated, indexed view of the cluster at one instant ("parse, don't validate":
 //! once built, every index is consistent and lookups cannot fail).
 
-use crate::model::{DaemonSet, Node, NodeGroup, Pod, PodDisruptionBudget};
+use crate::model::{DaemonSet, Node, NodeGroup, Pod, PodDisruptionBudget, WorkloadLoad};
 use crate::resources::Resources;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,10 @@ pub struct SnapshotParts {
     /// PodDisruptionBudgets.
     #[serde(default)]
     pub pdbs: Vec<PodDisruptionBudget>,
+    /// Workload load from HPA status (optional: without it scale-down ranks evictions
+    /// by replica count alone).
+    #[serde(default)]
+    pub workload_loads: Vec<WorkloadLoad>,
 }
 
 /// Why a snapshot could not be built.
@@ -219,6 +223,11 @@ impl ClusterSnapshot {
     /// PDBs.
     pub fn pdbs(&self) -> &[PodDisruptionBudget] {
         &self.parts.pdbs
+    }
+
+    /// Workload load as HPAs measured it.
+    pub fn workload_loads(&self) -> &[WorkloadLoad] {
+        &self.parts.workload_loads
     }
 
     /// Index of a group by name.

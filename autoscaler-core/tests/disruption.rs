@@ -257,6 +257,72 @@ fn of_two_equal_drains_the_one_whose_pod_has_more_siblings_goes_first() {
 }
 
 #[test]
+fn of_two_equal_drains_the_one_whose_workload_has_slack_goes_first() {
+    // Both light nodes hold one of two replicas. Without load figures they tie and the
+    // first by name goes; with the HPAs' utilization, the pod whose sibling would run at
+    // 50 % goes before the one whose sibling would run at 120 %.
+    let g = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let nodes = vec![
+        node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO),
+        node("a-hot-light", &g, A, "m5.xlarge", Timestamp::ZERO),
+        node("b-cool-light", &g, A, "m5.xlarge", Timestamp::ZERO),
+    ];
+    let pods = [
+        pod("db-0", "db", 10_000, 20_000, Some("anchor")),
+        pod("hot-0", "hot", 300, 256, Some("anchor")),
+        pod("hot-1", "hot", 300, 256, Some("a-hot-light")),
+        // A Deployment's pods: their ReplicaSet is `<deployment>-<pod-template-hash>`.
+        pod("cool-0", "cool-5d8f9", 300, 256, Some("anchor")),
+        pod("cool-1", "cool-5d8f9", 300, 256, Some("b-cool-light")),
+    ];
+    let load = |name: &str, percent| WorkloadLoad {
+        namespace: "default".into(),
+        target_kind: "ReplicaSet".into(),
+        target_name: name.into(),
+        cpu_utilization_percent: percent,
+    };
+    let first_removal = |loads: Vec<WorkloadLoad>| {
+        let parts = SnapshotParts {
+            groups: vec![with_target(g.clone(), &nodes)],
+            nodes: nodes.clone(),
+            pods: pods.iter().cloned().map(std::sync::Arc::new).collect(),
+            workload_loads: loads,
+            ..SnapshotParts::default()
+        };
+        let s = ClusterSnapshot::new(parts).unwrap();
+        let mut e = engine();
+        let _ = e.decide(&s, at(0));
+        removals(&e.decide(&s, at(11)))
+    };
+    assert_eq!(
+        first_removal(vec![]),
+        vec![("a-hot-light".into(), RemovalKind::ScaleDown)],
+        "unmeasured: a tie, broken by name"
+    );
+    assert_eq!(
+        first_removal(vec![
+            load("hot", 60),
+            WorkloadLoad {
+                target_kind: "Deployment".into(),
+                ..load("cool", 25)
+            }
+        ]),
+        vec![("b-cool-light".into(), RemovalKind::ScaleDown)],
+        "measured: the replica whose sibling has room goes first"
+    );
+    // A Deployment's HPA covers the pods of its ReplicaSets (`<name>-<hash>`).
+    let mut p = pod("web-1", "web-7d9f8c", 100, 128, None);
+    let deployment = WorkloadLoad {
+        target_kind: "Deployment".into(),
+        target_name: "web".into(),
+        ..load("web", 50)
+    };
+    assert!(deployment.covers(&p));
+    p.namespace = "other".into();
+    assert!(!deployment.covers(&p));
+}
+
+#[test]
 fn a_node_whose_pods_fit_nowhere_else_stays() {
     let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
     let nodes = vec![

@@ -144,6 +144,7 @@ pub fn cluster(scale: Scale) -> ClusterSnapshot {
         pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         daemonsets,
         pdbs: vec![],
+        workload_loads: vec![],
     })
     .expect("generated cluster is valid")
 }

@@ -42,7 +42,7 @@ use autoscaler_core::{
     CoolOffPolicy, Decision, DrainBackConfig, Event, HeadroomConfig, HedgeConfig, InstanceType,
     InterruptionKind, LabelSelector, LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef,
     Pod, PodDisruptionBudget, RemovalKind, Resources, ScaleDownConfig, ScaleUpCause,
-    SchedulingSpec, SnapshotParts, Timestamp,
+    SchedulingSpec, SnapshotParts, Timestamp, WorkloadLoad,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -202,6 +202,9 @@ struct Svc {
     load: f64,
     /// Utilization (of the CPU request) above which requests are served degraded.
     saturation: f64,
+    /// Average CPU utilization of the ready pods, percent of requests, at the HPA's last
+    /// sync (its `status.currentMetrics`, which the controller reads).
+    hpa_utilization: Option<u32>,
     pdb: Option<MaxUnavailable>,
     /// Bound pods per zone index (default topology spread, zone anti-affinity).
     zone_pods: Vec<u32>,
@@ -448,6 +451,7 @@ fn placeholder_svc(sc: &Scenario, like: &crate::scenario::ServiceSpec, zones: us
         running: BTreeSet::new(),
         load: 0.0,
         saturation: 1.0,
+        hpa_utilization: None,
         pdb: None,
         zone_pods: vec![0; zones],
         pinned_zones: Vec::new(),
@@ -621,6 +625,7 @@ impl<'a> Sim<'a> {
                     running: BTreeSet::new(),
                     load: 0.0,
                     saturation: s.saturation_utilization,
+                    hpa_utilization: None,
                     pdb: s.pdb_max_unavailable,
                     zone_pods: vec![0; zones.len()],
                     pinned_zones: s
@@ -1393,6 +1398,9 @@ impl<'a> Sim<'a> {
                 pod_request: cpu,
             };
             let cur = s.total();
+            let utilization = (m.ready_requests > 0)
+                .then(|| u32::try_from(m.ready_usage * 100 / m.ready_requests).unwrap_or(u32::MAX));
+            self.svcs[svc].hpa_utilization = utilization;
             let rec = self.svcs[svc]
                 .hpa
                 .reconcile(Timestamp::from_secs(t), cur, &m);
@@ -1687,6 +1695,20 @@ impl<'a> Sim<'a> {
                     name: s.name.clone(),
                     selector: LabelSelector::labels([("app", s.name.as_str())]),
                     disruptions_allowed: s.disruptions_allowed(),
+                })
+                .collect(),
+            // The pods' owner is a ReplicaSet named after the service (see `template`).
+            workload_loads: self
+                .svcs
+                .iter()
+                .filter(|s| !s.placeholder)
+                .filter_map(|s| {
+                    Some(WorkloadLoad {
+                        namespace: "default".into(),
+                        target_kind: "ReplicaSet".into(),
+                        target_name: s.name.clone(),
+                        cpu_utilization_percent: s.hpa_utilization?,
+                    })
                 })
                 .collect(),
             ..SnapshotParts::default()
