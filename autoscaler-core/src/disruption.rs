@@ -213,8 +213,9 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
 
 /// Sets each candidate's `eviction_pressure` ([`Candidate::eviction_pressure`]). It
 /// only breaks ties between nodes with pods to evict, so the pods are counted only when
-/// two such candidates exist (not on every round of a quiet cluster).
-fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>]) {
+/// two such candidates exist (not on every round of a quiet cluster). Pods below
+/// `filler_below` (placeholders) do not count.
+fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>], filler_below: i32) {
     if cands.iter().filter(|c| !c.pods.is_empty()).count() < 2 {
         return;
     }
@@ -252,8 +253,14 @@ fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>]) {
     for c in cands {
         let mut on_node: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
         let mut bare = false;
-        for &pi in &c.pods {
-            match snap.pods()[pi].controller_key() {
+        // Placeholders and other filler below the demand floor cost nothing to evict.
+        let pods = c
+            .pods
+            .iter()
+            .map(|&pi| &snap.pods()[pi])
+            .filter(|p| p.spec.priority >= filler_below);
+        for pod in pods {
+            match pod.controller_key() {
                 Some(key) => *on_node.entry(key).or_insert(0) += 1,
                 None => bare = true,
             }
@@ -799,7 +806,7 @@ impl DisruptionState {
             }
         }
         self.unneeded_since.retain(|name, _| seen.contains(name));
-        fill_eviction_pressure(snap, &mut cands);
+        fill_eviction_pressure(snap, &mut cands, r.config.headroom.demand_priority_floor);
         cands.sort_by(|a, b| a.order(b));
         (cands, counts)
     }

@@ -323,6 +323,44 @@ fn of_two_equal_drains_the_one_whose_workload_has_slack_goes_first() {
 }
 
 #[test]
+fn evicting_a_placeholder_counts_as_no_pressure() {
+    // Placeholders (priority under the demand floor) exist to be evicted: the node that
+    // holds one of two goes before the one holding one of ten real replicas.
+    let g = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let nodes = vec![
+        node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO),
+        node("a-crowd-light", &g, A, "m5.xlarge", Timestamp::ZERO),
+        node("b-filler-light", &g, A, "m5.xlarge", Timestamp::ZERO),
+    ];
+    let mut pods = vec![
+        pod("db-0", "db", 10_000, 20_000, Some("anchor")),
+        pod("crowd-9", "crowd", 300, 256, Some("a-crowd-light")),
+        pod("ph-0", "overprovisioning", 300, 256, Some("anchor")),
+        pod("ph-1", "overprovisioning", 300, 256, Some("b-filler-light")),
+    ];
+    for i in 0..9 {
+        pods.push(pod(
+            &format!("crowd-{i}"),
+            "crowd",
+            100,
+            128,
+            Some("anchor"),
+        ));
+    }
+    for p in pods.iter_mut().filter(|p| p.name.starts_with("ph-")) {
+        p.spec.priority = -1;
+    }
+    let s = snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    assert_eq!(
+        removals(&d),
+        vec![("b-filler-light".into(), RemovalKind::ScaleDown)]
+    );
+}
+
+#[test]
 fn a_node_whose_pods_fit_nowhere_else_stays() {
     let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
     let nodes = vec![

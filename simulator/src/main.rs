@@ -166,6 +166,11 @@ enum Command {
         /// Exit with status 3 when any criterion fails
         #[arg(long)]
         strict: bool,
+        /// Run every policy with the chart's placeholder ladder (for CA: the
+        /// cluster-proportional-autoscaler beside it) and ours with growth headroom, as
+        /// the chart does with `overprovisioning.enabled`
+        #[arg(long)]
+        overprovisioning: bool,
     },
 }
 
@@ -196,14 +201,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             html,
             markdown,
             strict,
+            overprovisioning,
         } => {
             let traces = traces
                 .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/traces")));
-            let board = simulator::scoreboard::run(&traces, only.as_deref(), &|row| {
-                if std::io::stderr().is_terminal() {
-                    eprintln!("replaying {row}");
-                }
-            })?;
+            let board =
+                simulator::scoreboard::run(&traces, only.as_deref(), overprovisioning, &|row| {
+                    if std::io::stderr().is_terminal() {
+                        eprintln!("replaying {row}");
+                    }
+                })?;
             print!("{}", board.table());
             if let Some(p) = json {
                 let text = serde_json::to_string_pretty(&board).context("serializing")?;

@@ -677,6 +677,7 @@ impl Recording {
             services,
             node_groups,
             cloud,
+            overprovisioning: None,
             autoscaler: self.header.config.clone(),
             ca_baseline: CaSpec::default(),
             sim: SimSpec {

@@ -7,6 +7,7 @@ use autoscaler_core::hpa::{Behavior, HpaSpec};
 use autoscaler_core::model::{
     CAPACITY_TYPE_LABEL, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
 };
+use autoscaler_core::overprovisioning::Overprovisioning;
 use autoscaler_core::{AutoscalerConfig, CapacityType, Labels};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -42,6 +43,13 @@ pub struct Scenario {
     /// Simulation settings.
     #[serde(default)]
     pub sim: SimSpec,
+    /// A placeholder Deployment sized by a cluster-proportional-autoscaler rule (the
+    /// chart's `overprovisioning`, e.g. `!Ladder {coresToReplicas: [[1, 1], [64, 3]]}`),
+    /// the same for every policy: real pods preempt its pods and start at once, and the
+    /// placeholders, pending again, bring the next node. `ours` sizes growth headroom on
+    /// top when `autoscaler.headroom.enabled`. Default: none.
+    #[serde(default)]
+    pub overprovisioning: Option<Overprovisioning>,
 }
 
 /// Where the traffic comes from.

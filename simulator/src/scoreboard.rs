@@ -22,6 +22,7 @@ use crate::report::PolicyReport;
 use crate::scenario::Scenario;
 use crate::trace::Columns;
 use crate::PolicyKind;
+use autoscaler_core::overprovisioning::{Ladder, Overprovisioning};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -100,6 +101,19 @@ pub struct Row {
 pub struct Scoreboard {
     /// Rows in order.
     pub rows: Vec<Row>,
+    /// Every policy ran with the chart's placeholder ladder, ours with growth headroom.
+    pub overprovisioning: bool,
+}
+
+impl Scoreboard {
+    /// What the rows ran with, after the failure count.
+    fn mode(&self) -> &'static str {
+        if self.overprovisioning {
+            " (every policy with the chart's placeholder ladder, ours with growth headroom)"
+        } else {
+            ""
+        }
+    }
 }
 
 fn served_pp(r: &PolicyReport) -> f64 {
@@ -193,11 +207,26 @@ pub fn evaluate(ours: &PolicyReport, ca: &PolicyReport, crisis: bool, budget: u6
     checks
 }
 
+/// The chart's placeholder ladder (`overprovisioning.ladder` in
+/// `charts/autoscaler/values.yaml`): 1 placeholder from 1 core or 1 node, 2 from 2
+/// nodes, 3 from 64 cores, 8 from 512 cores.
+pub fn chart_ladder() -> Overprovisioning {
+    Overprovisioning::Ladder(Ladder {
+        cores_to_replicas: vec![(1, 1), (64, 3), (512, 8)],
+        nodes_to_replicas: vec![(1, 1), (2, 2)],
+    })
+}
+
 /// Runs the scoreboard. `traces` is the folder of repository traces (`*.csv`);
-/// `only` keeps the rows whose scenario or trace name contains it.
+/// `only` keeps the rows whose scenario or trace name contains it. With
+/// `overprovisioning`, every row runs as the chart does with `overprovisioning.enabled`:
+/// the placeholder ladder ([`chart_ladder`]) for every policy (for CA, the
+/// cluster-proportional-autoscaler its users run beside it), and `ours` adds its growth
+/// headroom (`autoscaler.headroom.enabled`, the chart's default there).
 pub fn run(
     traces: &Path,
     only: Option<&str>,
+    overprovisioning: bool,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Scoreboard, InputError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(traces)
@@ -217,7 +246,10 @@ pub fn run(
             plan.push((cloud, Some(f.clone())));
         }
     }
-    let mut board = Scoreboard::default();
+    let mut board = Scoreboard {
+        overprovisioning,
+        ..Scoreboard::default()
+    };
     for (scenario, trace) in plan {
         let trace_name = trace
             .as_ref()
@@ -233,6 +265,10 @@ pub fn run(
             let (mut sc, path) = Scenario::load(scenario)?;
             sc.ca_baseline.balance_similar_node_groups = tuned;
             sc.ca_baseline.node_termination_handler = tuned;
+            if overprovisioning {
+                sc.overprovisioning = Some(chart_ladder());
+                sc.autoscaler.headroom.enabled = true;
+            }
             let columns = Columns::default();
             sc.resolve(path.as_deref(), trace.as_deref().map(|t| (t, &columns)))
         };
@@ -314,7 +350,13 @@ impl Scoreboard {
                 cells.join("; ")
             );
         }
-        let _ = writeln!(out, "{} ✗ in {} rows", self.failures(), self.rows.len());
+        let _ = writeln!(
+            out,
+            "{} ✗ in {} rows{}",
+            self.failures(),
+            self.rows.len(),
+            self.mode()
+        );
         out
     }
 
@@ -350,7 +392,13 @@ impl Scoreboard {
             }
             out.push('\n');
         }
-        let _ = writeln!(out, "\n{} ✗ in {} rows.", self.failures(), self.rows.len());
+        let _ = writeln!(
+            out,
+            "\n{} ✗ in {} rows{}.",
+            self.failures(),
+            self.rows.len(),
+            self.mode()
+        );
         out
     }
 
@@ -399,9 +447,10 @@ impl Scoreboard {
         }
         let _ = write!(
             out,
-            "</table><p>{} ✗ in {} rows</p>",
+            "</table><p>{} ✗ in {} rows{}</p>",
             self.failures(),
-            self.rows.len()
+            self.rows.len(),
+            esc(self.mode())
         );
         out
     }

@@ -254,6 +254,13 @@ fn the_scoreboard_judges_ours_against_every_ca_variant() {
         "{md}"
     );
     assert!(md.contains("0 ✗ in 6 rows."), "{md}");
+    // With the chart's overprovisioning on both sides, the table says so.
+    let o = sim(&["scoreboard", "--only", "azure", "--overprovisioning"]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        table.contains("in 6 rows (every policy with the chart's placeholder ladder"),
+        "{table}"
+    );
     // A row that fails makes --strict exit 3.
     let o = sim(&["scoreboard", "--only", "zonal-placement", "--strict"]);
     assert_eq!(

@@ -358,6 +358,50 @@ fn replays_the_world_cup_flash_crowd_trace() {
     );
 }
 
+/// A scenario's placeholder ladder (cluster-proportional-autoscaler's rule, the chart's
+/// `overprovisioning`) runs for CA as for ours: CA's users keep spare room that way, and
+/// a comparison that gave it only to ours would flatter ours.
+#[test]
+fn a_placeholder_ladder_serves_every_policy() {
+    let mut loaded = load("tv-peak-ice");
+    let r = run_policies(
+        &loaded,
+        &[PolicyKind::Ours, PolicyKind::Ca133],
+        None,
+        &|_| {},
+    );
+    for p in r.policies.values() {
+        assert_eq!(p.headroom_cost_usd, 0.0, "{}: no ladder, no room", p.policy);
+    }
+    let yaml = "{coresToReplicas: [[64, 3], [1, 1]], nodesToReplicas: [[1, 1]]}";
+    let ladder: autoscaler_core::overprovisioning::Ladder = serde_yaml_ng::from_str(yaml).unwrap();
+    loaded.scenario.overprovisioning = Some(
+        autoscaler_core::overprovisioning::Overprovisioning::Ladder(ladder),
+    );
+    let r = run_policies(
+        &loaded,
+        &[PolicyKind::Ours, PolicyKind::Ca133],
+        None,
+        &|_| {},
+    );
+    for p in r.policies.values() {
+        assert!(
+            p.headroom_cost_usd > 0.0 && p.preemptions > 0,
+            "{}: the ladder's placeholders hold room (${}) that the peak takes ({} preemptions)",
+            p.policy,
+            p.headroom_cost_usd,
+            p.preemptions
+        );
+        // Steps given out of order still count: 672 cores at the start are past 64.
+        let first = p
+            .decisions
+            .iter()
+            .find(|d| d.kind == "SetOverprovisioning")
+            .expect("the ladder sets the placeholders");
+        assert_eq!(first.new_target, 3, "{}: {}", p.policy, first.reason);
+    }
+}
+
 /// Headroom (off by default): placeholders sized from demand growth and the measured boot
 /// time are preempted by the peak's pods, so those wait for a node less; a scheduled
 /// window for a known event (the ad break) has the room there before it starts.
