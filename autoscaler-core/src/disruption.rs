@@ -219,12 +219,17 @@ fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>], f
     if cands.iter().filter(|c| !c.pods.is_empty()).count() < 2 {
         return;
     }
+    // Bound replicas per controller, one label set at a time: walking every pod costs
+    // a cache miss per pod (40 ms at 150k pods). Pods with the same namespace and labels
+    // count for the first one's controller (a ReplicaSet's pods share its
+    // pod-template-hash label; a StatefulSet's each have their own set).
     let mut replicas: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
-    for ni in snap.node_indexes() {
-        for &pi in snap.pods_on_node(ni) {
-            if let Some(key) = snap.pods()[pi].controller_key() {
-                *replicas.entry(key).or_insert(0) += 1;
-            }
+    for (_, _, pods) in snap.label_sets() {
+        if let Some(key) = pods
+            .first()
+            .and_then(|&pi| snap.pods()[pi].controller_key())
+        {
+            *replicas.entry(key).or_insert(0) += pods.len();
         }
     }
     // Utilization per controller, from the HPA that scales it; unmeasured counts as full.

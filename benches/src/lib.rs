@@ -150,7 +150,8 @@ pub fn cluster(scale: Scale) -> ClusterSnapshot {
 }
 
 /// A cluster for the scale-down benchmark: `scale.nodes` nodes carrying
-/// `scale.running_pods` pods, one node in ten lightly loaded (candidates), no pending pods.
+/// `scale.running_pods` pods, one node in ten lightly loaded (candidates), no pending pods,
+/// HPA-measured load for two workloads in three.
 pub fn scale_down_cluster(scale: Scale) -> ClusterSnapshot {
     let mut parts = cluster(Scale {
         pending_pods: 0,
@@ -175,5 +176,16 @@ pub fn scale_down_cluster(scale: Scale) -> ClusterSnapshot {
         }
         _ => true,
     });
+    // Two workloads in three have an HPA that reported 40-89 % CPU (the eviction-pressure
+    // tie-break reads both kinds).
+    parts.workload_loads = (0..300u32)
+        .filter(|i| i % 3 != 0)
+        .map(|i| autoscaler_core::WorkloadLoad {
+            namespace: "default".into(),
+            target_kind: "ReplicaSet".into(),
+            target_name: format!("svc-{i}"),
+            cpu_utilization_percent: 40 + (i * 13) % 50,
+        })
+        .collect();
     ClusterSnapshot::new(parts).expect("generated cluster is valid")
 }

@@ -363,14 +363,9 @@ fn replays_the_world_cup_flash_crowd_trace() {
 /// a comparison that gave it only to ours would flatter ours.
 #[test]
 fn a_placeholder_ladder_serves_every_policy() {
+    let both = |l: &Loaded| run_policies(l, &[PolicyKind::Ours, PolicyKind::Ca133], None, &|_| {});
     let mut loaded = load("tv-peak-ice");
-    let r = run_policies(
-        &loaded,
-        &[PolicyKind::Ours, PolicyKind::Ca133],
-        None,
-        &|_| {},
-    );
-    for p in r.policies.values() {
+    for p in both(&loaded).policies.values() {
         assert_eq!(p.headroom_cost_usd, 0.0, "{}: no ladder, no room", p.policy);
     }
     let yaml = "{coresToReplicas: [[64, 3], [1, 1]], nodesToReplicas: [[1, 1]]}";
@@ -378,13 +373,7 @@ fn a_placeholder_ladder_serves_every_policy() {
     loaded.scenario.overprovisioning = Some(
         autoscaler_core::overprovisioning::Overprovisioning::Ladder(ladder),
     );
-    let r = run_policies(
-        &loaded,
-        &[PolicyKind::Ours, PolicyKind::Ca133],
-        None,
-        &|_| {},
-    );
-    for p in r.policies.values() {
+    for p in both(&loaded).policies.values() {
         assert!(
             p.headroom_cost_usd > 0.0 && p.preemptions > 0,
             "{}: the ladder's placeholders hold room (${}) that the peak takes ({} preemptions)",
