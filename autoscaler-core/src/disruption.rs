@@ -246,15 +246,6 @@ fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>], f
         })
         .collect();
     let mut load: FxHashMap<(&str, &str, &str), f64> = FxHashMap::default();
-    for c in cands.iter() {
-        for &pi in &c.pods {
-            let pod = &snap.pods()[pi];
-            if let Some(key) = pod.controller_key() {
-                load.entry(key)
-                    .or_insert_with(|| measured_load(&measured, key).unwrap_or(1.0));
-            }
-        }
-    }
     for c in cands {
         let mut on_node: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
         let mut bare = false;
@@ -278,7 +269,10 @@ fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>], f
                 if left == 0 {
                     return f64::INFINITY;
                 }
-                load[key] * running as f64 / left as f64
+                let u = *load
+                    .entry(*key)
+                    .or_insert_with(|| measured_load(&measured, *key).unwrap_or(1.0));
+                u * running as f64 / left as f64
             })
             .fold(0.0, f64::max);
         // Siblings that stay under the mark serve as well either way: price decides.

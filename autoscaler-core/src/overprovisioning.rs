@@ -73,13 +73,11 @@ impl Overprovisioning {
         data: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self, OverprovisioningError> {
         if let Some(text) = data.get("ladder") {
-            let mut ladder: Ladder =
+            let ladder: Ladder =
                 serde_json::from_str(text).map_err(|e| OverprovisioningError::Json {
                     key: "ladder",
                     error: e.to_string(),
                 })?;
-            ladder.cores_to_replicas.sort();
-            ladder.nodes_to_replicas.sort();
             return Ok(Overprovisioning::Ladder(ladder));
         }
         if let Some(text) = data.get("linear") {
@@ -108,13 +106,13 @@ impl Overprovisioning {
     pub fn replicas(&self, cores: u64, nodes: u64) -> (u32, String) {
         match self {
             Overprovisioning::Ladder(l) => {
+                // The highest step reached, in whatever order the table lists them.
                 let step = |table: &[(u64, u32)], x: u64| {
                     table
                         .iter()
                         .filter(|(at, _)| *at <= x)
-                        .map(|(_, r)| *r)
-                        .next_back()
-                        .unwrap_or(0)
+                        .max()
+                        .map_or(0, |&(_, r)| r)
                 };
                 let by_cores = step(&l.cores_to_replicas, cores);
                 let by_nodes = step(&l.nodes_to_replicas, nodes);

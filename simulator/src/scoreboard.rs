@@ -106,13 +106,14 @@ pub struct Scoreboard {
 }
 
 impl Scoreboard {
-    /// What the rows ran with, after the failure count.
-    fn mode(&self) -> &'static str {
-        if self.overprovisioning {
+    /// The closing line of every rendering: failures, rows, and what they ran with.
+    fn summary(&self) -> String {
+        let mode = if self.overprovisioning {
             " (every policy with the chart's placeholder ladder, ours with growth headroom)"
         } else {
             ""
-        }
+        };
+        format!("{} ✗ in {} rows{mode}", self.failures(), self.rows.len())
     }
 }
 
@@ -350,13 +351,7 @@ impl Scoreboard {
                 cells.join("; ")
             );
         }
-        let _ = writeln!(
-            out,
-            "{} ✗ in {} rows{}",
-            self.failures(),
-            self.rows.len(),
-            self.mode()
-        );
+        let _ = writeln!(out, "{}", self.summary());
         out
     }
 
@@ -392,13 +387,7 @@ impl Scoreboard {
             }
             out.push('\n');
         }
-        let _ = writeln!(
-            out,
-            "\n{} ✗ in {} rows{}.",
-            self.failures(),
-            self.rows.len(),
-            self.mode()
-        );
+        let _ = writeln!(out, "\n{}.", self.summary());
         out
     }
 
@@ -445,13 +434,7 @@ impl Scoreboard {
             }
             out.push_str("</tr>");
         }
-        let _ = write!(
-            out,
-            "</table><p>{} ✗ in {} rows{}</p>",
-            self.failures(),
-            self.rows.len(),
-            esc(self.mode())
-        );
+        let _ = write!(out, "</table><p>{}</p>", esc(&self.summary()));
         out
     }
 }

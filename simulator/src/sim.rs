@@ -37,7 +37,6 @@ use autoscaler_core::model::{
     NodeSelectorTerm, PodAntiAffinityTerm, Requirement, SelectorOperator, CAPACITY_TYPE_LABEL,
     HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
 };
-use autoscaler_core::overprovisioning::Overprovisioning;
 use autoscaler_core::{
     Autoscaler, AutoscalerConfig, BalanceConfig, BalanceSets, CapacityType, ClusterSnapshot,
     CoolOffPolicy, Decision, DrainBackConfig, Event, HeadroomConfig, HedgeConfig, InstanceType,
@@ -593,19 +592,8 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
     });
     // Validated with the scenario's groups; a failure here leaves every group passing.
     let _ = e.set_priorities(&priorities_yaml(sc));
-    e.set_overprovisioning(overprovisioning_rule(sc));
+    e.set_overprovisioning(sc.overprovisioning.clone());
     e
-}
-
-/// The scenario's placeholder rule with its ladder steps in order (as the ConfigMap
-/// parser leaves them), or `None`.
-fn overprovisioning_rule(sc: &Scenario) -> Option<Overprovisioning> {
-    let mut rule = sc.overprovisioning.clone()?;
-    if let Overprovisioning::Ladder(l) = &mut rule {
-        l.cores_to_replicas.sort_unstable();
-        l.nodes_to_replicas.sort_unstable();
-    }
-    Some(rule)
 }
 
 impl<'a> Sim<'a> {
