@@ -1251,7 +1251,13 @@ impl DisruptionState {
             if !in_set || w.removed[ni] {
                 continue;
             }
-            requested += snap.requested_on_node(ni).cpu_millis;
+            // Pods moved here earlier this round count where they now are.
+            requested += snap.requested_on_node(ni).cpu_millis
+                + w.nodes[ni]
+                    .placed
+                    .iter()
+                    .map(|&p| snap.pods()[p].spec.requests.cpu_millis)
+                    .sum::<u64>();
             if ni != victim {
                 allocatable += snap.nodes()[ni].allocatable.cpu_millis;
             }
@@ -1293,6 +1299,8 @@ impl DisruptionState {
                     && n.ready
                     && !n.unschedulable
                     && !w.removed[ni]
+                    // Pods moved here earlier this round (drain-back) need it.
+                    && w.nodes[ni].placed.is_empty()
                     && !self.replacements.contains_key(&n.name)
                     && snap.group_of_node(ni).is_some_and(|gi| {
                         r.sets.of_group[gi] == set && w.targets[gi] > groups[gi].min_size

@@ -971,7 +971,7 @@ impl Autoscaler {
                 &ground.sets,
                 &tally.targets,
                 Share { nodes, ..*share },
-                est.helped.len(),
+                &est,
                 &candidates,
             );
             if share.kind != ShareKind::Chosen {
@@ -1224,8 +1224,12 @@ impl Autoscaler {
                 kind: ShareKind::Chosen,
             }];
         }
-        let alternatives: Vec<Alternative> =
-            others.iter().map(|(o, e)| alternative(*o, e)).collect();
+        // Only groups that help these very pods can take a share of their nodes.
+        let alternatives: Vec<Alternative> = others
+            .iter()
+            .filter(|(_, e)| e.helps_same_pods(est))
+            .map(|(o, e)| alternative(*o, e))
+            .collect();
         hedge::shares(&self.config.hedge, snap.groups(), &chosen, &alternatives)
     }
 
@@ -1236,7 +1240,7 @@ impl Autoscaler {
         sets: &BalanceSets,
         targets: &[u32],
         share: Share,
-        helped: usize,
+        chosen_estimate: &crate::scaleup::Estimate<'_>,
         others: &[(GroupIdx, crate::scaleup::Estimate<'_>)],
     ) -> Vec<(GroupIdx, u32)> {
         let (chosen, n) = (share.group, share.nodes);
@@ -1252,7 +1256,7 @@ impl Autoscaler {
             if *o != chosen
                 && sets.of_group[*o] == set
                 && groups[*o].zones.len() == 1
-                && oest.helped.len() == helped
+                && oest.helps_same_pods(chosen_estimate)
                 && prio(*o) == prio(chosen)
             {
                 members.push(*o);

@@ -567,6 +567,19 @@ impl Estimate<'_> {
     pub fn node_count(&self) -> u32 {
         self.nodes.len() as u32
     }
+
+    /// Whether `other` helps exactly the pods this estimate helps (in any order): only
+    /// then may a share of its nodes go to the other's group, which may fit other pods.
+    pub fn helps_same_pods(&self, other: &Estimate<'_>) -> bool {
+        if self.helped.len() != other.helped.len() {
+            return false;
+        }
+        let mut mine = self.helped.clone();
+        let mut theirs = other.helped.clone();
+        mine.sort_unstable();
+        theirs.sort_unstable();
+        mine == theirs
+    }
 }
 
 /// Whether a pod may count on a node whose zone AWS has not decided yet.

@@ -131,82 +131,184 @@ proptest! {
         pending in 0usize..3,
         seed in any::<u64>(),
     ) {
-        let snap = build(&groups, pdb_allowed, pending);
-        let mut config = AutoscalerConfig { seed, ..AutoscalerConfig::default() };
-        config.scale_down.max_drain_parallelism = 3;
-        let mut engine = Autoscaler::new(config).unwrap();
-        engine.set_priorities("50: ['g[0-1]']\n10: ['.*']\n").unwrap();
-        let mut ups_at: BTreeMap<String, Vec<Timestamp>> = BTreeMap::new();
-        let mut all = Vec::new();
-        for minutes in [0u64, 11, 25] {
-            let now = T0 + Duration::from_secs(minutes * 60);
-            let twin = engine.clone();
-            let d = engine.decide(&snap, now);
-            prop_assert_eq!(&d, &twin.clone().decide(&snap, now), "determinism");
-            for a in &d.actions {
-                if let Decision::ScaleUp { group, .. } = a {
-                    ups_at.entry(group.clone()).or_default().push(now);
-                }
-            }
-            all.push((now, d));
-        }
+        check_disruption(&groups, pdb_allowed, pending, seed)?;
+    }
+}
 
-        // Check each round's removals against the snapshot.
-        for (now, d) in &all {
-            let removed: BTreeSet<&str> = d.actions.iter().filter_map(|a| match a {
+/// The invariants every round of disruption decisions keeps, over one generated world.
+fn check_disruption(
+    groups: &[GroupSpec],
+    pdb_allowed: u32,
+    pending: usize,
+    seed: u64,
+) -> Result<(), TestCaseError> {
+    let snap = build(groups, pdb_allowed, pending);
+    let mut config = AutoscalerConfig {
+        seed,
+        ..AutoscalerConfig::default()
+    };
+    config.scale_down.max_drain_parallelism = 3;
+    let mut engine = Autoscaler::new(config).unwrap();
+    engine
+        .set_priorities("50: ['g[0-1]']\n10: ['.*']\n")
+        .unwrap();
+    let mut ups_at: BTreeMap<String, Vec<Timestamp>> = BTreeMap::new();
+    let mut all = Vec::new();
+    for minutes in [0u64, 11, 25] {
+        let now = T0 + Duration::from_secs(minutes * 60);
+        let twin = engine.clone();
+        let d = engine.decide(&snap, now);
+        prop_assert_eq!(&d, &twin.clone().decide(&snap, now), "determinism");
+        for a in &d.actions {
+            if let Decision::ScaleUp { group, .. } = a {
+                ups_at.entry(group.clone()).or_default().push(now);
+            }
+        }
+        all.push((now, d));
+    }
+
+    // Check each round's removals against the snapshot.
+    for (now, d) in &all {
+        let removed: BTreeSet<&str> = d
+            .actions
+            .iter()
+            .filter_map(|a| match a {
                 Decision::RemoveNode { node, .. } => Some(node.as_str()),
                 _ => None,
-            }).collect();
-            if removed.is_empty() {
+            })
+            .collect();
+        if removed.is_empty() {
+            continue;
+        }
+        let mut per_group: BTreeMap<&str, u32> = BTreeMap::new();
+        let mut pdb_used = 0u32;
+        // Free room on the nodes that stay.
+        let mut free: Vec<(i64, i64)> = Vec::new();
+        for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
+            if removed.contains(n.name.as_str()) {
                 continue;
             }
-            let mut per_group: BTreeMap<&str, u32> = BTreeMap::new();
-            let mut pdb_used = 0u32;
-            // Free room on the nodes that stay.
-            let mut free: Vec<(i64, i64)> = Vec::new();
-            for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
-                if removed.contains(n.name.as_str()) {
-                    continue;
-                }
-                let req = snap.requested_on_node(ni);
-                free.push((
-                    n.allocatable.cpu_millis as i64 - req.cpu_millis as i64,
-                    n.allocatable.memory_bytes as i64 - req.memory_bytes as i64,
-                ));
+            let req = snap.requested_on_node(ni);
+            free.push((
+                n.allocatable.cpu_millis as i64 - req.cpu_millis as i64,
+                n.allocatable.memory_bytes as i64 - req.memory_bytes as i64,
+            ));
+        }
+        for a in &d.actions {
+            let Decision::RemoveNode {
+                node: name,
+                group,
+                kind,
+                ..
+            } = a
+            else {
+                continue;
+            };
+            *per_group.entry(group.as_str()).or_default() += 1;
+            let ni = snap.node_index(name).unwrap();
+            if *kind == RemovalKind::ScaleDown {
+                let recent = ups_at
+                    .get(group)
+                    .is_some_and(|ts| ts.iter().any(|t| now.since(*t) < Duration::from_secs(600)));
+                prop_assert!(
+                    !recent,
+                    "{} removed within the delay after a scale-up of its group",
+                    name
+                );
             }
-            for a in &d.actions {
-                let Decision::RemoveNode { node: name, group, kind, .. } = a else { continue };
-                *per_group.entry(group.as_str()).or_default() += 1;
-                let ni = snap.node_index(name).unwrap();
-                if *kind == RemovalKind::ScaleDown {
-                    let recent = ups_at.get(group).is_some_and(|ts| ts.iter().any(|t| now.since(*t) < Duration::from_secs(600)));
-                    prop_assert!(!recent, "{} removed within the delay after a scale-up of its group", name);
+            for &p in snap.pods_on_node(ni) {
+                let pod = &snap.pods()[p];
+                prop_assert!(
+                    pod.annotations
+                        .get("cluster-autoscaler.kubernetes.io/safe-to-evict")
+                        .map(String::as_str)
+                        != Some("false"),
+                    "{} removed with a safe-to-evict=false pod",
+                    name
+                );
+                if pod.owner.is_none() {
+                    prop_assert!(
+                        pod.annotations
+                            .get("cluster-autoscaler.kubernetes.io/safe-to-evict")
+                            .map(String::as_str)
+                            == Some("true")
+                    );
                 }
-                for &p in snap.pods_on_node(ni) {
-                    let pod = &snap.pods()[p];
-                    prop_assert!(pod.annotations.get("cluster-autoscaler.kubernetes.io/safe-to-evict").map(String::as_str) != Some("false"),
-                        "{} removed with a safe-to-evict=false pod", name);
-                    if pod.owner.is_none() {
-                        prop_assert!(pod.annotations.get("cluster-autoscaler.kubernetes.io/safe-to-evict").map(String::as_str) == Some("true"));
-                    }
-                    if pod.labels.get("app").map(String::as_str) == Some("guarded") {
-                        pdb_used += 1;
-                    }
-                    // Every moved pod fits somewhere that stays (first fit, consuming room).
-                    let cpu = pod.spec.requests.cpu_millis as i64;
-                    let mem = pod.spec.requests.memory_bytes as i64;
-                    let slot = free.iter_mut().find(|(c, m)| *c >= cpu && *m >= mem);
-                    prop_assert!(slot.is_some(), "pod {} of removed {} has nowhere to go", pod.key(), name);
-                    let slot = slot.unwrap();
-                    slot.0 -= cpu;
-                    slot.1 -= mem;
+                if pod.labels.get("app").map(String::as_str) == Some("guarded") {
+                    pdb_used += 1;
                 }
-            }
-            prop_assert!(pdb_used <= pdb_allowed, "PDB allows {} but {} guarded pods evicted", pdb_allowed, pdb_used);
-            for (g, n) in per_group {
-                let group = snap.group(g).unwrap();
-                prop_assert!(group.target_size.saturating_sub(n) >= group.min_size, "{} below min", g);
+                // Every moved pod fits somewhere that stays (first fit, consuming room).
+                let cpu = pod.spec.requests.cpu_millis as i64;
+                let mem = pod.spec.requests.memory_bytes as i64;
+                let slot = free.iter_mut().find(|(c, m)| *c >= cpu && *m >= mem);
+                prop_assert!(
+                    slot.is_some(),
+                    "pod {} of removed {} has nowhere to go: {:#?}",
+                    pod.key(),
+                    name,
+                    d.actions
+                );
+                let slot = slot.unwrap();
+                slot.0 -= cpu;
+                slot.1 -= mem;
             }
         }
+        prop_assert!(
+            pdb_used <= pdb_allowed,
+            "PDB allows {} but {} guarded pods evicted",
+            pdb_allowed,
+            pdb_used
+        );
+        for (g, n) in per_group {
+            let group = snap.group(g).unwrap();
+            prop_assert!(
+                group.target_size.saturating_sub(n) >= group.min_size,
+                "{} below min",
+                g
+            );
+        }
     }
+    Ok(())
+}
+
+fn spot_node(pods: &[(u64, u64, u8)], old: bool) -> NodeSpec {
+    NodeSpec {
+        pods: pods.to_vec(),
+        old,
+    }
+}
+
+/// Found by `disruption_invariants`: two old on-demand nodes drained back onto spot nodes
+/// with room for their pods only if the small pod does not take the big free slot.
+#[test]
+fn drained_pods_fit_where_they_go() {
+    let groups = [
+        GroupSpec {
+            spot: true,
+            zone: 0,
+            min: 0,
+            nodes: vec![
+                spot_node(&[], false),
+                spot_node(&[(762, 64, 0), (1462, 64, 0)], false),
+                spot_node(&[(728, 64, 0), (1496, 64, 0)], false),
+                spot_node(&[(225, 64, 0), (1999, 64, 0)], false),
+            ],
+        },
+        GroupSpec {
+            spot: false,
+            zone: 0,
+            min: 0,
+            nodes: vec![
+                spot_node(&[(513, 64, 4)], true),
+                spot_node(&[(1711, 64, 4), (1697, 64, 4)], true),
+            ],
+        },
+        GroupSpec {
+            spot: true,
+            zone: 1,
+            min: 0,
+            nodes: vec![],
+        },
+    ];
+    check_disruption(&groups, 0, 0, 0).unwrap();
 }
