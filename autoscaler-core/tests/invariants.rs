@@ -396,26 +396,18 @@ fn planned_for(reason: &str) -> Option<String> {
 /// capacity; the pods credited to a group must fit on the nodes it is given.
 #[test]
 fn pods_credited_to_a_group_fit_the_nodes_it_gets() {
-    let groups = [
-        GroupSpec {
+    // (zone, type, min, extra_max, target_frac, registered_frac), all spot.
+    let groups = [(1, 4, 0, 4, 50, 50), (2, 1, 1, 3, 0, 0)].map(
+        |(zone, itype, min, extra_max, target_frac, registered_frac)| GroupSpec {
             spot: true,
-            zones: vec![1],
-            types: vec![4],
-            min: 0,
-            extra_max: 4,
-            target_frac: 50,
-            registered_frac: 50,
+            zones: vec![zone],
+            types: vec![itype],
+            min,
+            extra_max,
+            target_frac,
+            registered_frac,
         },
-        GroupSpec {
-            spot: true,
-            zones: vec![2],
-            types: vec![1],
-            min: 1,
-            extra_max: 3,
-            target_frac: 0,
-            registered_frac: 0,
-        },
-    ];
+    );
     let pods = [
         PodSpec {
             cpu: 50,
