@@ -271,7 +271,8 @@ fn check_disruption(
     Ok(())
 }
 
-fn spot_node(pods: &[(u64, u64, u8)], old: bool) -> NodeSpec {
+/// A node spec with these pods `(cpu, mem MiB, flags)`, old or new, whatever its market.
+fn node_with(pods: &[(u64, u64, u8)], old: bool) -> NodeSpec {
     NodeSpec {
         pods: pods.to_vec(),
         old,
@@ -288,10 +289,10 @@ fn drained_pods_fit_where_they_go() {
             zone: 0,
             min: 0,
             nodes: vec![
-                spot_node(&[], false),
-                spot_node(&[(762, 64, 0), (1462, 64, 0)], false),
-                spot_node(&[(728, 64, 0), (1496, 64, 0)], false),
-                spot_node(&[(225, 64, 0), (1999, 64, 0)], false),
+                node_with(&[], false),
+                node_with(&[(762, 64, 0), (1462, 64, 0)], false),
+                node_with(&[(728, 64, 0), (1496, 64, 0)], false),
+                node_with(&[(225, 64, 0), (1999, 64, 0)], false),
             ],
         },
         GroupSpec {
@@ -299,8 +300,8 @@ fn drained_pods_fit_where_they_go() {
             zone: 0,
             min: 0,
             nodes: vec![
-                spot_node(&[(513, 64, 4)], true),
-                spot_node(&[(1711, 64, 4), (1697, 64, 4)], true),
+                node_with(&[(513, 64, 4)], true),
+                node_with(&[(1711, 64, 4), (1697, 64, 4)], true),
             ],
         },
         GroupSpec {
