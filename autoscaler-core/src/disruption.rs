@@ -1350,9 +1350,11 @@ fn skew_threshold(r: &Round<'_>, counts: &BTreeMap<String, i64>) -> u32 {
     r.config.balance.skew_threshold.max(grown)
 }
 
-/// Whether removing a node of `zone` would push the set's skew above what it may keep:
+/// Whether removing a node of `zone` would widen the set's skew past what it may keep:
 /// a drain there would undo what scale-up balancing or a rebalance paid for, and the
-/// skew would come back as rebalancing evictions.
+/// skew would come back as rebalancing evictions. Only a drain from a lightest zone
+/// widens it; a middle zone may shrink even while the set is skewed, as rebalancing
+/// has the same moves to make with that node or without it.
 fn removal_unbalances(
     r: &Round<'_>,
     counts: &BTreeMap<String, i64>,
@@ -1365,13 +1367,9 @@ fn removal_unbalances(
         return None;
     }
     let mut after = counts.clone();
-    let left = after.get_mut(zone)?;
-    *left -= 1;
-    let left = *left;
+    *after.get_mut(zone)? -= 1;
     let (skew_after, threshold) = (skew(&after), skew_threshold(r, &after));
-    let mean = after.values().sum::<i64>() as f64 / after.len().max(1) as f64;
-    // Above the threshold only zones heavier than the mean may shrink by a drain.
-    (skew_after > threshold && (left as f64) < mean).then(|| ScaleDownBlocker::ZoneBalance {
+    (skew_after > threshold && skew_after > skew(counts)).then(|| ScaleDownBlocker::ZoneBalance {
         zone: zone.to_string(),
         skew_after,
         threshold,

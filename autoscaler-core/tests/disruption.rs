@@ -1428,6 +1428,28 @@ fn a_drain_that_would_skew_the_zones_waits() {
     assert_eq!(gone.len(), 1, "{:?}", d.actions);
 }
 
+#[test]
+fn a_middle_zone_may_shrink_when_the_skew_stays_what_it_was() {
+    // Zones a/b/c hold 4/3/1 nodes (skew 3); b's third node holds one small pod only.
+    let (groups, mut nodes, mut pods) = skewed([4, 2, 1]);
+    let b = groups.iter().find(|g| g.name == "spot-b").unwrap().clone();
+    nodes.push(node("b-light", &b, B, "m5.xlarge", at(0)));
+    pods.push(pod("small-0", "small", 300, 512, Some("b-light")));
+    let groups: Vec<NodeGroup> = groups.into_iter().map(|g| with_target(g, &nodes)).collect();
+    let s = snapshot(groups, nodes, pods, vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let d = e.decide(&s, at(11));
+    // 4/2/1 keeps skew 3 (a against c): rebalancing has the same moves to make whether
+    // b-light stays or goes, so keeping it only pays for idle room.
+    assert!(
+        removals(&d).contains(&("b-light".into(), RemovalKind::ScaleDown)),
+        "{:?}\n{:?}",
+        d.actions,
+        d.nodes
+    );
+}
+
 /// `per_zone` nodes, each with two 1.1-CPU pods (56 % of an m5.xlarge: above the
 /// scale-down threshold, but two nodes' pods fit on three).
 fn skewed_with_room(per_zone: [usize; 3]) -> ClusterSnapshot {
