@@ -5,7 +5,8 @@
 #   run.sh --build                       build/cache the three peers and exit (CA needs CA_SOURCE)
 #   run.sh [--runs N] [--scenarios a,b] [--peers x,y] [--out DIR] [--append]
 #                                        the arena; JSON + Markdown in DIR (default benches/peers/results);
-#                                        --append keeps DIR's other rows and replaces those re-run
+#                                        --append keeps DIR's other rows and replaces those re-run;
+#                                        [--timeout S] bounds each run's wait for all Running (600)
 #   run.sh --smoke                       100 pods, one run per peer; fails unless every peer bound
 #                                        every pod and the JSON parses
 #   run.sh --smoke-if-cached             the same when Karpenter and CA are cached, else prints
@@ -19,7 +20,7 @@ PEERS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$PEERS_DIR/build.sh"
 
 mode=run runs=5 scenarios="burst100,burst1000,scaledown100" peers="floor,ours,ca,ca-scan1s,karpenter,karpenter-fast"
-out="$PEERS_DIR/results" qps=300 append=
+out="$PEERS_DIR/results" qps=300 timeout=600 append=
 cmdline="benches/peers/run.sh $*"
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -31,6 +32,7 @@ while [[ $# -gt 0 ]]; do
     --peers) peers="$2"; shift ;;
     --out) out="$2"; shift ;;
     --qps) qps="$2"; shift ;;
+    --timeout) timeout="$2"; shift ;;
     --append) append=--append ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) bdie "unknown argument '$1' (see: $0 --help)" ;;
@@ -61,7 +63,7 @@ fi
 export CONTROLPLANE="$REPO_ROOT/tests/e2e/controlplane.sh" OURS_BIN KARPENTER_BIN="$KARPENTER_DIR/karpenter-kwok" \
   KARPENTER_CRDS="$KARPENTER_DIR/crds" CA_BIN="$CA_DIR/cluster-autoscaler"
 python3 "$PEERS_DIR/arena.py" --runs "$runs" --scenarios "$scenarios" --peers "$peers" --out "$out" --qps "$qps" \
-  --command "$cmdline" $append
+  --timeout "$timeout" --command "$cmdline" $append
 cat "$out/results.md"
 
 if [[ "$mode" == smoke ]]; then
