@@ -9,6 +9,7 @@
 pub mod aws_provider;
 pub mod controller;
 pub mod drain;
+pub mod event_infra;
 pub mod flags;
 pub mod hpa_watch;
 pub mod kwok;

@@ -4,6 +4,9 @@ use anyhow::Result;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if autoscaler_bin::event_infra::requested(&args) {
+        return event_infra(&args);
+    }
     let flags = match autoscaler_bin::flags::parse(&args) {
         Ok(f) => f,
         Err(e) => {
@@ -22,4 +25,15 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(autoscaler_bin::controller::run(flags))
+}
+
+/// `autoscaler event-infra ...`: a one-shot command, then exit.
+fn event_infra(args: &[String]) -> Result<()> {
+    let parsed = autoscaler_bin::event_infra::parse(args).unwrap_or_else(|e| e.exit());
+    autoscaler_bin::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let code = rt.block_on(autoscaler_bin::event_infra::run(&parsed))?;
+    std::process::exit(code)
 }

@@ -88,30 +88,30 @@ check("iam.md: ASG writes conditioned on the k8s.io/cluster-autoscaler/enabled t
 check("iam.md: SQS limited to receive/delete/attributes on one queue ARN",
       any(s["Action"] == ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"] and s["Resource"].startswith("arn:aws:sqs:") for s in policy["Statement"]))
 
-# ---- CloudFormation: 4 rules, each targets the queue, the queue policy admits exactly those rules
+# ---- CloudFormation: 5 rules, each targets the queue, the queue policy admits exactly those rules
 eq = read(docs, "event-queue.md")
 cfn_blocks = blocks(eq, "yaml")
 check("event-queue.md: one CloudFormation block", len(cfn_blocks) == 1, len(cfn_blocks))
 cfn = yaml.safe_load(cfn_blocks[0]) if cfn_blocks else {"Resources": {}}
 res = cfn["Resources"]
 rules = {k: v for k, v in res.items() if v["Type"] == "AWS::Events::Rule"}
-check("CloudFormation: 4 EventBridge rules", len(rules) == 4, list(rules))
+check("CloudFormation: 5 EventBridge rules", len(rules) == 5, list(rules))
 check("CloudFormation: every rule targets the queue",
       all(t["Arn"] == {"Fn::GetAtt": ["Queue", "Arn"]} for r in rules.values() for t in r["Properties"]["Targets"]))
 patterns = [r["Properties"]["EventPattern"] for r in rules.values()]
-check("CloudFormation: spot warning, rebalance, state change, scheduled change",
+check("CloudFormation: launch failure, spot warning, rebalance, state change, scheduled change",
       sorted(p["detail-type"][0] for p in patterns) == sorted([
-          "EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation",
+          "EC2 Instance Launch Unsuccessful", "EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation",
           "EC2 Instance State-change Notification", "AWS Health Event"]))
 qp = [v for v in res.values() if v["Type"] == "AWS::SQS::QueuePolicy"]
 src = qp[0]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]["ArnEquals"]["aws:SourceArn"] if qp else []
-check("CloudFormation: queue policy admits exactly the 4 rules", sorted(s["Fn::GetAtt"][0] for s in src) == sorted(rules))
+check("CloudFormation: queue policy admits exactly the 5 rules", sorted(s["Fn::GetAtt"][0] for s in src) == sorted(rules))
 
-# ---- Terraform: same 4 patterns, balanced braces
+# ---- Terraform: same 5 patterns, balanced braces
 tf_blocks = blocks(eq, "hcl")
 tf = tf_blocks[0] if tf_blocks else ""
 check("Terraform: braces and brackets balanced", tf and tf.count("{") == tf.count("}") and tf.count("[") == tf.count("]"))
-check("Terraform: same 4 detail-types as CloudFormation",
+check("Terraform: same 5 detail-types as CloudFormation",
       all(f'"{p["detail-type"][0]}"' in tf for p in patterns))
 
 # ---- relative links between docs and charts resolve (autoscaler-aws/ is another team's: not checked)
