@@ -34,7 +34,7 @@ use harness::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::ResourceExt;
-use moto::{sdk_config, tag, Fault, FaultProxy, Moto};
+use moto::{sdk_config, tag, Fault, FaultProxy, Moto, AWS_ENV};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -42,14 +42,6 @@ use std::time::{Duration, Instant};
 const CLUSTER_TAG: &str = "k8s.io/cluster-autoscaler/e2e-aws";
 const ENABLED_TAG: &str = "k8s.io/cluster-autoscaler/enabled";
 static EVENT_IDS: AtomicU64 = AtomicU64::new(1);
-/// Dummy credentials and no shared config: nothing from the machine leaks in.
-const AWS_ENV: [(&str, &str); 5] = [
-    ("AWS_ACCESS_KEY_ID", "testing"),
-    ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-    ("AWS_CONFIG_FILE", "/nonexistent"),
-    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-];
 
 async fn launch_template(ec2: &aws_sdk_ec2::Client, name: &str, spot: bool) -> String {
     use aws_sdk_ec2::types::{

@@ -5,17 +5,8 @@
 #[path = "../../autoscaler-aws/tests/common/mod.rs"]
 mod moto;
 
-use moto::{sdk_config, Moto};
+use moto::{sdk_config, Moto, AWS_ENV};
 use std::process::{Command, Output};
-
-/// Dummy credentials and no shared config: nothing from the machine leaks in.
-const AWS_ENV: [(&str, &str); 5] = [
-    ("AWS_ACCESS_KEY_ID", "testing"),
-    ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-    ("AWS_CONFIG_FILE", "/nonexistent"),
-    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-];
 
 fn event_infra(moto: &Moto, action: &str) -> (i32, String) {
     let Output {

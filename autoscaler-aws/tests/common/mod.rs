@@ -77,6 +77,16 @@ impl Drop for Moto {
     }
 }
 
+/// Environment for a child process (the autoscaler binary) talking to moto: dummy
+/// credentials and no shared config, so nothing from the machine leaks in.
+pub const AWS_ENV: [(&str, &str); 5] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+    ("AWS_CONFIG_FILE", "/nonexistent"),
+    ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+];
+
 /// SDK configuration with dummy credentials, a fixed region and the endpoint, read from
 /// nothing in the environment.
 pub fn sdk_config(endpoint: &str) -> SdkConfig {
