@@ -171,6 +171,10 @@ enum Command {
         /// the chart does with `overprovisioning.enabled`
         #[arg(long)]
         overprovisioning: bool,
+        /// One seed for every row (default: each scenario's `cloud.seed`); run a few to
+        /// see which verdicts are close calls
+        #[arg(long)]
+        seed: Option<u64>,
     },
 }
 
@@ -202,15 +206,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             markdown,
             strict,
             overprovisioning,
+            seed,
         } => {
             let traces = traces
                 .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/traces")));
-            let board =
-                simulator::scoreboard::run(&traces, only.as_deref(), overprovisioning, &|row| {
+            let board = simulator::scoreboard::run(
+                &traces,
+                only.as_deref(),
+                overprovisioning,
+                seed,
+                &|row| {
                     if std::io::stderr().is_terminal() {
                         eprintln!("replaying {row}");
                     }
-                })?;
+                },
+            )?;
             print!("{}", board.table());
             if let Some(p) = json {
                 let text = serde_json::to_string_pretty(&board).context("serializing")?;

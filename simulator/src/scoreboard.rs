@@ -103,6 +103,8 @@ pub struct Scoreboard {
     pub rows: Vec<Row>,
     /// Every policy ran with the chart's placeholder ladder, ours with growth headroom.
     pub overprovisioning: bool,
+    /// One seed for every row instead of each scenario's `cloud.seed` (`--seed`).
+    pub seed: Option<u64>,
 }
 
 impl Scoreboard {
@@ -113,7 +115,15 @@ impl Scoreboard {
         } else {
             ""
         };
-        format!("{} ✗ in {} rows{mode}", self.failures(), self.rows.len())
+        let seed = self
+            .seed
+            .map(|s| format!(", seed {s} for every row"))
+            .unwrap_or_default();
+        format!(
+            "{} ✗ in {} rows{mode}{seed}",
+            self.failures(),
+            self.rows.len()
+        )
     }
 }
 
@@ -223,11 +233,14 @@ pub fn chart_ladder() -> Overprovisioning {
 /// `overprovisioning`, every row runs as the chart does with `overprovisioning.enabled`:
 /// the placeholder ladder ([`chart_ladder`]) for every policy (for CA, the
 /// cluster-proportional-autoscaler its users run beside it), and `ours` adds its growth
-/// headroom (`autoscaler.headroom.enabled`, the chart's default there).
+/// headroom (`autoscaler.headroom.enabled`, the chart's default there). `seed`, when
+/// given, replaces every scenario's `cloud.seed` (a verdict that flips with the seed is
+/// a close call, not a result).
 pub fn run(
     traces: &Path,
     only: Option<&str>,
     overprovisioning: bool,
+    seed: Option<u64>,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<Scoreboard, InputError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(traces)
@@ -249,6 +262,7 @@ pub fn run(
     }
     let mut board = Scoreboard {
         overprovisioning,
+        seed,
         ..Scoreboard::default()
     };
     for (scenario, trace) in plan {
@@ -278,10 +292,10 @@ pub fn run(
         let base = crate::run_policies(
             &plain,
             &[PolicyKind::Ours, PolicyKind::Ca133, PolicyKind::Ca130],
-            None,
+            seed,
             &|_| {},
         );
-        let with_options = crate::run_policies(&tuned, &[PolicyKind::Ca133], None, &|_| {});
+        let with_options = crate::run_policies(&tuned, &[PolicyKind::Ca133], seed, &|_| {});
         let ours = &base.policies["ours"];
         let hours = plain.duration_s().div_ceil(3600);
         let sets = ours.balance_sets as u64;

@@ -261,6 +261,22 @@ fn the_scoreboard_judges_ours_against_every_ca_variant() {
         table.contains("in 6 rows (every policy with the chart's placeholder ladder"),
         "{table}"
     );
+    // One seed for every row, said in the table and the JSON.
+    let seeded = tmp("board-seed.json");
+    let o = sim(&[
+        "scoreboard",
+        "--only",
+        "azure",
+        "--seed",
+        "3",
+        "--json",
+        seeded.to_str().unwrap(),
+    ]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("in 6 rows, seed 3 for every row"), "{table}");
+    let board: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seeded).unwrap()).unwrap();
+    assert_eq!(board["seed"], 3, "{board}");
     // A row that fails makes --strict exit 3.
     let o = sim(&["scoreboard", "--only", "zonal-placement", "--strict"]);
     assert_eq!(
