@@ -70,12 +70,18 @@ pub fn group_specs(flags: &Flags) -> Vec<GroupSpec> {
 /// with `--aws-region` and `--aws-endpoint-url` when given (the SDK also reads
 /// `AWS_REGION` and `AWS_ENDPOINT_URL` itself).
 pub async fn sdk_config(flags: &Flags) -> aws_types::SdkConfig {
+    load_sdk_config(&flags.aws_region, &flags.aws_endpoint_url).await
+}
+
+/// The default chain with a region and an endpoint override when not empty (shared by
+/// the controller's flags and `autoscaler event-infra`).
+pub async fn load_sdk_config(region: &str, endpoint_url: &str) -> aws_types::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if !flags.aws_region.is_empty() {
-        loader = loader.region(aws_types::region::Region::new(flags.aws_region.clone()));
+    if !region.is_empty() {
+        loader = loader.region(aws_types::region::Region::new(region.to_string()));
     }
-    if !flags.aws_endpoint_url.is_empty() {
-        loader = loader.endpoint_url(&flags.aws_endpoint_url);
+    if !endpoint_url.is_empty() {
+        loader = loader.endpoint_url(endpoint_url);
     }
     loader.load().await
 }

@@ -61,14 +61,7 @@ pub fn parse(args: &[String]) -> Result<EventInfraArgs, clap::Error> {
 /// Runs the command; returns the process exit code (0: done or all good, 1: problems
 /// found by `verify`). Output goes to stdout, one line per fact.
 pub async fn run(args: &EventInfraArgs) -> Result<i32> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if !args.aws_region.is_empty() {
-        loader = loader.region(aws_types::region::Region::new(args.aws_region.clone()));
-    }
-    if !args.aws_endpoint_url.is_empty() {
-        loader = loader.endpoint_url(&args.aws_endpoint_url);
-    }
-    let sdk = loader.load().await;
+    let sdk = crate::aws_provider::load_sdk_config(&args.aws_region, &args.aws_endpoint_url).await;
     let cloud = AwsCloud::new(&sdk, AwsConfig::default());
     let infra = EventInfra::for_cluster(&args.cluster);
     match args.action {
