@@ -553,13 +553,25 @@ impl Candidate<'_> {
     }
 }
 
+/// A removal decided and not yet done (the node is still in the snapshot).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct InFlight {
+    /// When it was decided.
+    pub(crate) at: Timestamp,
+    /// Why.
+    pub(crate) kind: RemovalKind,
+    /// Whether it had pods to evict: only such removals count against
+    /// `max_drain_parallelism` (an empty node is not drained, as in CA).
+    pub(crate) drains: bool,
+}
+
 /// What disruption planning remembers between rounds.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DisruptionState {
     /// Node -> since when it has been unneeded.
     pub(crate) unneeded_since: BTreeMap<String, Timestamp>,
     /// Nodes we decided to remove, until they leave the snapshot.
-    pub(crate) removing: BTreeMap<String, (Timestamp, RemovalKind)>,
+    pub(crate) removing: BTreeMap<String, InFlight>,
     /// Replacements in progress, by the node to drain.
     pub(crate) replacements: BTreeMap<String, Replacement>,
     /// No new drain-back before then (a replacement just failed).
@@ -702,7 +714,14 @@ impl DisruptionState {
                     if let Some(ngi) = node_group {
                         w.targets[ngi] -= 1;
                     }
-                    self.removing.insert(name.clone(), (now, rep.kind));
+                    self.removing.insert(
+                        name.clone(),
+                        InFlight {
+                            at: now,
+                            kind: rep.kind,
+                            drains: !pods.is_empty(),
+                        },
+                    );
                     self.replacements.remove(&name);
                 }
                 Err(why) => w.blocked(
@@ -819,7 +838,7 @@ impl DisruptionState {
         let mut drains = self
             .removing
             .values()
-            .filter(|(_, k)| *k == RemovalKind::ScaleDown)
+            .filter(|f| f.kind == RemovalKind::ScaleDown && f.drains)
             .count() as u32;
         for c in cands {
             let (ni, gi) = (c.node, c.group);
@@ -980,7 +999,14 @@ impl DisruptionState {
         });
         w.removed[ni] = true;
         w.targets[gi] -= 1;
-        self.removing.insert(n.name.clone(), (r.now, kind));
+        self.removing.insert(
+            n.name.clone(),
+            InFlight {
+                at: r.now,
+                kind,
+                drains: !pods.is_empty(),
+            },
+        );
         self.unneeded_since.remove(&n.name);
     }
 

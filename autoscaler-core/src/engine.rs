@@ -9,7 +9,7 @@ use crate::decision::RemovalKind;
 use crate::decision::{
     Decision, Decisions, GroupStatus, NodeOutcome, PodOutcome, PodVerdict, ScaleUpCause, Status,
 };
-use crate::disruption::{DisruptionState, Work};
+use crate::disruption::{DisruptionState, InFlight, Work};
 use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
@@ -543,8 +543,8 @@ impl Autoscaler {
                 d.last_removal_failure.insert(g, at);
             }
         }
-        d.removing.retain(|name, (at, _)| {
-            snap.node_index(name).is_some() && now.since(*at) < Duration::from_secs(3600)
+        d.removing.retain(|name, f| {
+            snap.node_index(name).is_some() && now.since(f.at) < Duration::from_secs(3600)
         });
         d.replacements
             .retain(|name, _| snap.node_index(name).is_some());
@@ -567,8 +567,14 @@ impl Autoscaler {
                 drain,
                 reason: reason.clone(),
             });
-            d.removing
-                .insert(n.name.clone(), (now, RemovalKind::Interruption));
+            d.removing.insert(
+                n.name.clone(),
+                InFlight {
+                    at: now,
+                    kind: RemovalKind::Interruption,
+                    drains: drain,
+                },
+            );
             d.replacements.remove(&n.name);
         }
         Tally {

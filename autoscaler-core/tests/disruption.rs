@@ -112,6 +112,63 @@ fn empty_nodes_go_in_bounded_bulk_and_drains_one_at_a_time() {
     assert_eq!(drained, 1, "max-drain-parallelism: {r:?}");
 }
 
+#[test]
+fn empty_nodes_still_terminating_do_not_hold_back_the_next_drain() {
+    // CA's max-drain-parallelism counts nodes being drained; an empty node has nothing
+    // to drain. Counting the empties of a bulk removal kept the one drain waiting until
+    // every one of them had left the cluster.
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let mut nodes: Vec<Node> = (0..10)
+        .map(|i| {
+            node(
+                &format!("empty-{i:02}"),
+                &g,
+                A,
+                "m5.xlarge",
+                Timestamp::ZERO,
+            )
+        })
+        .collect();
+    let mut pods = Vec::new();
+    for i in 0..2 {
+        let name = format!("light-{i}");
+        nodes.push(node(&name, &g, A, "m5.xlarge", Timestamp::ZERO));
+        pods.push(pod(&format!("p-{i}"), "web", 200, 256, Some(&name)));
+    }
+    nodes.push(node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO));
+    pods.push(pod("anchor-pod", "db", 10_000, 40_000, Some("anchor")));
+    let g = with_target(g, &nodes);
+    let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let mut e = engine();
+    let _ = e.decide(&s, at(0));
+    let r = removals(&e.decide(&s, at(11)));
+    assert_eq!(r.len(), 11, "ten empty nodes and one drain: {r:?}");
+    let first = r
+        .iter()
+        .find(|(n, _)| n.starts_with("light"))
+        .unwrap()
+        .0
+        .clone();
+    let other = if first == "light-0" {
+        "light-1"
+    } else {
+        "light-0"
+    };
+    // The drained node is gone, its pod now on the anchor; the empty ones are still
+    // terminating.
+    nodes.retain(|n| n.name != first);
+    for p in &mut pods {
+        if p.node_name.as_deref() == Some(first.as_str()) {
+            p.node_name = Some("anchor".into());
+        }
+    }
+    let mut g = g;
+    g.target_size -= 11;
+    let s = snapshot(vec![g], nodes, pods, vec![]);
+    let r = removals(&e.decide(&s, at(12)));
+    assert_eq!(r, vec![(other.to_string(), RemovalKind::ScaleDown)]);
+}
+
 fn single_light_node_with(p: Pod) -> (Decisions, String) {
     let (g, nodes, mut pods) = busy_and_light();
     pods.retain(|p| p.name != "small-0");
