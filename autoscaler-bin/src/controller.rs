@@ -1,6 +1,7 @@
 //! The controller: watches (reflectors) -> snapshot -> engine -> actuation/reporting.
 //!
-//! A new unschedulable pod wakes the loop (debounced by `--debounce`), and a round runs
+//! A new unschedulable pod wakes the loop (debounced by `--debounce`), so does a pod
+//! leaving a node (at most one such round a second), and a round runs
 //! at least every `--scan-interval`, and also at the engine's next deadline
 //! ([`Autoscaler::poll_timeout`]: a cool-off ending, a node's unneeded time expiring, a
 //! provision timeout), so timers fire on time whatever the scan interval. Only the Lease holder decides; a standby keeps its
@@ -132,8 +133,14 @@ where
     reader
 }
 
-/// Starts every reflector.
-pub fn start_caches(client: &Client, flags: &Flags, notify: Arc<Notify>) -> Caches {
+/// Starts every reflector. `notify` wakes a round after the debounce (a pod waits for
+/// capacity, a config changed); `freed` wakes one when a pod leaves a node.
+pub fn start_caches(
+    client: &Client,
+    flags: &Flags,
+    notify: Arc<Notify>,
+    freed: Arc<Notify>,
+) -> Caches {
     let ns = &flags.namespace;
     let named = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
     Caches {
@@ -144,7 +151,7 @@ pub fn start_caches(client: &Client, flags: &Flags, notify: Arc<Notify>) -> Cach
             trim_node,
             notify.clone(),
         ),
-        pods: PodCache::start(Api::all(client.clone()), notify.clone()),
+        pods: PodCache::start(Api::all(client.clone()), notify.clone(), freed),
         pdbs: reflect(
             Api::all(client.clone()),
             watcher::Config::default(),
@@ -324,7 +331,8 @@ async fn serve<P: NodeGroupProvider + Clone>(
     let server = tokio::spawn(crate::metrics::serve(addr, metrics.clone(), stall));
     let leader = crate::leader::start(&client, &flags).await?;
     let notify = Arc::new(Notify::new());
-    let caches = start_caches(&client, &flags, notify.clone());
+    let freed = Arc::new(Notify::new());
+    let caches = start_caches(&client, &flags, notify.clone(), freed.clone());
     let (failures_tx, removal_failures) = mpsc::unbounded_channel();
     provider.start(&ProviderContext {
         client: client.clone(),
@@ -375,7 +383,7 @@ async fn serve<P: NodeGroupProvider + Clone>(
         recording,
         status: None,
     };
-    let main = ctl.main_loop(notify);
+    let main = ctl.main_loop(notify, freed);
     tokio::select! {
         r = main => r,
         r = server => r.context("metrics server task")?,
@@ -500,6 +508,10 @@ async fn write_status(
     }
 }
 
+/// Rounds woken by a pod leaving a node start at least this long after the previous
+/// round.
+const FREED_ROUND_GAP: Duration = Duration::from_secs(1);
+
 /// A round longer than this is logged with where its time went.
 const SLOW_ROUND: Duration = Duration::from_secs(1);
 
@@ -516,11 +528,12 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
         *self.leader.borrow()
     }
 
-    async fn main_loop(&mut self, notify: Arc<Notify>) -> Result<()> {
+    async fn main_loop(&mut self, notify: Arc<Notify>, freed: Arc<Notify>) -> Result<()> {
         let mut tick = tokio::time::interval(self.flags.scan_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut leader = self.leader.clone();
         let mut was_leader = false;
+        let mut last_round = Instant::now();
         tracing::info!("waiting for the watch caches to fill");
         self.caches.wait_until_ready().await?;
         self.record_cache_sizes();
@@ -535,6 +548,13 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 _ = notify.notified() => {
                     // Debounce: let a burst of pod creations land in one round.
                     tokio::time::sleep(self.flags.debounce).await;
+                }
+                _ = freed.notified() => {
+                    // A pod left a node: a round soon starts an emptied node's unneeded
+                    // time (CA starts it at its next scan). Paced, so that a cluster
+                    // with steady churn does not run rounds back to back.
+                    let paced = FREED_ROUND_GAP.saturating_sub(last_round.elapsed());
+                    tokio::time::sleep(self.flags.debounce.max(paced)).await;
                 }
                 r = leader.changed() => {
                     if r.is_err() {
@@ -562,6 +582,7 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 self.became_leader().await;
             }
             let started = Instant::now();
+            last_round = started;
             // The leader is alive only when its rounds succeed (the heartbeat follows
             // a successful round), so /healthz turns unhealthy when rounds keep failing.
             match self.round().await {

@@ -230,8 +230,9 @@ impl PodCache {
     }
 
     /// Starts the watch that fills the cache; `notify` is woken when a pod turns up
-    /// unschedulable (the debounced fast path of a scale-up).
-    pub fn start(api: Api<ApiPod>, notify: Arc<Notify>) -> Self {
+    /// unschedulable (the debounced fast path of a scale-up), `freed` when a pod leaves a
+    /// node (see [`wake_for`]).
+    pub fn start(api: Api<ApiPod>, notify: Arc<Notify>, freed: Arc<Notify>) -> Self {
         let cache = Self::default();
         let writer = cache.clone();
         let stream = watcher(api, watcher::Config::default()).default_backoff();
@@ -240,29 +241,72 @@ impl PodCache {
             let mut interner = LabelInterner::default();
             futures::pin_mut!(stream);
             while let Some(item) = stream.next().await {
-                let change = match item {
-                    Ok(watcher::Event::Init) => PodChange::ListStarted,
-                    Ok(watcher::Event::InitDone) => PodChange::ListDone,
-                    Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
-                        if translate::is_unschedulable(&p) {
-                            notify.notify_one();
-                        }
-                        upsert_interned(&p, &mut interner)
-                    }
-                    Ok(watcher::Event::Delete(p)) => PodChange::Deleted {
-                        namespace: p.metadata.namespace.unwrap_or_default(),
-                        name: p.metadata.name.unwrap_or_default(),
-                    },
+                let event = match item {
+                    Ok(event) => event,
                     Err(e) => {
                         tracing::warn!(kind = "Pod", error = %e, "watch error (retrying with backoff)");
                         continue;
                     }
+                };
+                match wake_for(&event) {
+                    Wake::Pending => notify.notify_one(),
+                    Wake::Freed => freed.notify_one(),
+                    Wake::No => {}
+                }
+                let change = match event {
+                    watcher::Event::Init => PodChange::ListStarted,
+                    watcher::Event::InitDone => PodChange::ListDone,
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => {
+                        upsert_interned(&p, &mut interner)
+                    }
+                    watcher::Event::Delete(p) => PodChange::Deleted {
+                        namespace: p.metadata.namespace.unwrap_or_default(),
+                        name: p.metadata.name.unwrap_or_default(),
+                    },
                 };
                 writer.apply(change);
             }
         });
         cache
     }
+}
+
+/// Which round a pod watch event calls for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// None before the next scan.
+    No,
+    /// A pod waits for capacity: a scale-up round, after the debounce.
+    Pending,
+    /// A pod left a node (deleted, or finished while bound): a round soon, so that a node
+    /// left empty starts its unneeded time now rather than at the next scan.
+    Freed,
+}
+
+/// What a pod watch event asks of the decision loop. A re-list's pods (`InitApply`) are
+/// not news, except that an unschedulable one still needs a round.
+pub fn wake_for(event: &watcher::Event<ApiPod>) -> Wake {
+    match event {
+        watcher::Event::Apply(p) | watcher::Event::InitApply(p)
+            if translate::is_unschedulable(p) =>
+        {
+            Wake::Pending
+        }
+        watcher::Event::Apply(p) if on_a_node(p) && finished(p) => Wake::Freed,
+        watcher::Event::Delete(p) if on_a_node(p) && !finished(p) => Wake::Freed,
+        _ => Wake::No,
+    }
+}
+
+fn on_a_node(p: &ApiPod) -> bool {
+    p.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+}
+
+fn finished(p: &ApiPod) -> bool {
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 #[cfg(test)]
@@ -285,6 +329,44 @@ mod tests {
             {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}))
         .unwrap();
         p
+    }
+
+    #[test]
+    fn a_pod_leaving_a_node_wakes_a_round_and_other_changes_do_not() {
+        use watcher::Event::{Apply, Delete, InitApply};
+        // Room freed on a node: the round that starts its unneeded time should not wait
+        // for the next scan.
+        assert_eq!(
+            wake_for(&Delete(api_pod("a", Some("n1"), "Running"))),
+            Wake::Freed
+        );
+        assert_eq!(
+            wake_for(&Apply(api_pod("job", Some("n1"), "Succeeded"))),
+            Wake::Freed
+        );
+        assert_eq!(
+            wake_for(&Apply(api_pod("job", Some("n1"), "Failed"))),
+            Wake::Freed
+        );
+        // Already counted when it finished; never on a node; still running.
+        assert_eq!(
+            wake_for(&Delete(api_pod("job", Some("n1"), "Succeeded"))),
+            Wake::No
+        );
+        assert_eq!(wake_for(&Delete(api_pod("p", None, "Pending"))), Wake::No);
+        assert_eq!(
+            wake_for(&Apply(api_pod("a", Some("n1"), "Running"))),
+            Wake::No
+        );
+        // A re-list is not news about room.
+        assert_eq!(
+            wake_for(&InitApply(api_pod("job", Some("n1"), "Succeeded"))),
+            Wake::No
+        );
+        // Waiting for capacity is the scale-up's fast path, re-listed or not.
+        assert_eq!(wake_for(&Apply(unschedulable_pod("u"))), Wake::Pending);
+        assert_eq!(wake_for(&InitApply(unschedulable_pod("u"))), Wake::Pending);
+        assert_eq!(wake_for(&Delete(unschedulable_pod("u"))), Wake::No);
     }
 
     #[test]

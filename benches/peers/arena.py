@@ -652,7 +652,11 @@ def measure(args, api, peer, proc, scenario):
         gone = wait_until("burst nodes gone", burst_nodes_gone, args.scale_down_timeout, proc, peer)
         with rec.lock:
             deleted = [rec.nodes[n]["deleted"] - t1 for n in burst_nodes if rec.nodes[n]["deleted"] is not None]
+            # When the last burst pod was gone: no node can be empty before that, so
+            # pods gone + the unneeded time is the earliest any peer could be done.
+            pods_gone = [p["deleted"] - t1 for p in rec.pods.values() if p["deleted"] is not None and p["deleted"] >= t1]
             result.update(
+                scale_down_pods_gone_s=max(pods_gone) if len(pods_gone) >= pods else None,
                 scale_down_all_gone_s=max(deleted) if gone and deleted else None,
                 scale_down_first_gone_s=min(deleted) if deleted else None,
                 scale_down_nodes_removed=len(deleted),
@@ -679,7 +683,14 @@ def pct(values, q):
 
 def summarize(runs):
     s = {"runs": len(runs), "failed_runs": sum(1 for r in runs if not r["all_running"])}
-    for key in ("first_node_s", "all_bound_s", "all_running_s", "scale_down_first_gone_s", "scale_down_all_gone_s"):
+    for key in (
+        "first_node_s",
+        "all_bound_s",
+        "all_running_s",
+        "scale_down_pods_gone_s",
+        "scale_down_first_gone_s",
+        "scale_down_all_gone_s",
+    ):
         vals = [r.get(key) for r in runs if r.get(key) is not None]
         if vals:
             s[key] = {"p50": statistics.median(vals), "p95": pct(vals, 95), "max": max(vals)}
@@ -710,7 +721,10 @@ def markdown(results, meta):
         scale = any("scale_down_all_gone_s" in p["summary"] for p in sc["peers"])
         head = "| peer | runs | first node | all bound | all Running | above floor (p50) | nodes | bin-packing | CPU s | peak RSS MB |"
         if scale:
-            head += " scale-down: first gone | all gone | nodes removed | evictions | CPU s (scale-down) |"
+            head += (
+                " scale-down: pods gone | first node gone | all gone | all gone above pods gone +"
+                f" {SCALE_DOWN_AFTER_S} s (p50) | nodes removed | evictions | CPU s (scale-down) |"
+            )
         lines.append(head)
         lines.append("|" + "---|" * (head.count("|") - 1))
         floor = next((p["summary"] for p in sc["peers"] if p["peer"].startswith("floor")), None)
@@ -729,8 +743,10 @@ def markdown(results, meta):
             )
             if scale:
                 removed = s.get("scale_down_nodes_removed", "–")
+                gone, pods_gone = s.get("scale_down_all_gone_s"), s.get("scale_down_pods_gone_s")
+                late = f"{gone['p50'] - pods_gone['p50'] - SCALE_DOWN_AFTER_S:.1f}" if gone and pods_gone else "–"
                 row += (
-                    f" {fmt_t(s.get('scale_down_first_gone_s'))} | {fmt_t(s.get('scale_down_all_gone_s'))} | "
+                    f" {fmt_t(pods_gone)} | {fmt_t(s.get('scale_down_first_gone_s'))} | {fmt_t(gone)} | {late} | "
                     f"{removed} of {s.get('nodes_launched', '–')} | {s.get('evictions', '–')} | {s.get('cpu_s_scale_down', '–')} |"
                 )
             lines.append(row)
