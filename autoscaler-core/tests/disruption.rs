@@ -79,10 +79,11 @@ fn an_underutilized_node_goes_after_the_unneeded_time() {
     ));
 }
 
-#[test]
-fn empty_nodes_go_in_bounded_bulk_and_drains_one_at_a_time() {
+/// One on-demand group in zone a: `empty` empty nodes, `light` nodes with one small pod
+/// each (`light-N`, pod `p-N`), and a big `anchor` node whose room takes those pods.
+fn empties_lights_and_anchor(empty: usize, light: usize) -> (NodeGroup, Vec<Node>, Vec<Pod>) {
     let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
-    let mut nodes: Vec<Node> = (0..15)
+    let mut nodes: Vec<Node> = (0..empty)
         .map(|i| {
             node(
                 &format!("empty-{i:02}"),
@@ -94,14 +95,20 @@ fn empty_nodes_go_in_bounded_bulk_and_drains_one_at_a_time() {
         })
         .collect();
     let mut pods = Vec::new();
-    for i in 0..3 {
+    for i in 0..light {
         let name = format!("light-{i}");
         nodes.push(node(&name, &g, A, "m5.xlarge", Timestamp::ZERO));
         pods.push(pod(&format!("p-{i}"), "web", 200, 256, Some(&name)));
     }
     nodes.push(node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO));
     pods.push(pod("anchor-pod", "db", 10_000, 40_000, Some("anchor")));
-    let s = snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![]);
+    (with_target(g, &nodes), nodes, pods)
+}
+
+#[test]
+fn empty_nodes_go_in_bounded_bulk_and_drains_one_at_a_time() {
+    let (g, nodes, pods) = empties_lights_and_anchor(15, 3);
+    let s = snapshot(vec![g], nodes, pods, vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
     let d = e.decide(&s, at(11));
@@ -117,27 +124,7 @@ fn empty_nodes_still_terminating_do_not_hold_back_the_next_drain() {
     // CA's max-drain-parallelism counts nodes being drained; an empty node has nothing
     // to drain. Counting the empties of a bulk removal kept the one drain waiting until
     // every one of them had left the cluster.
-    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
-    let mut nodes: Vec<Node> = (0..10)
-        .map(|i| {
-            node(
-                &format!("empty-{i:02}"),
-                &g,
-                A,
-                "m5.xlarge",
-                Timestamp::ZERO,
-            )
-        })
-        .collect();
-    let mut pods = Vec::new();
-    for i in 0..2 {
-        let name = format!("light-{i}");
-        nodes.push(node(&name, &g, A, "m5.xlarge", Timestamp::ZERO));
-        pods.push(pod(&format!("p-{i}"), "web", 200, 256, Some(&name)));
-    }
-    nodes.push(node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO));
-    pods.push(pod("anchor-pod", "db", 10_000, 40_000, Some("anchor")));
-    let g = with_target(g, &nodes);
+    let (mut g, mut nodes, mut pods) = empties_lights_and_anchor(10, 2);
     let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
     let mut e = engine();
     let _ = e.decide(&s, at(0));
@@ -162,7 +149,6 @@ fn empty_nodes_still_terminating_do_not_hold_back_the_next_drain() {
             p.node_name = Some("anchor".into());
         }
     }
-    let mut g = g;
     g.target_size -= 11;
     let s = snapshot(vec![g], nodes, pods, vec![]);
     let r = removals(&e.decide(&s, at(12)));
