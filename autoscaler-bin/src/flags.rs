@@ -357,6 +357,11 @@ pub struct Flags {
     /// later); 0 keeps hedging at the same node count and price.
     #[arg(long, default_value_t = 0.0)]
     pub hedge_on_demand_fraction: f64,
+    /// Once this many spot families have failed for capacity within the hedge window
+    /// and no spot node joined since, a spot scale-up starts on-demand at once, even a
+    /// single node (drained back once spot returns); 0 disables.
+    #[arg(long, default_value_t = 3)]
+    pub hedge_broad_shortage_families: u32,
     /// Extra nodes, as a share, for a scale-up of 8 nodes or more whose pods differ in
     /// size: the scheduler spreads pods and strands one or two that would otherwise
     /// wait a whole node boot (0 disables).
@@ -553,6 +558,7 @@ impl Flags {
         c.hedge.enabled = self.hedge_launches;
         c.hedge.window = self.hedge_window;
         c.hedge.on_demand_fraction = self.hedge_on_demand_fraction;
+        c.hedge.broad_shortage_families = self.hedge_broad_shortage_families;
         c.bulk_slack = self.bulk_scale_up_slack;
         c.validate().map_err(|e| FlagError::Config(e.to_string()))?;
         Ok(c)
@@ -622,12 +628,14 @@ mod tests {
         assert!(c.hedge.enabled, "hedging is on by default");
         assert_eq!(c.hedge.window, Duration::from_secs(900));
         assert_eq!(c.hedge.on_demand_fraction, 0.0);
+        assert_eq!(c.hedge.broad_shortage_families, 3);
         assert_eq!(c.bulk_slack, 0.05);
         let c = p(&[
             "--nodes=0:10:web",
             "--hedge-launches=false",
             "--hedge-window=5m",
             "--hedge-on-demand-fraction=0.25",
+            "--hedge-broad-shortage-families=0",
             "--bulk-scale-up-slack=0",
         ])
         .unwrap()
@@ -636,6 +644,7 @@ mod tests {
         assert!(!c.hedge.enabled);
         assert_eq!(c.hedge.window, Duration::from_secs(300));
         assert_eq!(c.hedge.on_demand_fraction, 0.25);
+        assert_eq!(c.hedge.broad_shortage_families, 0);
         assert_eq!(c.bulk_slack, 0.0);
         // Refused when the flags are read, naming the flag.
         let err = p(&["--nodes=0:10:web", "--hedge-on-demand-fraction=1.5"])

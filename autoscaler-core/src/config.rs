@@ -215,6 +215,11 @@ pub struct HedgeConfig {
     pub on_demand_fraction: f64,
     /// Families priced above the chosen group's by more than this share are left out.
     pub price_tolerance: f64,
+    /// `--hedge-broad-shortage-families`: once this many spot families (balance sets)
+    /// have failed for capacity within the window and no spot node has joined since the
+    /// latest failure, spot is short everywhere: a spot scale-up starts on-demand at
+    /// once, whatever its size (drained back once spot returns). 0 disables.
+    pub broad_shortage_families: u32,
 }
 
 impl Default for HedgeConfig {
@@ -224,6 +229,7 @@ impl Default for HedgeConfig {
             window: Duration::from_secs(900),
             on_demand_fraction: 0.0,
             price_tolerance: 0.10,
+            broad_shortage_families: 3,
         }
     }
 }

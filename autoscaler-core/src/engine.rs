@@ -259,6 +259,9 @@ pub struct Autoscaler {
     pub(crate) capacity_shortages: Vec<(String, Option<String>, Timestamp)>,
     /// The latest spot capacity failure: scale-ups are hedged for a while after it.
     pub(crate) spot_shortage: Option<SpotShortage>,
+    /// Spot capacity failures (group, when) within the hedge window: how many spot
+    /// families are short at once.
+    pub(crate) spot_failures: Vec<(String, Timestamp)>,
 }
 
 impl Autoscaler {
@@ -278,6 +281,7 @@ impl Autoscaler {
             disruption: DisruptionState::default(),
             capacity_shortages: Vec::new(),
             spot_shortage: None,
+            spot_failures: Vec::new(),
         })
     }
 
@@ -433,9 +437,17 @@ impl Autoscaler {
             let spot = snap
                 .group(&group)
                 .is_some_and(|g| g.capacity_type == CapacityType::Spot || g.mixed().is_some());
+            if spot {
+                self.spot_failures.push((group.clone(), at));
+            }
             if spot && self.spot_shortage.as_ref().is_none_or(|s| s.at <= at) {
                 self.spot_shortage = Some(SpotShortage { at, group, zone });
             }
+        }
+        if let Some(latest) = self.spot_failures.iter().map(|(_, at)| *at).max() {
+            let window = self.config.hedge.window;
+            self.spot_failures
+                .retain(|(_, at)| latest.since(*at) <= window);
         }
         for f in std::mem::take(&mut self.market_failures) {
             let Some(group) = snap.group(&f.group) else {
@@ -958,11 +970,19 @@ impl Autoscaler {
             .filter(|s| s.kind != ShareKind::Chosen)
             .map(|s| groups[s.group].name.as_str())
             .collect();
-        let shortage = self
+        let mut shortage = self
             .spot_shortage
             .as_ref()
             .map(|s| hedge::describe(s, now))
             .unwrap_or_default();
+        if shares.iter().any(|s| s.kind == ShareKind::OnDemand) {
+            if let Some(families) = self.broad_spot_shortage(snap, ground, now) {
+                shortage.push_str(&format!(
+                    ", and {families} spot families failed within {} with no spot node joining since",
+                    human_duration(self.config.hedge.window)
+                ));
+            }
+        }
         let mut shortfall = 0;
         // Other families first: what their groups cannot take goes back to the chosen one.
         for share in shares.iter().rev() {
@@ -984,6 +1004,9 @@ impl Autoscaler {
                 shortfall += nodes.saturating_sub(split.iter().map(|(_, d)| d).sum());
             }
             for (member, delta) in split {
+                if delta == 0 {
+                    continue; // the chosen group's empty share in a broad shortage
+                }
                 let mg = &groups[member];
                 let mplan = ground.plans[member]
                     .as_ref()
@@ -1236,7 +1259,34 @@ impl Autoscaler {
             .filter(|(_, e)| e.helps_same_pods(est))
             .map(|(o, e)| alternative(*o, e))
             .collect();
-        hedge::shares(&self.config.hedge, snap.groups(), &chosen, &alternatives)
+        let broad = self.broad_spot_shortage(snap, ground, now).is_some();
+        hedge::shares(
+            &self.config.hedge,
+            snap.groups(),
+            &chosen,
+            &alternatives,
+            broad,
+        )
+    }
+
+    /// How many spot families are short at once (see [`hedge::broad_families`]).
+    fn broad_spot_shortage(
+        &self,
+        snap: &ClusterSnapshot,
+        ground: &Groundwork,
+        now: Timestamp,
+    ) -> Option<usize> {
+        let failures = self.spot_failures.iter().filter_map(|(group, at)| {
+            let gi = snap.group_index(group)?;
+            Some((ground.sets.of_group[gi], *at))
+        });
+        let latest_spot_join = snap
+            .nodes()
+            .iter()
+            .filter(|n| n.capacity_type == CapacityType::Spot)
+            .map(|n| n.created_at)
+            .max();
+        hedge::broad_families(&self.config.hedge, failures, latest_spot_join, now)
     }
 
     /// How to split a chosen scale-up across its balance set: `(group, delta)` pairs.
@@ -1252,7 +1302,7 @@ impl Autoscaler {
         let (chosen, n) = (share.group, share.nodes);
         let groups = snap.groups();
         let g = &groups[chosen];
-        if !self.config.balance.enabled || n < 2 || g.zones.len() != 1 {
+        if !self.config.balance.enabled || n == 0 || g.zones.len() != 1 {
             return vec![(chosen, n)];
         }
         let set = sets.of_group[chosen];

@@ -74,16 +74,52 @@ pub(crate) fn describe(shortage: &SpotShortage, now: Timestamp) -> String {
     )
 }
 
+/// How many spot families are short at once: the distinct balance sets among the spot
+/// capacity failures within the window (`failures`: set and time), or `None` when a spot
+/// node joined after the latest of them (`latest_spot_join`), since spot then still has
+/// capacity somewhere. Distinct families, not failures: one family failing in every zone
+/// says nothing of the others.
+pub(crate) fn broad_families(
+    config: &HedgeConfig,
+    failures: impl IntoIterator<Item = (usize, Timestamp)>,
+    latest_spot_join: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<usize> {
+    if !config.enabled || config.broad_shortage_families == 0 {
+        return None;
+    }
+    let mut sets = Vec::new();
+    let mut latest = None;
+    for (set, at) in failures {
+        if now.since(at) > config.window {
+            continue;
+        }
+        latest = latest.max(Some(at));
+        if !sets.contains(&set) {
+            sets.push(set);
+        }
+    }
+    let latest = latest?;
+    if latest_spot_join.is_some_and(|joined| joined > latest) {
+        return None;
+    }
+    (sets.len() >= config.broad_shortage_families as usize).then_some(sets.len())
+}
+
 /// Splits `nodes` of the chosen spot group over the spot families that could take the
 /// same pods with the same node count at the same priority and a price within the
 /// tolerance, one family per balance set (the first alternative of each set stands for
-/// it), plus the on-demand share. Without a hedge (not active, the chosen group not a
-/// plain spot group, a single node) the chosen group takes everything.
+/// it), plus the on-demand share. In a `broad` shortage (see [`broad_families`]) every
+/// node starts on-demand, a single one too, and the chosen group keeps an empty share
+/// (it takes back what the on-demand groups cannot). Without a hedge (not active, the
+/// chosen group not a plain spot group, a single node outside a broad shortage) the
+/// chosen group takes everything.
 pub(crate) fn shares(
     config: &HedgeConfig,
     groups: &[NodeGroup],
     chosen: &Alternative,
     alternatives: &[Alternative],
+    broad: bool,
 ) -> Vec<Share> {
     let all_chosen = vec![Share {
         group: chosen.group,
@@ -91,7 +127,11 @@ pub(crate) fn shares(
         kind: ShareKind::Chosen,
     }];
     let g = &groups[chosen.group];
-    if chosen.nodes < 2 || g.capacity_type != CapacityType::Spot || g.mixed().is_some() {
+    if (chosen.nodes < 2 && !broad)
+        || chosen.nodes == 0
+        || g.capacity_type != CapacityType::Spot
+        || g.mixed().is_some()
+    {
         return all_chosen;
     }
     let same_pods = |a: &Alternative| a.helped == chosen.helped && a.nodes == chosen.nodes;
@@ -119,6 +159,7 @@ pub(crate) fn shares(
         })
         .min_by(|a, b| a.price_per_hour.total_cmp(&b.price_per_hour));
     let on_demand_nodes = match on_demand {
+        Some(_) if broad => chosen.nodes,
         Some(_) => ((f64::from(chosen.nodes) * config.on_demand_fraction).round() as u32)
             .min(chosen.nodes - 1),
         None => 0,
@@ -134,7 +175,9 @@ pub(crate) fn shares(
         .enumerate()
     {
         let nodes = spot_nodes / count + u32::from((i as u32) < spot_nodes % count);
-        if nodes > 0 {
+        // The chosen group's share stays, empty or not: it takes back what the others
+        // cannot take.
+        if nodes > 0 || i == 0 {
             out.push(Share {
                 group,
                 nodes,
@@ -190,7 +233,7 @@ mod tests {
             alt(GroupIdx(2), 2, 0.30, 7), // too dear
             alt(GroupIdx(3), 3, 0.38, 7),
         ];
-        let s = shares(&HedgeConfig::default(), &gs, &chosen, &alternatives);
+        let s = shares(&HedgeConfig::default(), &gs, &chosen, &alternatives, false);
         assert_eq!(
             s,
             vec![
@@ -222,7 +265,7 @@ mod tests {
         };
         let chosen = alt(GroupIdx(0), 0, 0.15, 4);
         let od = alt(GroupIdx(3), 3, 0.38, 4);
-        let s = shares(&config, &gs, &chosen, &[od]);
+        let s = shares(&config, &gs, &chosen, &[od], false);
         assert_eq!(
             s,
             vec![
@@ -250,12 +293,13 @@ mod tests {
             &gs,
             &chosen,
             &[other_shape, other_priority],
+            false,
         );
         assert_eq!(s.len(), 1);
         let single = alt(GroupIdx(0), 0, 0.15, 1);
-        assert_eq!(shares(&config, &gs, &single, &[od]).len(), 1);
+        assert_eq!(shares(&config, &gs, &single, &[od], false).len(), 1);
         let od_chosen = alt(GroupIdx(3), 3, 0.38, 4);
-        let s = shares(&config, &gs, &od_chosen, &[chosen]);
+        let s = shares(&config, &gs, &od_chosen, &[chosen], false);
         assert_eq!(
             s,
             vec![Share {
@@ -264,6 +308,60 @@ mod tests {
                 kind: ShareKind::Chosen
             }]
         );
+    }
+
+    #[test]
+    fn a_broad_shortage_starts_everything_on_demand_even_one_node() {
+        let gs = groups();
+        let od = alt(GroupIdx(3), 3, 0.38, 1);
+        let single = alt(GroupIdx(0), 0, 0.15, 1);
+        let s = shares(&HedgeConfig::default(), &gs, &single, &[od], true);
+        assert_eq!(
+            s,
+            vec![
+                Share {
+                    group: GroupIdx(0),
+                    nodes: 0,
+                    kind: ShareKind::Chosen
+                },
+                Share {
+                    group: GroupIdx(3),
+                    nodes: 1,
+                    kind: ShareKind::OnDemand
+                },
+            ],
+            "the chosen group keeps an empty share to take back what on-demand cannot"
+        );
+        // Without an on-demand group that helps the same pods, nothing changes.
+        assert_eq!(
+            shares(&HedgeConfig::default(), &gs, &single, &[], true),
+            vec![Share {
+                group: GroupIdx(0),
+                nodes: 1,
+                kind: ShareKind::Chosen
+            }]
+        );
+    }
+
+    #[test]
+    fn broad_counts_distinct_families_within_the_window_until_a_spot_node_joins() {
+        let c = HedgeConfig::default();
+        let t = Timestamp::from_secs;
+        // Family 0 failing in three zones is one family.
+        let one_family = [(0, t(100)), (0, t(110)), (0, t(120))];
+        assert_eq!(broad_families(&c, one_family, None, t(130)), None);
+        let three = [(0, t(100)), (1, t(110)), (2, t(120))];
+        assert_eq!(broad_families(&c, three, None, t(130)), Some(3));
+        // A spot node joined after the latest failure (not before it).
+        assert_eq!(broad_families(&c, three, Some(t(121)), t(130)), None);
+        assert_eq!(broad_families(&c, three, Some(t(120)), t(130)), Some(3));
+        // The oldest failure left the window.
+        assert_eq!(broad_families(&c, three, None, t(100 + 901)), None);
+        let off = HedgeConfig {
+            broad_shortage_families: 0,
+            ..c.clone()
+        };
+        assert_eq!(broad_families(&off, three, None, t(130)), None);
     }
 
     #[test]

@@ -996,6 +996,136 @@ fn after_a_spot_shortage_a_scale_up_is_hedged_over_the_spot_families_at_the_same
 }
 
 #[test]
+fn when_three_spot_families_are_short_even_a_one_node_scale_up_starts_on_demand_at_once() {
+    // Four spot families (balance sets: their instance types differ) and on-demand.
+    let groups = vec![
+        group("spot-a", CapacityType::Spot, &[A], &["m5.xlarge"]),
+        group("spot-b", CapacityType::Spot, &[A], &["m5a.xlarge"]),
+        group("spot-c", CapacityType::Spot, &[A], &["m6i.xlarge"]),
+        group("spot-d", CapacityType::Spot, &[A], &["m4.xlarge"]),
+        group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]),
+    ];
+    let priorities = "50: ['spot']\n10: ['^od$']\n";
+    let engine_with = |families: u32| {
+        let mut e = Autoscaler::new(AutoscalerConfig {
+            hedge: HedgeConfig {
+                broad_shortage_families: families,
+                ..HedgeConfig::default()
+            },
+            ..AutoscalerConfig::default()
+        })
+        .unwrap();
+        e.set_priorities(priorities).unwrap();
+        e
+    };
+    let one_pod = pending(1, "web", 1000, 1024);
+    let s = snap(groups.clone(), vec![], one_pod.clone());
+    let t1 = T0 + Duration::from_secs(10);
+
+    // Three families failed one after the other (one round each, as a walk finds them).
+    let mut broad = engine_with(3);
+    for (i, g) in ["spot-a", "spot-b", "spot-c"].iter().enumerate() {
+        broad.handle_event(ice(g, Some(A), None), T0 + Duration::from_secs(i as u64));
+    }
+    let d = broad.clone().decide(&s, t1);
+    let causes = scale_up_causes(&d);
+    assert_eq!(scale_ups(&d), [("od".to_string(), 1)], "{:?}", d.actions);
+    assert_eq!(causes[0].1, ScaleUpCause::Hedge, "{causes:?}");
+    assert!(
+        causes[0].2.contains("start on-demand")
+            && causes[0].2.contains("3 spot families failed within 15m"),
+        "{}",
+        causes[0].2
+    );
+
+    // Off, or two families only, the walk goes on to the fourth family.
+    let mut off = engine_with(0);
+    let mut two = engine_with(3);
+    for (i, g) in ["spot-a", "spot-b", "spot-c"].iter().enumerate() {
+        off.handle_event(ice(g, Some(A), None), T0 + Duration::from_secs(i as u64));
+    }
+    for (i, g) in ["spot-a", "spot-b"].iter().enumerate() {
+        two.handle_event(ice(g, Some(A), None), T0 + Duration::from_secs(i as u64));
+    }
+    for (mut e, untried) in [(off, &["spot-d"][..]), (two, &["spot-c", "spot-d"][..])] {
+        let d = e.decide(&s, t1);
+        let ups = scale_ups(&d);
+        assert!(
+            ups.len() == 1 && untried.contains(&ups[0].0.as_str()),
+            "{:?}",
+            d.actions
+        );
+    }
+
+    // A spot node that joined after the latest failure: spot still has capacity somewhere.
+    let joined = node(
+        "spot-d-1",
+        &groups[3],
+        A,
+        "m4.xlarge",
+        T0 + Duration::from_secs(5),
+    );
+    let mut filled = snap(groups.clone(), vec![joined], vec![]);
+    filled = snapshot(
+        filled.groups().to_vec(),
+        filled.nodes().to_vec(),
+        pending(9, "web", 1000, 1024),
+        vec![],
+    );
+    let d = broad.clone().decide(&filled, t1);
+    assert!(
+        scale_ups(&d).iter().all(|(g, _)| g.starts_with("spot-")),
+        "{:?}",
+        d.actions
+    );
+
+    // Past the window, spot is tried again.
+    let d = broad.decide(&s, T0 + Duration::from_secs(16 * 60));
+    assert!(
+        scale_ups(&d).iter().all(|(g, _)| g.starts_with("spot-")),
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
+fn a_one_node_scale_up_goes_to_the_lightest_zone_of_its_balance_set() {
+    // cluster-autoscaler's balancing processor (BalanceScaleUpBetweenGroups) gives a single
+    // new node to the smallest similar group, too.
+    let groups = vec![
+        group("spot-1a", CapacityType::Spot, &[A], &["m5.xlarge"]),
+        group("spot-1b", CapacityType::Spot, &[B], &["m5.xlarge"]),
+        group("spot-1c", CapacityType::Spot, &[C], &["m5.xlarge"]),
+    ];
+    let nodes = vec![
+        node("a1", &groups[0], A, "m5.xlarge", T0),
+        node("a2", &groups[0], A, "m5.xlarge", T0),
+        node("c1", &groups[2], C, "m5.xlarge", T0),
+        node("c2", &groups[2], C, "m5.xlarge", T0),
+        node("b1", &groups[1], B, "m5.xlarge", T0),
+    ];
+    let mut groups = groups;
+    for (g, size) in groups.iter_mut().zip([2, 1, 2]) {
+        g.target_size = size;
+    }
+    // Pods that fill every node, so the new one is needed.
+    let mut pods = Vec::new();
+    for n in ["a1", "a2", "c1", "c2", "b1"] {
+        for i in 0..4 {
+            pods.push(pod(&format!("{n}-{i}"), "fill", 900, 1024, Some(n)));
+        }
+    }
+    pods.push(pod("new-0", "web", 1000, 1024, None));
+    let d = engine().decide(&snapshot(groups, nodes, pods, vec![]), T0);
+    assert_eq!(
+        scale_ups(&d),
+        [("spot-1b".to_string(), 1)],
+        "{:?}",
+        d.actions
+    );
+}
+
+#[test]
 fn a_bulk_scale_up_of_mixed_pod_sizes_gets_slack_and_a_uniform_or_small_one_does_not() {
     let groups = vec![group("od", CapacityType::OnDemand, &[A], &["m5.2xlarge"])];
     let total = |config: AutoscalerConfig, pods: Vec<Pod>| -> u32 {
