@@ -4,7 +4,7 @@
 //! rebalancing heals lasting skew; the simulator measures skew with the same sets.
 
 use crate::config::AutoscalerConfig;
-use crate::index::NodeIdx;
+use crate::index::{GroupIdx, NodeIdx};
 use crate::model::{NodeGroup, ZONE_LABEL};
 use crate::snapshot::ClusterSnapshot;
 use regex::Regex;
@@ -76,27 +76,60 @@ impl BalanceSets {
         exclude: &dyn Fn(NodeIdx) -> bool,
     ) -> Vec<BTreeMap<String, i64>> {
         let mut counts = vec![BTreeMap::new(); self.names.len()];
-        for (gi, g) in snap.group_indexes().zip(snap.groups()) {
-            let set = &mut counts[self.of_group[gi]];
-            for z in &g.zones {
-                set.entry(z.clone()).or_insert(0);
-            }
-            let mut registered = 0u32;
-            for &ni in snap.nodes_of_group(gi) {
-                registered += 1;
-                if exclude(ni) {
-                    continue;
-                }
-                if let Some(z) = snap.nodes()[ni].zone() {
-                    *set.entry(z.to_string()).or_insert(0) += 1;
-                }
-            }
-            if g.zones.len() == 1 {
-                let upcoming = i64::from(targets[gi].saturating_sub(registered));
-                *set.entry(g.zones[0].clone()).or_insert(0) += upcoming;
-            }
+        for gi in snap.group_indexes() {
+            add_group(&mut counts[self.of_group[gi]], snap, gi, targets, exclude);
         }
         counts
+    }
+
+    /// [`Self::zone_counts`] of one set only: walks that set's nodes, not the cluster's
+    /// (a scale-up split asks for it once per expansion).
+    pub fn zone_counts_of_set(
+        &self,
+        snap: &ClusterSnapshot,
+        targets: &[u32],
+        set: usize,
+    ) -> BTreeMap<String, i64> {
+        let mut counts = BTreeMap::new();
+        for gi in snap.group_indexes().filter(|gi| self.of_group[*gi] == set) {
+            add_group(&mut counts, snap, gi, targets, &|_| false);
+        }
+        counts
+    }
+}
+
+/// Adds one group's nodes (registered by zone label, in flight for a single-zone group)
+/// to its set's zone counts.
+fn add_group(
+    set: &mut BTreeMap<String, i64>,
+    snap: &ClusterSnapshot,
+    gi: GroupIdx,
+    targets: &[u32],
+    exclude: &dyn Fn(NodeIdx) -> bool,
+) {
+    let g = &snap.groups()[gi];
+    for z in &g.zones {
+        set.entry(z.clone()).or_insert(0);
+    }
+    let mut registered = 0u32;
+    for &ni in snap.nodes_of_group(gi) {
+        registered += 1;
+        if exclude(ni) {
+            continue;
+        }
+        if let Some(z) = snap.nodes()[ni].zone() {
+            // No allocation for a zone already counted (nearly every node).
+            match set.get_mut(z) {
+                Some(c) => *c += 1,
+                None => {
+                    set.insert(z.to_string(), 1);
+                }
+            }
+        }
+    }
+    if g.zones.len() == 1 {
+        let upcoming = i64::from(targets[gi].saturating_sub(registered));
+        *set.entry(g.zones[0].clone()).or_insert(0) += upcoming;
     }
 }
 

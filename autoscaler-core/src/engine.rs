@@ -1321,7 +1321,7 @@ impl Autoscaler {
         if members.len() == 1 {
             return vec![(chosen, n)];
         }
-        let mut counts = sets.zone_counts(snap, targets, &|_| false)[set].clone();
+        let mut counts = sets.zone_counts_of_set(snap, targets, set);
         let mut alloc = vec![0u32; members.len()];
         for _ in 0..n {
             let pick = members

@@ -642,22 +642,48 @@ impl SpreadState {
         let unconstrained =
             pod.spec.node_selector.is_empty() && pod.spec.required_node_affinity.is_empty();
         let pods = snap.pods();
-        for node in nodes {
-            if !unconstrained && static_labels_fit(pod, node).is_err() {
-                continue;
+        let counted: Vec<bool> = nodes
+            .iter()
+            .map(|node| {
+                (unconstrained || static_labels_fit(pod, node).is_ok())
+                    && keys.iter().all(|k| !node.domains(k).is_empty())
+            })
+            .collect();
+        let mut sim_of_real: Vec<Option<usize>> = vec![None; snap.nodes().len()];
+        for (k, node) in nodes.iter().enumerate() {
+            if let Some(ni) = node.existing {
+                sim_of_real[ni] = Some(k);
             }
-            if keys.iter().any(|k| node.domains(k).is_empty()) {
-                continue;
+        }
+        for counter in &mut constraints {
+            let c = &pod.spec.topology_spread[counter.index];
+            let mut matching = vec![0u32; nodes.len()];
+            // Bound pods: the selector is evaluated once per distinct (namespace, labels),
+            // not once per pod (a round with a few spread classes met 150k pods each).
+            for (namespace, labels, members) in snap.label_sets() {
+                if namespace != pod.namespace || !c.label_selector.matches(labels) {
+                    continue;
+                }
+                for &q in members {
+                    if let Some(k) = snap.node_of_pod(q).and_then(|ni| sim_of_real[ni]) {
+                        matching[k] += 1;
+                    }
+                }
             }
-            for counter in &mut constraints {
-                let c = &pod.spec.topology_spread[counter.index];
-                let domains = node.domains(&c.topology_key);
-                let matching = node
-                    .pods_here()
-                    .filter(|&q| pod_counts(pod, c, &pods[q]))
+            // Pods this round placed so far.
+            for (k, node) in nodes.iter().enumerate() {
+                matching[k] += node
+                    .placed
+                    .iter()
+                    .filter(|&&q| pod_counts(pod, c, &pods[q]))
                     .count() as u32;
-                for d in domains {
-                    *counter.counts.entry(d).or_insert(0) += matching;
+            }
+            for (k, node) in nodes.iter().enumerate() {
+                if !counted[k] {
+                    continue;
+                }
+                for d in node.domains(&c.topology_key) {
+                    *counter.counts.entry(d).or_insert(0) += matching[k];
                 }
             }
         }
