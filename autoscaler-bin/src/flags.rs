@@ -341,8 +341,9 @@ pub struct Flags {
     /// How long the room stays after demand stops growing.
     #[arg(long, default_value = "2m", value_parser = parse_duration)]
     pub headroom_hold: Duration,
-    /// A known event: `START/DURATION/CPU`, e.g. `2026-12-24T20:00:00Z/1h/40` keeps 40
-    /// CPUs free from one boot time before 20:00 UTC for an hour; repeatable.
+    /// A known event: `START/DURATION/CPU`, e.g. `2026-12-24T20:00:00Z/1h/40` adds 40
+    /// CPUs of room from one boot time before 20:00 UTC until 21:00; pods that arrive
+    /// meanwhile use it up (it is not renewed); repeatable.
     #[arg(long, value_parser = parse_headroom_window)]
     pub headroom_window: Vec<HeadroomWindow>,
     /// After a spot capacity failure, spread each spot scale-up over every spot family

@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-/// A known event (a kick-off, an ad break): extra headroom from `start` to `end`.
+/// A known event (a kick-off, an ad break): extra headroom from `start` to `end`, over
+/// the demand of when it was asked for (one boot time before `start`). Real pods that
+/// arrive during the window use the room up; it is not renewed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadroomWindow {
@@ -90,6 +92,8 @@ pub(crate) struct HeadroomState {
     seen_ready: Option<BTreeSet<String>>,
     /// Measured boot times, newest last.
     boots: VecDeque<Duration>,
+    /// Real demand (millicores) when each active window's room was first asked for.
+    window_base: BTreeMap<usize, u64>,
 }
 
 /// The headroom of one round, with the numbers behind it.
@@ -219,12 +223,18 @@ impl HeadroomState {
         let now_s = now.as_millis() / 1000;
         // A window's room must be there when it starts: begin one boot time earlier.
         let lead = boot.as_secs();
-        let scheduled: u64 = config
-            .windows
-            .iter()
-            .filter(|w| now_s + lead >= w.start_s && now_s < w.end_s)
-            .map(|w| w.cpu_millis)
-            .sum();
+        let mut scheduled = 0u64;
+        for (i, w) in config.windows.iter().enumerate() {
+            if now_s + lead >= w.start_s && now_s < w.end_s {
+                // Real pods that arrived since the room was asked for use it up: it is not
+                // renewed, since a preempted placeholder would bring yet another node that
+                // the event did not need.
+                let base = *self.window_base.entry(i).or_insert(demand);
+                scheduled += w.cpu_millis.saturating_sub(demand.saturating_sub(base));
+            } else {
+                self.window_base.remove(&i);
+            }
+        }
         let cap = (schedulable_cpu_millis as f64 * config.max_fraction.clamp(0.0, 1.0)) as u64;
         let cpu = (held + scheduled).min(cap);
         let per = config.placeholder_cpu_millis.max(1);

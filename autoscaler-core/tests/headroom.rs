@@ -125,6 +125,30 @@ fn a_scheduled_window_is_ready_one_boot_time_before_it_starts() {
 }
 
 #[test]
+fn real_pods_arriving_in_a_window_use_its_room_up_instead_of_renewing_it() {
+    let start = T0.as_millis() / 1000 + 1000;
+    let mut e = engine(HeadroomConfig {
+        windows: vec![HeadroomWindow {
+            start_s: start,
+            end_s: start + 600,
+            cpu_millis: 8000,
+        }],
+        // No growth term: the window alone.
+        growth_window: Duration::ZERO,
+        ..on()
+    });
+    let _ = e.decide(&cluster(10, 10), at(0));
+    assert_eq!(placeholders(&e.decide(&cluster(10, 10), at(880))), Some(8));
+    // The event: 6 CPU of real pods arrive; 2 CPU of room are left, not 8 again.
+    assert_eq!(placeholders(&e.decide(&cluster(16, 10), at(1010))), Some(2));
+    // More than the room: none left (ordinary scale-up serves the rest).
+    assert_eq!(placeholders(&e.decide(&cluster(20, 10), at(1100))), Some(0));
+    // Demand back where it was within the window: the room is whole again.
+    assert_eq!(placeholders(&e.decide(&cluster(10, 10), at(1200))), Some(8));
+    assert_eq!(placeholders(&e.decide(&cluster(10, 10), at(1600))), Some(0));
+}
+
+#[test]
 fn boot_time_is_measured_from_our_scale_ups_to_ready_nodes() {
     let mut e = engine(HeadroomConfig {
         initial_boot_time: Duration::from_secs(300),

@@ -444,6 +444,14 @@ fn tv_peak_ice_headroom_beats_node_boot_time_and_shows_its_cost() {
         with_window.time_to_capacity_s.p95
     );
     assert!(with_window.degraded_request_fraction < with_growth.degraded_request_fraction);
+    // The peak's pods use the window's room up instead of renewing it (a renewed room
+    // cost +13 %: each placeholder a real pod preempted brought another node).
+    assert!(
+        with_window.cost_usd < without.cost_usd * 1.05,
+        "window costs ${} vs ${}",
+        with_window.cost_usd,
+        without.cost_usd
+    );
     // At rest the room is gone: the last placeholder decision sets zero.
     for r in [&with_growth, &with_window] {
         let last = r
