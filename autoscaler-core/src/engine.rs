@@ -970,19 +970,7 @@ impl Autoscaler {
             .filter(|s| s.kind != ShareKind::Chosen)
             .map(|s| groups[s.group].name.as_str())
             .collect();
-        let mut shortage = self
-            .spot_shortage
-            .as_ref()
-            .map(|s| hedge::describe(s, now))
-            .unwrap_or_default();
-        if shares.iter().any(|s| s.kind == ShareKind::OnDemand) {
-            if let Some(families) = self.broad_spot_shortage(snap, ground, now) {
-                shortage.push_str(&format!(
-                    ", and {families} spot families failed within {} with no spot node joining since",
-                    human_duration(self.config.hedge.window)
-                ));
-            }
-        }
+        let shortage = self.describe_shortage(snap, ground, &shares, now);
         let mut shortfall = 0;
         // Other families first: what their groups cannot take goes back to the chosen one.
         for share in shares.iter().rev() {
@@ -1267,6 +1255,30 @@ impl Autoscaler {
             &alternatives,
             broad,
         )
+    }
+
+    /// The spot shortage behind a hedged scale-up, for its reasons.
+    fn describe_shortage(
+        &self,
+        snap: &ClusterSnapshot,
+        ground: &Groundwork,
+        shares: &[Share],
+        now: Timestamp,
+    ) -> String {
+        let mut shortage = self
+            .spot_shortage
+            .as_ref()
+            .map(|s| hedge::describe(s, now))
+            .unwrap_or_default();
+        if shares.iter().any(|s| s.kind == ShareKind::OnDemand) {
+            if let Some(families) = self.broad_spot_shortage(snap, ground, now) {
+                shortage.push_str(&format!(
+                    ", and {families} spot families failed within {} with no spot node joining since",
+                    human_duration(self.config.hedge.window)
+                ));
+            }
+        }
+        shortage
     }
 
     /// How many spot families are short at once (see [`hedge::broad_families`]).
