@@ -418,6 +418,9 @@ pub struct CaSpec {
     pub scale_down_unneeded_time_s: u64,
     /// `--scale-down-delay-after-add`.
     pub scale_down_delay_after_add_s: u64,
+    /// `--unremovable-node-recheck-timeout`: a candidate whose removal simulation failed
+    /// (pods fit nowhere else, a PDB at 0) is not simulated again for this long.
+    pub unremovable_node_recheck_timeout_s: u64,
     /// `--max-empty-bulk-delete` (1.30 only: empty nodes deleted per loop; the flag is
     /// gone in 1.33, where `--max-scale-down-parallelism` bounds them).
     pub max_empty_bulk_delete: u32,
@@ -448,6 +451,7 @@ impl Default for CaSpec {
             scale_down_utilization_threshold: 0.5,
             scale_down_unneeded_time_s: 600,
             scale_down_delay_after_add_s: 600,
+            unremovable_node_recheck_timeout_s: 300,
             max_empty_bulk_delete: 10,
             max_scale_down_parallelism: 10,
             max_drain_parallelism: 1,
