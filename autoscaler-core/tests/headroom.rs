@@ -105,17 +105,22 @@ fn the_room_is_capped_at_a_share_of_the_cluster() {
     assert_eq!(placeholders(&d), Some(4));
 }
 
-#[test]
-fn a_scheduled_window_is_ready_one_boot_time_before_it_starts() {
+/// 8 CPU of room for 600 s from `at(1000)`, on top of `config`.
+fn with_window(config: HeadroomConfig) -> Autoscaler {
     let start = T0.as_millis() / 1000 + 1000;
-    let mut e = engine(HeadroomConfig {
+    engine(HeadroomConfig {
         windows: vec![HeadroomWindow {
             start_s: start,
             end_s: start + 600,
             cpu_millis: 8000,
         }],
-        ..on()
-    });
+        ..config
+    })
+}
+
+#[test]
+fn a_scheduled_window_is_ready_one_boot_time_before_it_starts() {
+    let mut e = with_window(on());
     assert_eq!(placeholders(&e.decide(&cluster(10, 10), at(0))), Some(0));
     // 120 s (the assumed boot) before the start: the room is asked for.
     assert_eq!(placeholders(&e.decide(&cluster(10, 10), at(870))), None);
@@ -126,14 +131,8 @@ fn a_scheduled_window_is_ready_one_boot_time_before_it_starts() {
 
 #[test]
 fn real_pods_arriving_in_a_window_use_its_room_up_instead_of_renewing_it() {
-    let start = T0.as_millis() / 1000 + 1000;
-    let mut e = engine(HeadroomConfig {
-        windows: vec![HeadroomWindow {
-            start_s: start,
-            end_s: start + 600,
-            cpu_millis: 8000,
-        }],
-        // No growth term: the window alone.
+    // No growth term: the window alone.
+    let mut e = with_window(HeadroomConfig {
         growth_window: Duration::ZERO,
         ..on()
     });
