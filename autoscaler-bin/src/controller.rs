@@ -91,6 +91,18 @@ fn trim_node(n: &mut Node) {
     }
 }
 
+/// Whether a watch error is the API server refusing the service account (RBAC), which
+/// retrying alone never mends.
+fn forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.is_forbidden(),
+        watcher::Error::WatchError(s) => s.is_forbidden(),
+        _ => false,
+    }
+}
+
 /// Starts one reflector; `wake` says which changes should trigger a round now, `trim`
 /// drops what is never read before the object is stored.
 fn reflect<K>(
@@ -124,6 +136,13 @@ where
                         notify.notify_one();
                     }
                 }
+                Err(e) if forbidden(&e) => tracing::warn!(
+                    kind = %kind,
+                    error = %e,
+                    "watch refused: the service account may not list/watch {kind}; grant both \
+                     verbs on it in the ClusterRole (the chart's clusterrole.yaml has every rule) \
+                     (retrying with backoff)"
+                ),
                 Err(e) => {
                     tracing::warn!(kind = %kind, error = %e, "watch error (retrying with backoff)")
                 }
@@ -1079,5 +1098,31 @@ mod failure_reason_tests {
             anyhow::Error::new(autoscaler_core::SnapshotError::DuplicateNode("n".into()));
         assert_eq!(failure_reason(&snapshot), "snapshot");
         assert_eq!(failure_reason(&anyhow::anyhow!("something else")), "other");
+    }
+}
+
+#[cfg(test)]
+mod forbidden_tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str) -> Box<kube::core::Status> {
+        Box::new(kube::core::Status {
+            code,
+            reason: reason.into(),
+            ..kube::core::Status::default()
+        })
+    }
+
+    #[test]
+    fn a_watch_refused_by_rbac_is_told_apart_from_other_watch_errors() {
+        let refused = watcher::Error::InitialListFailed(kube::Error::Api(status(403, "Forbidden")));
+        assert!(forbidden(&refused));
+        assert!(forbidden(&watcher::Error::WatchError(status(
+            403,
+            "Forbidden"
+        ))));
+        let gone = watcher::Error::WatchError(status(410, "Expired"));
+        assert!(!forbidden(&gone));
+        assert!(!forbidden(&watcher::Error::NoResourceVersion));
     }
 }
