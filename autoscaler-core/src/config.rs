@@ -104,6 +104,13 @@ pub struct ScaleDownConfig {
     /// `--scale-down-delay-after-delete`, per balance set (CA's default is one scan).
     #[serde(with = "duration_secs")]
     pub delay_after_delete: Duration,
+    /// `--scale-down-workload-settle` (ours): a node is not drained while a pod of the
+    /// same workload as one of its pods started less than this long ago (the replacement
+    /// of an earlier eviction, or a scale-up), so the next eviction does not take a
+    /// sibling that is still carrying the evicted pod's load. Its unneeded time keeps
+    /// running. 0 disables.
+    #[serde(with = "duration_secs")]
+    pub workload_settle: Duration,
 }
 
 impl Default for ScaleDownConfig {
@@ -121,6 +128,7 @@ impl Default for ScaleDownConfig {
             skip_nodes_with_custom_controller_pods: true,
             unready_time: Duration::from_secs(20 * 60),
             delay_after_delete: Duration::ZERO,
+            workload_settle: Duration::from_secs(60),
         }
     }
 }

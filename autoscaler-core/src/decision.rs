@@ -171,6 +171,14 @@ pub enum ScaleDownBlocker {
         /// The skew the set may keep.
         threshold: u32,
     },
+    /// A pod of the same workload as one of the node's pods started moments ago
+    /// (`workload_settle`); the node waits, its unneeded time running.
+    WorkloadSettling {
+        /// `namespace/name` of the node's pod.
+        pod: String,
+        /// `kind/name` of its workload.
+        workload: String,
+    },
 }
 
 impl std::fmt::Display for ScaleDownBlocker {
@@ -212,6 +220,10 @@ impl std::fmt::Display for ScaleDownBlocker {
             } => write!(
                 f,
                 "draining it would skew its balance set's zones to {skew_after} > {threshold} ({zone} is the lightest)"
+            ),
+            ScaleDownBlocker::WorkloadSettling { pod, workload } => write!(
+                f,
+                "pod {pod}'s workload {workload} started a pod moments ago: waiting for it to settle"
             ),
         }
     }

@@ -470,6 +470,37 @@ impl<'w, 'n> Work<'w, 'n> {
     }
 }
 
+/// Workloads (namespace, kind, name) with a pod that started less than `settle` ago.
+fn settling_workloads(
+    snap: &ClusterSnapshot,
+    now: Timestamp,
+    settle: Duration,
+) -> BTreeSet<(&str, &str, &str)> {
+    if settle.is_zero() {
+        return BTreeSet::new();
+    }
+    snap.pods()
+        .iter()
+        .filter(|p| now.since(p.created_at) < settle)
+        .filter_map(|p| p.controller_key())
+        .collect()
+}
+
+/// The first of `pods` whose workload is settling: (`namespace/name`, `kind/name`).
+fn settling_pod(
+    snap: &ClusterSnapshot,
+    pods: &[PodIdx],
+    settling: &BTreeSet<(&str, &str, &str)>,
+) -> Option<(String, String)> {
+    pods.iter().find_map(|&p| {
+        let pod = &snap.pods()[p];
+        let key = pod.controller_key()?;
+        settling
+            .contains(&key)
+            .then(|| (pod.key(), format!("{}/{}", key.1, key.2)))
+    })
+}
+
 /// The disruption steps, in the order each round runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -767,6 +798,7 @@ impl DisruptionState {
         let markets = market_counts(snap);
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
+        let settling = settling_workloads(snap, now, r.config.scale_down.workload_settle);
         for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
             let Some(gi) = snap.group_of_node(ni) else {
                 continue;
@@ -802,6 +834,15 @@ impl DisruptionState {
                         self.unneeded_since.remove(&n.name);
                     }
                     w.blocked(&n.name, reason);
+                }
+                Ok(pods) if settling_pod(snap, &pods, &settling).is_some() => {
+                    // Transient, like a PDB at zero: the unneeded time keeps running.
+                    let (pod, workload) =
+                        settling_pod(snap, &pods, &settling).expect("checked just above");
+                    w.blocked(
+                        &n.name,
+                        ScaleDownBlocker::WorkloadSettling { pod, workload },
+                    );
                 }
                 Ok(pods) => cands.push(Candidate {
                     eviction_pressure: f64::INFINITY,

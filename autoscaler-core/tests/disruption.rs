@@ -263,6 +263,53 @@ fn the_scale_down_disabled_annotation_and_an_exhausted_pdb_block() {
 }
 
 #[test]
+fn a_drain_waits_while_a_sibling_of_its_pods_has_just_started() {
+    // `small` got a new replica 30 s before the light node's ten minutes are up (the
+    // replacement of an eviction elsewhere, or a scale-up): evicting the other one now
+    // would leave the new one carrying both while it warms up.
+    let (g, nodes, pods) = busy_and_light();
+    let before = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let mut fresh = pod("small-1", "small", 300, 512, Some("busy"));
+    fresh.created_at = at(11) - Duration::from_secs(30);
+    let s = snapshot(vec![g], nodes, [pods, vec![fresh]].concat(), vec![]);
+    let run = |settle: Duration| {
+        let mut e = Autoscaler::new(AutoscalerConfig {
+            scale_down: ScaleDownConfig {
+                workload_settle: settle,
+                ..ScaleDownConfig::default()
+            },
+            ..AutoscalerConfig::default()
+        })
+        .unwrap();
+        let _ = e.decide(&before, at(0));
+        let waited = e.decide(&s, at(11));
+        let later = e.decide(&s, at(11) + Duration::from_secs(40));
+        (waited, later)
+    };
+    let (waited, later) = run(Duration::from_secs(60));
+    assert!(removals(&waited).is_empty(), "{:?}", waited.actions);
+    assert!(matches!(
+        blocker(&waited, "light"),
+        ScaleDownBlocker::WorkloadSettling { pod, workload }
+            if pod == "default/small-0" && workload == "ReplicaSet/small"
+    ));
+    // Settled 60 s after the sibling started; the unneeded time kept running, so the
+    // node goes at once.
+    assert_eq!(
+        removals(&later),
+        vec![("light".into(), RemovalKind::ScaleDown)],
+        "{:?}",
+        later.nodes
+    );
+    // Off: drained as soon as its ten minutes are up.
+    let (waited, _) = run(Duration::ZERO);
+    assert_eq!(
+        removals(&waited),
+        vec![("light".into(), RemovalKind::ScaleDown)]
+    );
+}
+
+#[test]
 fn of_two_equal_drains_the_one_whose_pod_has_more_siblings_goes_first() {
     // Evicting one of two replicas doubles the load on the other while it restarts;
     // one of ten barely shows. Same group, price and pod count: only that differs, and
