@@ -190,6 +190,10 @@ pub struct Flags {
     /// An unready node is removable after this long, whatever its utilization.
     #[arg(long, default_value = "20m", value_parser = parse_duration)]
     pub scale_down_unready_time: Duration,
+    /// A node is not drained while a pod of the same workload as one of its pods started
+    /// less than this long ago (its unneeded time keeps running); 0s disables.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub scale_down_workload_settle: Duration,
     /// Pods younger than this do not trigger scale-up yet.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub new_pod_scale_up_delay: Duration,
@@ -542,6 +546,7 @@ impl Flags {
         sd.skip_nodes_with_custom_controller_pods = self.skip_nodes_with_custom_controller_pods;
         sd.unready_time = self.scale_down_unready_time;
         sd.delay_after_delete = self.scale_down_delay_after_delete;
+        sd.workload_settle = self.scale_down_workload_settle;
         c.drain_back.after = self.drain_back_after;
         c.drain_back.budget = self.drain_back_budget;
         c.balance.enabled = self.balance_zones || self.balance_similar_node_groups;
@@ -818,6 +823,7 @@ mod tests {
             "--scale-down-enabled",
             "--scale-down-unready-time=30m",
             "--scale-down-delay-after-delete=10s",
+            "--scale-down-workload-settle=0s",
             "--new-pod-scale-up-delay=5s",
             "--skip-nodes-with-custom-controller-pods=false",
         ])
@@ -835,6 +841,7 @@ mod tests {
         assert!(!c.scale_down.skip_nodes_with_custom_controller_pods);
         assert_eq!(c.scale_down.unready_time, Duration::from_secs(1800));
         assert_eq!(c.scale_down.delay_after_delete, Duration::from_secs(10));
+        assert_eq!(c.scale_down.workload_settle, Duration::ZERO);
         assert_eq!(c.new_pod_scale_up_delay, Duration::from_secs(5));
         // CA's name for the metrics address.
         assert_eq!(
