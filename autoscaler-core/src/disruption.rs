@@ -798,7 +798,8 @@ impl DisruptionState {
         let markets = market_counts(snap);
         let mut cands = Vec::new();
         let mut seen = BTreeSet::new();
-        let settling = settling_workloads(snap, now, r.config.scale_down.workload_settle);
+        // Read from every pod: built on the first candidate with pods to evict.
+        let mut settling: Option<BTreeSet<(&str, &str, &str)>> = None;
         for (ni, n) in snap.node_indexes().zip(snap.nodes()) {
             let Some(gi) = snap.group_of_node(ni) else {
                 continue;
@@ -835,33 +836,42 @@ impl DisruptionState {
                     }
                     w.blocked(&n.name, reason);
                 }
-                Ok(pods) if settling_pod(snap, &pods, &settling).is_some() => {
-                    // Transient, like a PDB at zero: the unneeded time keeps running.
-                    let (pod, workload) =
-                        settling_pod(snap, &pods, &settling).expect("checked just above");
-                    w.blocked(
-                        &n.name,
-                        ScaleDownBlocker::WorkloadSettling { pod, workload },
-                    );
+                Ok(pods) => {
+                    let waiting = if pods.is_empty() {
+                        None
+                    } else {
+                        let set = settling.get_or_insert_with(|| {
+                            settling_workloads(snap, now, r.config.scale_down.workload_settle)
+                        });
+                        settling_pod(snap, &pods, set)
+                    };
+                    if let Some((pod, workload)) = waiting {
+                        // Transient, like a PDB at zero: the unneeded time keeps running.
+                        w.blocked(
+                            &n.name,
+                            ScaleDownBlocker::WorkloadSettling { pod, workload },
+                        );
+                    } else {
+                        cands.push(Candidate {
+                            eviction_pressure: f64::INFINITY,
+                            node: ni,
+                            group: gi,
+                            utilization: utilization(snap, ni),
+                            price_per_cpu: price_per_cpu(snap, ni, &snap.groups()[gi]),
+                            zone_count: n
+                                .zone()
+                                .and_then(|z| counts[r.sets.of_group[gi]].get(z))
+                                .copied()
+                                .unwrap_or(0),
+                            capacity_type: n.capacity_type,
+                            name: n.name.as_str(),
+                            pods,
+                            long_unready,
+                            mix_keeps: mix_keeps(&snap.groups()[gi], n.capacity_type, markets[gi]),
+                            fallback_on_demand: fallback_on_demand(snap, &markets, ni),
+                        });
+                    }
                 }
-                Ok(pods) => cands.push(Candidate {
-                    eviction_pressure: f64::INFINITY,
-                    node: ni,
-                    group: gi,
-                    utilization: utilization(snap, ni),
-                    price_per_cpu: price_per_cpu(snap, ni, &snap.groups()[gi]),
-                    zone_count: n
-                        .zone()
-                        .and_then(|z| counts[r.sets.of_group[gi]].get(z))
-                        .copied()
-                        .unwrap_or(0),
-                    capacity_type: n.capacity_type,
-                    name: n.name.as_str(),
-                    pods,
-                    long_unready,
-                    mix_keeps: mix_keeps(&snap.groups()[gi], n.capacity_type, markets[gi]),
-                    fallback_on_demand: fallback_on_demand(snap, &markets, ni),
-                }),
             }
         }
         self.unneeded_since.retain(|name, _| seen.contains(name));
