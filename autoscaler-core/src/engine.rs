@@ -956,7 +956,7 @@ impl Autoscaler {
         // Hedge (after a recent spot shortage): share the nodes with the other spot
         // families. Zone balance: each share is split over its balance set's groups
         // that help the same pods, lightest zone first.
-        let mut shares = self.hedge_shares(snap, ground, gi, &est, &candidates, now);
+        let (mut shares, broad) = self.hedge_shares(snap, ground, gi, &est, &candidates, now);
         // Slack within the group's max, the cluster limits and the step limit.
         let n = est.node_count();
         let room = g
@@ -970,7 +970,7 @@ impl Autoscaler {
             .filter(|s| s.kind != ShareKind::Chosen)
             .map(|s| groups[s.group].name.as_str())
             .collect();
-        let shortage = self.describe_shortage(snap, ground, &shares, now);
+        let shortage = self.describe_shortage(&shares, broad, now);
         let mut shortfall = 0;
         // Other families first: what their groups cannot take goes back to the chosen one.
         for share in shares.iter().rev() {
@@ -992,9 +992,6 @@ impl Autoscaler {
                 shortfall += nodes.saturating_sub(split.iter().map(|(_, d)| d).sum());
             }
             for (member, delta) in split {
-                if delta == 0 {
-                    continue; // the chosen group's empty share in a broad shortage
-                }
                 let mg = &groups[member];
                 let mplan = ground.plans[member]
                     .as_ref()
@@ -1213,7 +1210,8 @@ impl Autoscaler {
     }
 
     /// The hedge's shares of the chosen scale-up (see [`hedge`]): everything to the
-    /// chosen group unless a spot shortage is recent.
+    /// chosen group unless a spot shortage is recent. Also how many spot families are
+    /// short at once, when that makes the shortage broad.
     fn hedge_shares(
         &self,
         snap: &ClusterSnapshot,
@@ -1222,7 +1220,7 @@ impl Autoscaler {
         est: &crate::scaleup::Estimate<'_>,
         others: &[(GroupIdx, crate::scaleup::Estimate<'_>)],
         now: Timestamp,
-    ) -> Vec<Share> {
+    ) -> (Vec<Share>, Option<usize>) {
         let alternative = |gi: GroupIdx, est: &crate::scaleup::Estimate<'_>| Alternative {
             group: gi,
             set: ground.sets.of_group[gi],
@@ -1235,11 +1233,12 @@ impl Autoscaler {
         };
         let chosen = alternative(chosen, est);
         if !hedge::active(&self.config.hedge, self.spot_shortage.as_ref(), now) {
-            return vec![Share {
+            let all = Share {
                 group: chosen.group,
                 nodes: chosen.nodes,
                 kind: ShareKind::Chosen,
-            }];
+            };
+            return (vec![all], None);
         }
         // Only groups that help these very pods can take a share of their nodes.
         let alternatives: Vec<Alternative> = others
@@ -1247,31 +1246,26 @@ impl Autoscaler {
             .filter(|(_, e)| e.helps_same_pods(est))
             .map(|(o, e)| alternative(*o, e))
             .collect();
-        let broad = self.broad_spot_shortage(snap, ground, now).is_some();
-        hedge::shares(
+        let broad = self.broad_spot_shortage(snap, ground, now);
+        let shares = hedge::shares(
             &self.config.hedge,
             snap.groups(),
             &chosen,
             &alternatives,
-            broad,
-        )
+            broad.is_some(),
+        );
+        (shares, broad)
     }
 
     /// The spot shortage behind a hedged scale-up, for its reasons.
-    fn describe_shortage(
-        &self,
-        snap: &ClusterSnapshot,
-        ground: &Groundwork,
-        shares: &[Share],
-        now: Timestamp,
-    ) -> String {
+    fn describe_shortage(&self, shares: &[Share], broad: Option<usize>, now: Timestamp) -> String {
         let mut shortage = self
             .spot_shortage
             .as_ref()
             .map(|s| hedge::describe(s, now))
             .unwrap_or_default();
         if shares.iter().any(|s| s.kind == ShareKind::OnDemand) {
-            if let Some(families) = self.broad_spot_shortage(snap, ground, now) {
+            if let Some(families) = broad {
                 shortage.push_str(&format!(
                     ", and {families} spot families failed within {} with no spot node joining since",
                     human_duration(self.config.hedge.window)
@@ -1312,9 +1306,12 @@ impl Autoscaler {
         others: &[(GroupIdx, crate::scaleup::Estimate<'_>)],
     ) -> Vec<(GroupIdx, u32)> {
         let (chosen, n) = (share.group, share.nodes);
+        if n == 0 {
+            return Vec::new(); // the chosen group's empty share in a broad shortage
+        }
         let groups = snap.groups();
         let g = &groups[chosen];
-        if !self.config.balance.enabled || n == 0 || g.zones.len() != 1 {
+        if !self.config.balance.enabled || g.zones.len() != 1 {
             return vec![(chosen, n)];
         }
         let set = sets.of_group[chosen];

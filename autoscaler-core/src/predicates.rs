@@ -670,20 +670,19 @@ impl SpreadState {
                     }
                 }
             }
-            // Pods this round placed so far.
-            for (k, node) in nodes.iter().enumerate() {
-                matching[k] += node
-                    .placed
-                    .iter()
-                    .filter(|&&q| pod_counts(pod, c, &pods[q]))
-                    .count() as u32;
-            }
             for (k, node) in nodes.iter().enumerate() {
                 if !counted[k] {
                     continue;
                 }
+                // Plus the pods this round placed so far.
+                let here = matching[k]
+                    + node
+                        .placed
+                        .iter()
+                        .filter(|&&q| pod_counts(pod, c, &pods[q]))
+                        .count() as u32;
                 for d in node.domains(&c.topology_key) {
-                    *counter.counts.entry(d).or_insert(0) += matching[k];
+                    *counter.counts.entry(d).or_insert(0) += here;
                 }
             }
         }

@@ -288,6 +288,14 @@ struct Inst {
     ever_had_pod: bool,
 }
 
+impl Inst {
+    /// Requested share of the node, the larger of CPU and memory (CA's utilization).
+    fn utilization(&self) -> f64 {
+        (self.used_cpu as f64 / self.alloc.cpu_millis.max(1) as f64)
+            .max(self.used_mem as f64 / self.alloc.memory_bytes.max(1) as f64)
+    }
+}
+
 /// Why a pod was evicted: the report counts evictions by cause.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cause {
@@ -2023,10 +2031,8 @@ impl<'a> Sim<'a> {
         let mut verdicts: Vec<(u32, Option<bool>)> = Vec::with_capacity(self.ready_nodes.len());
         for &id in &self.ready_nodes {
             let inst = &self.insts[id as usize];
-            let util = (inst.used_cpu as f64 / inst.alloc.cpu_millis.max(1) as f64)
-                .max(inst.used_mem as f64 / inst.alloc.memory_bytes.max(1) as f64);
             let verdict = if inst.draining
-                || util >= thr
+                || inst.utilization() >= thr
                 || inst.unremovable_until.is_some_and(|until| t < until)
             {
                 None
@@ -2566,10 +2572,8 @@ mod tests {
                 if inst.unremovable_until == Some(t + ca.unremovable_node_recheck_timeout_s) {
                     rechecks += 1;
                 }
-                let util = (inst.used_cpu as f64 / inst.alloc.cpu_millis.max(1) as f64)
-                    .max(inst.used_mem as f64 / inst.alloc.memory_bytes.max(1) as f64);
                 let removable = !inst.draining
-                    && util < ca.scale_down_utilization_threshold
+                    && inst.utilization() < ca.scale_down_utilization_threshold
                     && sim.pdbs_allow_drain(id)
                     && sim.pods_fit_elsewhere(id);
                 if removable {
