@@ -194,6 +194,15 @@ pub struct Flags {
     /// less than this long ago (its unneeded time keeps running); 0s disables.
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub scale_down_workload_settle: Duration,
+    /// A node is not drained while evicting its pods would leave a workload's other
+    /// replicas above this CPU utilization (share of requests, from its HPA) until the
+    /// evicted ones restart; workloads without an HPA are not judged. 0 disables.
+    #[arg(long, default_value_t = 0.85)]
+    pub scale_down_busy_workload_utilization: f64,
+    /// How long past its unneeded time such a node waits for the workload to cool down
+    /// or grow before it is drained anyway.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub scale_down_busy_workload_hold: Duration,
     /// Pods younger than this do not trigger scale-up yet.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub new_pod_scale_up_delay: Duration,
@@ -547,6 +556,8 @@ impl Flags {
         sd.unready_time = self.scale_down_unready_time;
         sd.delay_after_delete = self.scale_down_delay_after_delete;
         sd.workload_settle = self.scale_down_workload_settle;
+        sd.busy_workload_utilization = self.scale_down_busy_workload_utilization;
+        sd.busy_workload_hold = self.scale_down_busy_workload_hold;
         c.drain_back.after = self.drain_back_after;
         c.drain_back.budget = self.drain_back_budget;
         c.balance.enabled = self.balance_zones || self.balance_similar_node_groups;
@@ -824,6 +835,8 @@ mod tests {
             "--scale-down-unready-time=30m",
             "--scale-down-delay-after-delete=10s",
             "--scale-down-workload-settle=0s",
+            "--scale-down-busy-workload-utilization=0",
+            "--scale-down-busy-workload-hold=1h",
             "--new-pod-scale-up-delay=5s",
             "--skip-nodes-with-custom-controller-pods=false",
         ])
@@ -842,6 +855,8 @@ mod tests {
         assert_eq!(c.scale_down.unready_time, Duration::from_secs(1800));
         assert_eq!(c.scale_down.delay_after_delete, Duration::from_secs(10));
         assert_eq!(c.scale_down.workload_settle, Duration::ZERO);
+        assert_eq!(c.scale_down.busy_workload_utilization, 0.0);
+        assert_eq!(c.scale_down.busy_workload_hold, Duration::from_secs(3600));
         assert_eq!(c.new_pod_scale_up_delay, Duration::from_secs(5));
         // CA's name for the metrics address.
         assert_eq!(

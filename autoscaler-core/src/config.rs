@@ -111,6 +111,15 @@ pub struct ScaleDownConfig {
     /// running. 0 disables.
     #[serde(with = "duration_secs")]
     pub workload_settle: Duration,
+    /// `--scale-down-busy-workload-utilization` (ours): a node is not drained while
+    /// evicting its pods would leave a workload's other replicas above this CPU
+    /// utilization (share of their requests, from the workload's HPA) until the evicted
+    /// ones restart. Workloads without an HPA are not judged. 0 disables.
+    pub busy_workload_utilization: f64,
+    /// `--scale-down-busy-workload-hold` (ours): how long past its unneeded time a node
+    /// waits for such a workload to cool down or grow before it is drained anyway.
+    #[serde(with = "duration_secs")]
+    pub busy_workload_hold: Duration,
 }
 
 impl Default for ScaleDownConfig {
@@ -129,6 +138,8 @@ impl Default for ScaleDownConfig {
             unready_time: Duration::from_secs(20 * 60),
             delay_after_delete: Duration::ZERO,
             workload_settle: Duration::from_secs(60),
+            busy_workload_utilization: 0.85,
+            busy_workload_hold: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -353,6 +364,11 @@ pub enum ConfigError {
     /// The utilization threshold is not a share.
     #[error("scale-down-utilization-threshold {0} must be between 0 and 1")]
     Threshold(String),
+    /// The busy-workload utilization is negative, not a number or absurdly high.
+    #[error(
+        "scale-down-busy-workload-utilization {0} must be a share of CPU requests between 0 (off) and 10, e.g. 0.85"
+    )]
+    BusyUtilization(String),
     /// A share that must lie in 0..=1 does not.
     #[error("{name} {value} must be between 0 and 1")]
     Share {
@@ -429,6 +445,10 @@ impl AutoscalerConfig {
         if !(0.0..=1.0).contains(&t) {
             return Err(ConfigError::Threshold(t.to_string()));
         }
+        let busy = self.scale_down.busy_workload_utilization;
+        if !(0.0..=10.0).contains(&busy) {
+            return Err(ConfigError::BusyUtilization(busy.to_string()));
+        }
         for (name, value) in [
             ("hedge-on-demand-fraction", self.hedge.on_demand_fraction),
             ("hedge.price_tolerance", self.hedge.price_tolerance),
@@ -483,6 +503,12 @@ mod tests {
             c.validate(),
             Err(ConfigError::CoolOffMaxBelowInitial { .. })
         ));
+        for busy in [-0.1, f64::NAN, 85.0] {
+            let mut c = AutoscalerConfig::default();
+            c.scale_down.busy_workload_utilization = busy;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("scale-down-busy-workload-utilization"), "{e}");
+        }
     }
 
     #[test]

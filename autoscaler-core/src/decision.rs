@@ -179,6 +179,14 @@ pub enum ScaleDownBlocker {
         /// `kind/name` of its workload.
         workload: String,
     },
+    /// Evicting the node's pods would leave a workload's other replicas, by its HPA's
+    /// measured CPU, above a comfortable utilization while the evicted ones restart.
+    WorkloadBusy {
+        /// `kind/name` of the workload.
+        workload: String,
+        /// The utilization its remaining replicas would run at, percent of requests.
+        utilization_percent: u32,
+    },
 }
 
 impl std::fmt::Display for ScaleDownBlocker {
@@ -224,6 +232,13 @@ impl std::fmt::Display for ScaleDownBlocker {
             ScaleDownBlocker::WorkloadSettling { pod, workload } => write!(
                 f,
                 "pod {pod}'s workload {workload} started a pod moments ago: waiting for it to settle"
+            ),
+            ScaleDownBlocker::WorkloadBusy {
+                workload,
+                utilization_percent,
+            } => write!(
+                f,
+                "evicting would run {workload}'s other replicas at {utilization_percent}% of their CPU requests until the evicted ones restart"
             ),
         }
     }

@@ -211,12 +211,19 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
         .unwrap_or(0.0)
 }
 
-/// Sets each candidate's `eviction_pressure` ([`Candidate::eviction_pressure`]). It
-/// only breaks ties between nodes with pods to evict, so the pods are counted only when
-/// two such candidates exist (not on every round of a quiet cluster). Pods below
-/// `filler_below` (placeholders) do not count.
-fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>], filler_below: i32) {
-    if cands.iter().filter(|c| !c.pods.is_empty()).count() < 2 {
+/// Sets each candidate's `eviction_pressure` ([`Candidate::eviction_pressure`]) and,
+/// with `busy_above` set, the measured workload it `overloads` past that utilization.
+/// The pressure only breaks ties between nodes with pods to evict, so without
+/// `busy_above` the pods are counted only when two such candidates exist (not on every
+/// round of a quiet cluster). Pods below `filler_below` (placeholders) do not count.
+fn fill_eviction_pressure(
+    snap: &ClusterSnapshot,
+    cands: &mut [Candidate<'_>],
+    filler_below: i32,
+    busy_above: Option<f64>,
+) {
+    let with_pods = cands.iter().filter(|c| !c.pods.is_empty()).count();
+    if with_pods < if busy_above.is_some() { 1 } else { 2 } {
         return;
     }
     // Bound replicas per controller, one label set at a time: walking every pod costs
@@ -245,7 +252,6 @@ fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>], f
             (key, f64::from(w.cpu_utilization_percent) / 100.0)
         })
         .collect();
-    let mut load: FxHashMap<(&str, &str, &str), f64> = FxHashMap::default();
     for c in cands {
         let mut on_node: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
         let mut bare = false;
@@ -261,20 +267,25 @@ fn fill_eviction_pressure(snap: &ClusterSnapshot, cands: &mut [Candidate<'_>], f
                 None => bare = true,
             }
         }
-        let worst = on_node
-            .iter()
-            .map(|(key, &evicted)| {
-                let running = replicas.get(key).copied().unwrap_or(evicted);
-                let left = running.saturating_sub(evicted);
-                if left == 0 {
-                    return f64::INFINITY;
-                }
-                let u = *load
-                    .entry(*key)
-                    .or_insert_with(|| measured_load(&measured, *key).unwrap_or(1.0));
+        let mut worst = 0.0f64;
+        for (key, &evicted) in &on_node {
+            let running = replicas.get(key).copied().unwrap_or(evicted);
+            let left = running.saturating_sub(evicted);
+            let known = measured_load(&measured, *key);
+            let u = known.unwrap_or(1.0);
+            let after = if left == 0 {
+                f64::INFINITY
+            } else {
                 u * running as f64 / left as f64
-            })
-            .fold(0.0, f64::max);
+            };
+            worst = worst.max(after);
+            // Judged only from a measurement, and only for siblings left to overload.
+            let busy = busy_above.is_some_and(|limit| after > limit);
+            let busiest = c.overloads.as_ref().is_none_or(|(_, b)| after > *b);
+            if known.is_some() && left > 0 && busy && busiest {
+                c.overloads = Some((format!("{}/{}", key.1, key.2), after));
+            }
+        }
         // Siblings that stay under the mark serve as well either way: price decides.
         c.eviction_pressure = if bare {
             f64::INFINITY
@@ -552,6 +563,9 @@ struct Candidate<'a> {
     /// 2.0 and one of twenty 1.05). Up to [`COMFORTABLE_UTILIZATION`] it is 0: a
     /// workload at 25 % losing one of two replicas does not order the removals.
     eviction_pressure: f64,
+    /// A measured workload (`kind/name`) whose remaining replicas would run above
+    /// [`COMFORTABLE_UTILIZATION`] while the evicted ones restart, and that utilization.
+    overloads: Option<(String, f64)>,
 }
 
 impl Candidate<'_> {
@@ -854,6 +868,7 @@ impl DisruptionState {
                     } else {
                         cands.push(Candidate {
                             eviction_pressure: f64::INFINITY,
+                            overloads: None,
                             node: ni,
                             group: gi,
                             utilization: utilization(snap, ni),
@@ -875,7 +890,13 @@ impl DisruptionState {
             }
         }
         self.unneeded_since.retain(|name, _| seen.contains(name));
-        fill_eviction_pressure(snap, &mut cands, r.config.headroom.demand_priority_floor);
+        let busy = r.config.scale_down.busy_workload_utilization;
+        fill_eviction_pressure(
+            snap,
+            &mut cands,
+            r.config.headroom.demand_priority_floor,
+            (busy > 0.0).then_some(busy),
+        );
         cands.sort_by(|a, b| a.order(b));
         (cands, counts)
     }
@@ -902,6 +923,22 @@ impl DisruptionState {
             let unbalances = (!c.pods.is_empty() && !c.long_unready && r.config.balance.enabled)
                 .then(|| removal_unbalances(r, &counts[set], zone))
                 .flatten();
+            // A workload too busy to lose these pods: wait (bounded) for its load to fall
+            // or its HPA to add replicas; the unneeded time keeps running.
+            let hold = sd.for_group(&snap.groups()[gi]).unneeded_time + sd.busy_workload_hold;
+            let since = *self.unneeded_since.entry(c.name.to_string()).or_insert(now);
+            if let (Some((workload, utilization)), false, true) =
+                (&c.overloads, c.long_unready, now.since(since) < hold)
+            {
+                w.blocked(
+                    c.name,
+                    ScaleDownBlocker::WorkloadBusy {
+                        workload: workload.clone(),
+                        utilization_percent: (utilization * 100.0).round() as u32,
+                    },
+                );
+                continue;
+            }
             if let Some(why) = unbalances {
                 // Evicting to skew the zones only to evict again to rebalance them. The
                 // node stays unneeded: once the zones even out it goes without waiting.

@@ -413,6 +413,84 @@ fn of_two_equal_drains_the_one_whose_workload_has_slack_goes_first() {
 }
 
 #[test]
+fn a_drain_waits_while_the_workloads_other_replicas_would_run_too_hot() {
+    // `light` holds one of `hot`'s two replicas. At 60 % CPU by its HPA, evicting it
+    // leaves the other at 120 % until the evicted one restarts: the node waits (its
+    // unneeded time running) for the load to fall or the HPA to add a replica, at most
+    // `busy_workload_hold` past its unneeded time.
+    let g = group("spot", CapacityType::Spot, &[A], &["m5.xlarge"]);
+    let nodes = vec![
+        node("anchor", &g, A, "m5.4xlarge", Timestamp::ZERO),
+        node("light", &g, A, "m5.xlarge", Timestamp::ZERO),
+    ];
+    let pods = [
+        pod("db-0", "db", 10_000, 20_000, Some("anchor")),
+        pod("hot-0", "hot", 300, 256, Some("anchor")),
+        pod("hot-1", "hot", 300, 256, Some("light")),
+    ];
+    let snap = |percent: Option<u32>| {
+        let parts = SnapshotParts {
+            groups: vec![with_target(g.clone(), &nodes)],
+            nodes: nodes.clone(),
+            pods: pods.iter().cloned().map(std::sync::Arc::new).collect(),
+            workload_loads: percent
+                .map(|p| WorkloadLoad {
+                    namespace: "default".into(),
+                    target_kind: "ReplicaSet".into(),
+                    target_name: "hot".into(),
+                    cpu_utilization_percent: p,
+                })
+                .into_iter()
+                .collect(),
+            ..SnapshotParts::default()
+        };
+        ClusterSnapshot::new(parts).unwrap()
+    };
+    let with_limit = |limit: f64| {
+        Autoscaler::new(AutoscalerConfig {
+            scale_down: ScaleDownConfig {
+                busy_workload_utilization: limit,
+                ..ScaleDownConfig::default()
+            },
+            ..AutoscalerConfig::default()
+        })
+        .unwrap()
+    };
+    let light = || vec![("light".to_string(), RemovalKind::ScaleDown)];
+    let (hot, cooler) = (snap(Some(60)), snap(Some(40)));
+
+    let mut e = engine();
+    let _ = e.decide(&hot, at(0));
+    let d = e.decide(&hot, at(11));
+    assert!(removals(&d).is_empty(), "{:?}", d.actions);
+    assert!(matches!(
+        blocker(&d, "light"),
+        ScaleDownBlocker::WorkloadBusy { workload, utilization_percent: 120 }
+            if workload == "ReplicaSet/hot"
+    ));
+    // The load falls (the survivor would run at 80 %): it goes at once, its ten
+    // minutes long since up.
+    assert_eq!(removals(&e.decide(&cooler, at(12))), light());
+
+    // The load stays: it waits the 30 minute hold past its unneeded time, not longer.
+    let mut e = engine();
+    let _ = e.decide(&hot, at(0));
+    assert!(removals(&e.decide(&hot, at(39))).is_empty());
+    assert_eq!(removals(&e.decide(&hot, at(40))), light());
+
+    // Without a measurement the workload is not judged; with the rule off, the busy
+    // one goes after its unneeded time as in cluster-autoscaler.
+    for (mut e, s) in [(engine(), snap(None)), (with_limit(0.0), hot.clone())] {
+        let _ = e.decide(&s, at(0));
+        assert_eq!(removals(&e.decide(&s, at(11))), light());
+    }
+    // A higher limit lets a 120 % survivor pass.
+    let mut e = with_limit(1.25);
+    let _ = e.decide(&hot, at(0));
+    assert_eq!(removals(&e.decide(&hot, at(11))), light());
+}
+
+#[test]
 fn evicting_a_placeholder_counts_as_no_pressure() {
     // Placeholders (priority under the demand floor) exist to be evicted: the node that
     // holds one of two goes before the one holding one of ten real replicas.
