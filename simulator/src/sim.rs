@@ -242,6 +242,17 @@ impl Svc {
 /// No time recorded.
 const NEVER: u64 = u64::MAX;
 
+/// One scale-down loop's removal simulations in the cluster-autoscaler model: what they
+/// have used so far.
+struct DrainPlan {
+    /// (node, free CPU millis, free memory bytes, free pod slots) of each destination.
+    free: Vec<(u32, u64, u64, u64)>,
+    /// (node, service) of every pod placed so far.
+    moved: Vec<(u32, usize)>,
+    /// PDB disruptions left per service (negative once over-spent).
+    pdb_left: Vec<i64>,
+}
+
 #[derive(Clone, Copy)]
 struct PodRec {
     svc: u16,
@@ -2028,8 +2039,34 @@ impl<'a> Sim<'a> {
         // rules/pdb). A node that drops out loses its unneeded time, and a failed
         // simulation is not repeated for `--unremovable-node-recheck-timeout`
         // (core/scaledown/eligibility/eligibility.go, RecentlyUnremovable).
-        let mut verdicts: Vec<(u32, Option<bool>)> = Vec::with_capacity(self.ready_nodes.len());
-        for &id in &self.ready_nodes {
+        //
+        // The loop's simulations share one snapshot (planner.go `UpdateClusterState`
+        // forks it once; the RemovalSimulator persists each passing simulation): pods
+        // still on draining nodes and evicted pods not yet bound are placed first
+        // (`injectOngoingActuation`; if they fit nowhere the unneeded set is cleared), a
+        // node found removable stops being a destination and its pods stay where the
+        // simulation put them, and its pods use up their PDBs' remaining disruptions
+        // (utils/pdb RemainingPdbTracker), so a later candidate whose PDB is used up is
+        // unremovable. Nodes unneeded in the previous loop are simulated first
+        // (processors/scaledowncandidates ScaleDownCandidatesSortingProcessor).
+        let mut plan = self.drain_plan();
+        if !self.inject_ongoing_drains(&mut plan) {
+            for &id in &self.ready_nodes {
+                self.insts[id as usize].unneeded_since = None;
+            }
+            return;
+        }
+        let mut order: Vec<(bool, u64, u32)> = self
+            .ready_nodes
+            .iter()
+            .map(|&id| {
+                let since = self.insts[id as usize].unneeded_since;
+                (since.is_none(), since.unwrap_or(0), id)
+            })
+            .collect();
+        order.sort_unstable();
+        let mut verdicts: Vec<(u32, Option<bool>)> = Vec::with_capacity(order.len());
+        for (_, _, id) in order {
             let inst = &self.insts[id as usize];
             let verdict = if inst.draining
                 || inst.utilization() >= thr
@@ -2037,7 +2074,7 @@ impl<'a> Sim<'a> {
             {
                 None
             } else {
-                Some(self.pdbs_allow_drain(id) && self.pods_fit_elsewhere(id))
+                Some(self.plan_removal(id, &mut plan))
             };
             verdicts.push((id, verdict));
         }
@@ -2109,7 +2146,10 @@ impl<'a> Sim<'a> {
                 }
                 empty_budget -= 1;
             } else {
-                if drain_budget == 0 || !self.pdbs_allow_drain(id) || !self.pods_fit_elsewhere(id) {
+                if drain_budget == 0
+                    || !self.pdbs_allow_drain(id)
+                    || !self.removal_simulation_passes(id)
+                {
                     continue;
                 }
                 drain_budget -= 1;
@@ -2155,11 +2195,19 @@ impl<'a> Sim<'a> {
             .all(|(svc, &n)| n == 0 || self.svcs[svc].disruptions_allowed() >= u32::from(n))
     }
 
-    fn pods_fit_elsewhere(&self, id: u32) -> bool {
-        let mut free: Vec<(u32, u64, u64, u64)> = self
+    /// Whether cluster-autoscaler's removal simulation of node `id` passes now, simulated
+    /// on its own: no PDB of its pods at 0 and every pod fits on another ready node.
+    fn removal_simulation_passes(&self, id: u32) -> bool {
+        self.plan_removal(id, &mut self.drain_plan())
+    }
+
+    /// The free room of every ready node not being drained, and each service's PDB
+    /// disruptions allowed: the start of a scale-down loop's removal simulations.
+    fn drain_plan(&self) -> DrainPlan {
+        let free = self
             .ready_nodes
             .iter()
-            .filter(|&&n| n != id && !self.insts[n as usize].draining)
+            .filter(|&&n| !self.insts[n as usize].draining)
             .map(|&n| {
                 let i = &self.insts[n as usize];
                 (
@@ -2170,24 +2218,87 @@ impl<'a> Sim<'a> {
                 )
             })
             .collect();
-        // CA's drain simulation runs the scheduler's filters: the moved pods leave their
-        // domains and count in their new ones.
-        let mut moved: Vec<(u32, usize)> = Vec::new();
-        for &p in &self.insts[id as usize].pods {
+        let pdb_left = self
+            .svcs
+            .iter()
+            .map(|s| i64::from(s.disruptions_allowed().min(u32::MAX / 2)))
+            .collect();
+        DrainPlan {
+            free,
+            moved: Vec::new(),
+            pdb_left,
+        }
+    }
+
+    /// Places the pods of draining nodes and the evicted pods not yet bound, as
+    /// cluster-autoscaler injects them before its removal simulations; false when one
+    /// fits nowhere.
+    fn inject_ongoing_drains(&self, plan: &mut DrainPlan) -> bool {
+        let on_draining = self
+            .draining_list
+            .iter()
+            .filter(|&&id| self.insts[id as usize].alive)
+            .flat_map(|&id| self.insts[id as usize].pods.iter().copied());
+        let evicted = self
+            .svcs
+            .iter()
+            .flat_map(|s| s.pending.iter().copied())
+            .filter(|&p| self.pods[p as usize].evicted_at != NEVER);
+        let pods: Vec<u32> = on_draining.chain(evicted).collect();
+        self.place(&pods, NONE, plan)
+    }
+
+    /// Simulates removing node `id` on `plan`: its PDBs must allow a disruption
+    /// (cluster-autoscaler's drainability rule: blocked only at 0 left) and its pods must
+    /// fit on the plan's other nodes. On success the plan keeps the placements, drops
+    /// the node as a destination and spends the PDBs; on failure it is unchanged.
+    fn plan_removal(&self, id: u32, plan: &mut DrainPlan) -> bool {
+        let inst = &self.insts[id as usize];
+        let pdbs_allow = inst
+            .svc_pods
+            .iter()
+            .enumerate()
+            .all(|(svc, &n)| n == 0 || plan.pdb_left[svc] >= 1);
+        if !pdbs_allow {
+            return false;
+        }
+        let mut trial = DrainPlan {
+            free: plan.free.iter().copied().filter(|f| f.0 != id).collect(),
+            moved: plan.moved.clone(),
+            pdb_left: Vec::new(),
+        };
+        if !self.place(&inst.pods, id, &mut trial) {
+            return false;
+        }
+        plan.free = trial.free;
+        plan.moved = trial.moved;
+        for (svc, &n) in inst.svc_pods.iter().enumerate() {
+            plan.pdb_left[svc] -= i64::from(n);
+        }
+        true
+    }
+
+    /// First-fit of `pods` (leaving node `from`) onto `plan`'s free room, with the
+    /// scheduler's filters: the moved pods leave their domains and count in their new
+    /// ones.
+    fn place(&self, pods: &[u32], from: u32, plan: &mut DrainPlan) -> bool {
+        for &p in pods {
             let svc = self.pods[p as usize].svc as usize;
             let req = &self.svcs[svc].req;
-            let Some(slot) = free.iter_mut().find(|f| {
+            let moved = &plan.moved;
+            let Some(slot) = plan.free.iter_mut().find(|f| {
                 f.1 >= req.cpu_millis
                     && f.2 >= req.memory_bytes
                     && f.3 >= 1
-                    && self.placement_allows(f.0, svc, id, &moved)
+                    && self.placement_allows(f.0, svc, from, moved)
             }) else {
                 return false;
             };
             slot.1 -= req.cpu_millis;
             slot.2 -= req.memory_bytes;
             slot.3 -= 1;
-            moved.push((slot.0, svc));
+            let node = slot.0;
+            plan.moved.push((node, svc));
         }
         true
     }
@@ -2518,6 +2629,54 @@ mod tests {
         assert_ne!(other, b);
     }
 
+    /// One loop's removal simulations share a snapshot, as cluster-autoscaler's planner:
+    /// a node found removable spends its pods' PDB disruptions (a later node holding a pod
+    /// of the same PDB is unremovable in that loop) and stops being a destination, while
+    /// each node simulated on its own passes.
+    #[test]
+    fn ca_removal_simulations_in_one_loop_share_pdbs_and_destinations() {
+        let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
+        let loaded = sc.resolve(None, None).expect("built-in resolves");
+        let mut sim = Sim::new(&loaded, PolicyKind::Ca133, 1);
+        sim.init();
+        for t in 0..300 {
+            sim.step(t);
+        }
+        // A PDB that allows one disruption, every replica ready.
+        let article = sim.svcs.iter().position(|s| s.name == "article").unwrap();
+        sim.svcs[article].pdb = Some(crate::scenario::MaxUnavailable::Count(1));
+        assert_eq!(sim.svcs[article].disruptions_allowed(), 1);
+        let holders: Vec<u32> = sim
+            .ready_nodes
+            .iter()
+            .copied()
+            .filter(|&id| sim.insts[id as usize].svc_pods[article] > 0)
+            .collect();
+        assert!(holders.len() >= 2, "article pods on {holders:?}");
+        let (first, second) = (holders[0], holders[1]);
+        assert!(sim.removal_simulation_passes(first));
+        assert!(sim.removal_simulation_passes(second));
+        let mut plan = sim.drain_plan();
+        assert!(sim.plan_removal(first, &mut plan));
+        assert!(
+            plan.free.iter().all(|f| f.0 != first),
+            "still a destination"
+        );
+        assert!(
+            !sim.plan_removal(second, &mut plan),
+            "the first removal used up the article PDB"
+        );
+        // Without PDBs the second passes on the same plan, placed around the first.
+        for s in &mut sim.svcs {
+            s.pdb = None;
+        }
+        let mut plan = sim.drain_plan();
+        assert!(sim.plan_removal(first, &mut plan));
+        let before = plan.moved.len();
+        assert!(sim.plan_removal(second, &mut plan));
+        assert!(plan.moved[before..].iter().all(|&(node, _)| node != first));
+    }
+
     /// cluster-autoscaler removes a node with pods only after it has been removable (under
     /// the threshold, pods fit elsewhere, PDBs allow) at every loop for the whole unneeded
     /// time, and a failed removal simulation is not repeated for the recheck timeout.
@@ -2574,8 +2733,7 @@ mod tests {
                 }
                 let removable = !inst.draining
                     && inst.utilization() < ca.scale_down_utilization_threshold
-                    && sim.pdbs_allow_drain(id)
-                    && sim.pods_fit_elsewhere(id);
+                    && sim.removal_simulation_passes(id);
                 if removable {
                     removable_since.entry(id).or_insert(t);
                 } else {
