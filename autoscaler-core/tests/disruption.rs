@@ -346,6 +346,33 @@ fn of_two_equal_drains_the_one_whose_pod_has_more_siblings_goes_first() {
     );
 }
 
+/// The HPA reading of ReplicaSet `name` in `default`.
+fn replica_set_load(name: &str, percent: u32) -> WorkloadLoad {
+    WorkloadLoad {
+        namespace: "default".into(),
+        target_kind: "ReplicaSet".into(),
+        target_name: name.into(),
+        cpu_utilization_percent: percent,
+    }
+}
+
+/// A one-group snapshot with these HPA readings.
+fn snapshot_with_loads(
+    g: &NodeGroup,
+    nodes: &[Node],
+    pods: &[Pod],
+    loads: Vec<WorkloadLoad>,
+) -> ClusterSnapshot {
+    let parts = SnapshotParts {
+        groups: vec![with_target(g.clone(), nodes)],
+        nodes: nodes.to_vec(),
+        pods: pods.iter().cloned().map(std::sync::Arc::new).collect(),
+        workload_loads: loads,
+        ..SnapshotParts::default()
+    };
+    ClusterSnapshot::new(parts).unwrap()
+}
+
 #[test]
 fn of_two_equal_drains_the_one_whose_workload_has_slack_goes_first() {
     // Both light nodes hold one of two replicas. Without load figures they tie and the
@@ -365,21 +392,9 @@ fn of_two_equal_drains_the_one_whose_workload_has_slack_goes_first() {
         pod("cool-0", "cool-5d8f9", 300, 256, Some("anchor")),
         pod("cool-1", "cool-5d8f9", 300, 256, Some("b-cool-light")),
     ];
-    let load = |name: &str, percent| WorkloadLoad {
-        namespace: "default".into(),
-        target_kind: "ReplicaSet".into(),
-        target_name: name.into(),
-        cpu_utilization_percent: percent,
-    };
+    let load = replica_set_load;
     let first_removal = |loads: Vec<WorkloadLoad>| {
-        let parts = SnapshotParts {
-            groups: vec![with_target(g.clone(), &nodes)],
-            nodes: nodes.clone(),
-            pods: pods.iter().cloned().map(std::sync::Arc::new).collect(),
-            workload_loads: loads,
-            ..SnapshotParts::default()
-        };
-        let s = ClusterSnapshot::new(parts).unwrap();
+        let s = snapshot_with_loads(&g, &nodes, &pods, loads);
         let mut e = engine();
         let _ = e.decide(&s, at(0));
         removals(&e.decide(&s, at(11)))
@@ -429,22 +444,8 @@ fn a_drain_waits_while_the_workloads_other_replicas_would_run_too_hot() {
         pod("hot-1", "hot", 300, 256, Some("light")),
     ];
     let snap = |percent: Option<u32>| {
-        let parts = SnapshotParts {
-            groups: vec![with_target(g.clone(), &nodes)],
-            nodes: nodes.clone(),
-            pods: pods.iter().cloned().map(std::sync::Arc::new).collect(),
-            workload_loads: percent
-                .map(|p| WorkloadLoad {
-                    namespace: "default".into(),
-                    target_kind: "ReplicaSet".into(),
-                    target_name: "hot".into(),
-                    cpu_utilization_percent: p,
-                })
-                .into_iter()
-                .collect(),
-            ..SnapshotParts::default()
-        };
-        ClusterSnapshot::new(parts).unwrap()
+        let loads = percent.map(|p| replica_set_load("hot", p));
+        snapshot_with_loads(&g, &nodes, &pods, loads.into_iter().collect())
     };
     let with_limit = |limit: f64| {
         Autoscaler::new(AutoscalerConfig {
