@@ -211,6 +211,103 @@ pub(crate) fn price_per_cpu(snap: &ClusterSnapshot, node: NodeIdx, group: &NodeG
         .unwrap_or(0.0)
 }
 
+/// Replicas and measured load per pod controller, to judge what evicting a node's pods
+/// does to the replicas left behind.
+struct WorkloadReplicas<'s> {
+    /// Bound replicas per controller `(namespace, kind, name)`.
+    replicas: FxHashMap<(&'s str, &'s str, &'s str), usize>,
+    /// CPU utilization (share of requests) per HPA target.
+    measured: FxHashMap<(&'s str, &'s str, &'s str), f64>,
+}
+
+/// What evicting a node's pods does to the workloads' remaining replicas.
+struct EvictionLoad {
+    /// The highest utilization a workload's remaining replicas would run at (an
+    /// unmeasured workload counts as fully used; evicting every replica: infinite; a
+    /// bare pod: infinite).
+    worst: f64,
+    /// The measured workload (`kind/name`) left above the busy limit, and its load.
+    overloads: Option<(String, f64)>,
+}
+
+impl<'s> WorkloadReplicas<'s> {
+    fn new(snap: &'s ClusterSnapshot) -> Self {
+        // Bound replicas per controller, one label set at a time: walking every pod costs
+        // a cache miss per pod (40 ms at 150k pods). Pods with the same namespace and
+        // labels count for the first one's controller (a ReplicaSet's pods share its
+        // pod-template-hash label; a StatefulSet's each have their own set).
+        let mut replicas: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
+        for (_, _, pods) in snap.label_sets() {
+            if let Some(key) = pods
+                .first()
+                .and_then(|&pi| snap.pods()[pi].controller_key())
+            {
+                *replicas.entry(key).or_insert(0) += pods.len();
+            }
+        }
+        let measured = snap
+            .workload_loads()
+            .iter()
+            .map(|w| {
+                let key = (
+                    w.namespace.as_str(),
+                    w.target_kind.as_str(),
+                    w.target_name.as_str(),
+                );
+                (key, f64::from(w.cpu_utilization_percent) / 100.0)
+            })
+            .collect();
+        WorkloadReplicas { replicas, measured }
+    }
+
+    /// The load evicting `pods` leaves on their workloads' other replicas. Pods below
+    /// `filler_below` (placeholders) do not count; `busy_above` is the limit past which
+    /// a measured workload is named.
+    fn eviction_load(
+        &self,
+        snap: &'s ClusterSnapshot,
+        pods: &[PodIdx],
+        filler_below: i32,
+        busy_above: Option<f64>,
+    ) -> EvictionLoad {
+        let mut on_node: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
+        let mut bare = false;
+        // Placeholders and other filler below the demand floor cost nothing to evict.
+        let pods = pods
+            .iter()
+            .map(|&pi| &snap.pods()[pi])
+            .filter(|p| p.spec.priority >= filler_below);
+        for pod in pods {
+            match pod.controller_key() {
+                Some(key) => *on_node.entry(key).or_insert(0) += 1,
+                None => bare = true,
+            }
+        }
+        let mut out = EvictionLoad {
+            worst: if bare { f64::INFINITY } else { 0.0 },
+            overloads: None,
+        };
+        for (key, &evicted) in &on_node {
+            let running = self.replicas.get(key).copied().unwrap_or(evicted);
+            let left = running.saturating_sub(evicted);
+            let known = measured_load(&self.measured, *key);
+            let after = if left == 0 {
+                f64::INFINITY
+            } else {
+                known.unwrap_or(1.0) * running as f64 / left as f64
+            };
+            out.worst = out.worst.max(after);
+            // Judged only from a measurement, and only for siblings left to overload.
+            let busy = busy_above.is_some_and(|limit| after > limit);
+            let busiest = out.overloads.as_ref().is_none_or(|(_, b)| after > *b);
+            if known.is_some() && left > 0 && busy && busiest {
+                out.overloads = Some((format!("{}/{}", key.1, key.2), after));
+            }
+        }
+        out
+    }
+}
+
 /// Sets each candidate's `eviction_pressure` ([`Candidate::eviction_pressure`]) and,
 /// with `busy_above` set, the measured workload it `overloads` past that utilization.
 /// The pressure only breaks ties between nodes with pods to evict, so without
@@ -226,74 +323,16 @@ fn fill_eviction_pressure(
     if with_pods < if busy_above.is_some() { 1 } else { 2 } {
         return;
     }
-    // Bound replicas per controller, one label set at a time: walking every pod costs
-    // a cache miss per pod (40 ms at 150k pods). Pods with the same namespace and labels
-    // count for the first one's controller (a ReplicaSet's pods share its
-    // pod-template-hash label; a StatefulSet's each have their own set).
-    let mut replicas: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
-    for (_, _, pods) in snap.label_sets() {
-        if let Some(key) = pods
-            .first()
-            .and_then(|&pi| snap.pods()[pi].controller_key())
-        {
-            *replicas.entry(key).or_insert(0) += pods.len();
-        }
-    }
-    // Utilization per controller, from the HPA that scales it; unmeasured counts as full.
-    let measured: FxHashMap<(&str, &str, &str), f64> = snap
-        .workload_loads()
-        .iter()
-        .map(|w| {
-            let key = (
-                w.namespace.as_str(),
-                w.target_kind.as_str(),
-                w.target_name.as_str(),
-            );
-            (key, f64::from(w.cpu_utilization_percent) / 100.0)
-        })
-        .collect();
+    let workloads = WorkloadReplicas::new(snap);
     for c in cands {
-        let mut on_node: FxHashMap<(&str, &str, &str), usize> = FxHashMap::default();
-        let mut bare = false;
-        // Placeholders and other filler below the demand floor cost nothing to evict.
-        let pods = c
-            .pods
-            .iter()
-            .map(|&pi| &snap.pods()[pi])
-            .filter(|p| p.spec.priority >= filler_below);
-        for pod in pods {
-            match pod.controller_key() {
-                Some(key) => *on_node.entry(key).or_insert(0) += 1,
-                None => bare = true,
-            }
-        }
-        let mut worst = 0.0f64;
-        for (key, &evicted) in &on_node {
-            let running = replicas.get(key).copied().unwrap_or(evicted);
-            let left = running.saturating_sub(evicted);
-            let known = measured_load(&measured, *key);
-            let u = known.unwrap_or(1.0);
-            let after = if left == 0 {
-                f64::INFINITY
-            } else {
-                u * running as f64 / left as f64
-            };
-            worst = worst.max(after);
-            // Judged only from a measurement, and only for siblings left to overload.
-            let busy = busy_above.is_some_and(|limit| after > limit);
-            let busiest = c.overloads.as_ref().is_none_or(|(_, b)| after > *b);
-            if known.is_some() && left > 0 && busy && busiest {
-                c.overloads = Some((format!("{}/{}", key.1, key.2), after));
-            }
-        }
+        let load = workloads.eviction_load(snap, &c.pods, filler_below, busy_above);
         // Siblings that stay under the mark serve as well either way: price decides.
-        c.eviction_pressure = if bare {
-            f64::INFINITY
-        } else if worst <= COMFORTABLE_UTILIZATION {
+        c.eviction_pressure = if load.worst <= COMFORTABLE_UTILIZATION {
             0.0
         } else {
-            worst
+            load.worst
         };
+        c.overloads = load.overloads;
     }
 }
 
