@@ -964,19 +964,19 @@ impl DisruptionState {
                 .flatten();
             // A workload too busy to lose these pods: wait (bounded) for its load to fall
             // or its HPA to add replicas; the unneeded time keeps running.
-            let hold = sd.for_group(&snap.groups()[gi]).unneeded_time + sd.busy_workload_hold;
-            let since = *self.unneeded_since.entry(c.name.to_string()).or_insert(now);
-            if let (Some((workload, utilization)), false, true) =
-                (&c.overloads, c.long_unready, now.since(since) < hold)
-            {
-                w.blocked(
-                    c.name,
-                    ScaleDownBlocker::WorkloadBusy {
-                        workload: workload.clone(),
-                        utilization_percent: (utilization * 100.0).round() as u32,
-                    },
-                );
-                continue;
+            if let (Some((workload, utilization)), false) = (&c.overloads, c.long_unready) {
+                let hold = sd.for_group(&snap.groups()[gi]).unneeded_time + sd.busy_workload_hold;
+                let since = *self.unneeded_since.entry(c.name.to_string()).or_insert(now);
+                if now.since(since) < hold {
+                    w.blocked(
+                        c.name,
+                        ScaleDownBlocker::WorkloadBusy {
+                            workload: workload.clone(),
+                            utilization_percent: (utilization * 100.0).round() as u32,
+                        },
+                    );
+                    continue;
+                }
             }
             if let Some(why) = unbalances {
                 // Evicting to skew the zones only to evict again to rebalance them. The
