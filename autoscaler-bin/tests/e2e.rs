@@ -603,7 +603,8 @@ fn apiserver_outage() -> Duration {
     )
 }
 
-/// (g) kube-apiserver stopped right after a scale-up decision: the autoscaler survives
+/// (g) the control plane (kube-apiserver with its scheduler and controller manager)
+/// stopped right after a scale-up decision: the autoscaler survives
 /// the outage (watches retry), and once the apiserver is back every pod runs on exactly
 /// the nodes the plan asked for (no second scale-up for the same pods, no node leaked).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,7 +666,7 @@ async fn g_apiserver_down_mid_scale_up() {
     cleanup(&client, ns, group).await;
 }
 
-/// (h) kube-apiserver stopped in the middle of a drain (an interruption notice; the PDB
+/// (h) the control plane (as in (g)) stopped in the middle of a drain (an interruption notice; the PDB
 /// holds the pod so the eviction is being retried): the autoscaler survives, and once
 /// the apiserver is back and the PDB allows it, the drain completes in the same process:
 /// the node goes, the pod runs on the replacement, and the group keeps one node (no

@@ -136,27 +136,37 @@ impl ControlPlane {
     }
 }
 
-/// A kube-apiserver stopped by [`ControlPlane::stop_apiserver`]: its command line, to
-/// start it again as it was.
+/// The control plane's own processes stopped by [`ControlPlane::stop_apiserver`], with
+/// their command lines, to start them again as they were.
 pub struct StoppedApiserver {
-    cmdline: Vec<String>,
+    /// (name in the pids file, command line), in the order they were stopped.
+    stopped_procs: Vec<(String, Vec<String>)>,
     stopped: Instant,
 }
 
+/// What an outage of the control plane stops: the controllers first (as their host
+/// goes down with the API server's) and the API server last. etcd and the nodes (KWOK,
+/// standing in for the kubelets) keep running.
+const OUTAGE_PROCS: [&str; 3] = [
+    "kube-scheduler",
+    "kube-controller-manager",
+    "kube-apiserver",
+];
+
 impl ControlPlane {
-    /// Stops kube-apiserver (SIGTERM, then SIGKILL after 15 s), as an outage of the
-    /// control plane: etcd, the scheduler, the controller manager and KWOK keep running
-    /// and retry. Panics when it is not running.
-    pub fn stop_apiserver(&self) -> StoppedApiserver {
+    /// The pid of this control plane's `name` (the last one the pids file records) and
+    /// its command line; panics when it is not running.
+    fn running(&self, name: &str) -> (String, Vec<String>) {
         let pids = std::fs::read_to_string(self.dir.join("pids")).expect("the pids file");
         let pid = pids
             .lines()
             .filter_map(|l| l.split_once(' '))
-            .filter(|(name, _)| *name == "kube-apiserver")
+            .filter(|(n, _)| *n == name)
             .map(|(_, pid)| pid.trim().to_string())
             .next_back()
-            .expect("kube-apiserver in the pids file");
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("kube-apiserver running");
+            .unwrap_or_else(|| panic!("{name} in the pids file"));
+        let raw = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_else(|e| panic!("{name} (pid {pid}) running: {e}"));
         let cmdline: Vec<String> = raw
             .split(|b| *b == 0)
             .filter(|a| !a.is_empty())
@@ -166,23 +176,64 @@ impl ControlPlane {
             cmdline
                 .iter()
                 .any(|a| a.contains(&*self.dir.to_string_lossy())),
-            "pid {pid} is not this control plane's kube-apiserver"
+            "pid {pid} is not this control plane's {name}"
         );
-        let status = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Path::new(&format!("/proc/{pid}/cmdline")).exists()
-            && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
-        {
-            if Instant::now() > deadline {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        (pid, cmdline)
+    }
+
+    /// Stops the control plane as an outage does: kube-apiserver, and with it
+    /// kube-controller-manager and kube-scheduler (SIGTERM, then SIGKILL after 15 s).
+    /// On a real control plane they share the host, so they restart together; left
+    /// running, the controller manager's caches once stayed stale after the API server
+    /// came back (see `h_apiserver_down_mid_drain`), which tests the controller
+    /// manager, not us. etcd and KWOK keep running and retry. Panics when one of them
+    /// is not running.
+    pub fn stop_apiserver(&self) -> StoppedApiserver {
+        let mut stopped_procs = Vec::new();
+        for name in OUTAGE_PROCS {
+            let (pid, cmdline) = self.running(name);
+            let status = Command::new("kill").args(["-TERM", &pid]).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "kill -TERM {pid} ({name}) failed"
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty()) {
+                if Instant::now() > deadline {
+                    let _ = Command::new("kill").args(["-KILL", &pid]).status();
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            stopped_procs.push((name.to_string(), cmdline));
         }
         StoppedApiserver {
-            cmdline,
+            stopped_procs,
             stopped: Instant::now(),
         }
+    }
+
+    /// Starts `cmdline` again as `name` (logging to the same file, recorded in the pids
+    /// file so `down` stops it).
+    #[allow(clippy::zombie_processes)] // `controlplane.sh down` stops it, by pid.
+    fn restart(&self, name: &str, cmdline: &[String]) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.dir.join(format!("logs/{name}.log")))
+            .unwrap_or_else(|e| panic!("{name} log: {e}"));
+        let child = Command::new(&cmdline[0])
+            .args(&cmdline[1..])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("restarting {name}: {e}"));
+        let mut pids = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("pids"))
+            .expect("pids file");
+        std::io::Write::write_all(&mut pids, format!("{name} {}\n", child.id()).as_bytes())
+            .expect("recording the new pid");
     }
 }
 
@@ -192,46 +243,30 @@ impl StoppedApiserver {
         self.stopped.elapsed()
     }
 
-    /// Starts it again with the same command line (logging to the same file, recorded in
-    /// the pids file so `down` stops it) and waits until it serves requests.
-    #[allow(clippy::zombie_processes)] // `controlplane.sh down` stops it, by pid.
+    /// Starts kube-apiserver again, waits until it serves requests, then starts the
+    /// controllers stopped with it.
     pub async fn start(self, cp: &ControlPlane) {
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(cp.dir.join("logs/kube-apiserver.log"))
-            .expect("kube-apiserver log");
-        let child = Command::new(&self.cmdline[0])
-            .args(&self.cmdline[1..])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("restarting kube-apiserver");
-        let mut pids = std::fs::OpenOptions::new()
-            .append(true)
-            .open(cp.dir.join("pids"))
-            .expect("pids file");
-        std::io::Write::write_all(
-            &mut pids,
-            format!("kube-apiserver {}\n", child.id()).as_bytes(),
-        )
-        .expect("recording the new kube-apiserver pid");
-        let client = cp.client().await;
-        wait_for(
-            "kube-apiserver serving again",
-            Duration::from_secs(90),
-            || {
-                let api: Api<Namespace> = Api::all(client.clone());
-                async move {
-                    api.list(&ListParams::default().limit(1))
-                        .await
-                        .ok()
-                        .map(|_| ())
-                }
-            },
-        )
-        .await;
+        for (name, cmdline) in self.stopped_procs.iter().rev() {
+            cp.restart(name, cmdline);
+            if name != "kube-apiserver" {
+                continue;
+            }
+            let client = cp.client().await;
+            wait_for(
+                "kube-apiserver serving again",
+                Duration::from_secs(90),
+                || {
+                    let api: Api<Namespace> = Api::all(client.clone());
+                    async move {
+                        api.list(&ListParams::default().limit(1))
+                            .await
+                            .ok()
+                            .map(|_| ())
+                    }
+                },
+            )
+            .await;
+        }
     }
 }
 
@@ -316,8 +351,41 @@ impl Drop for Autoscaler {
         self.kill();
         if std::thread::panicking() {
             eprintln!("--- {} ---\n{}", self.log.display(), self.tail());
+            if let Some(dir) = self.log.parent() {
+                eprintln!("{}", control_plane_state(dir));
+            }
         }
     }
+}
+
+/// What a failed scenario needs to tell whose fault it was: the nodes and pods as the
+/// apiserver sees them, and the last lines of the scheduler's, KWOK's and the
+/// controller manager's logs (a pod stuck Pending with a node is theirs, not ours).
+fn control_plane_state(dir: &Path) -> String {
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
+    let mut out = String::new();
+    for what in [["get", "nodes"], ["get", "pods"]] {
+        let shown = Command::new(&kubectl)
+            .arg(format!("--kubeconfig={}", dir.join("kubeconfig").display()))
+            .args(what)
+            .args(["-A", "-o", "wide", "--request-timeout=10s"])
+            .stdin(Stdio::null())
+            .output();
+        out += &match shown {
+            Ok(o) => format!(
+                "--- kubectl {} ---\n{}{}\n",
+                what.join(" "),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => format!("--- kubectl {}: {e} ---\n", what.join(" ")),
+        };
+    }
+    for name in ["kube-scheduler", "kwok", "kube-controller-manager"] {
+        let log = dir.join("logs").join(format!("{name}.log"));
+        out += &format!("--- {} ---\n{}\n", log.display(), tail(&log, 25));
+    }
+    out
 }
 
 /// The flags every scenario uses: the static provider with KWOK nodes, a group `group`
