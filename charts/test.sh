@@ -338,6 +338,7 @@ can() { # yes|no VERB RESOURCE [flags...]
 for v in get list watch update patch delete; do can yes "$v" nodes; done
 for v in get list watch; do can yes "$v" pods --all-namespaces; done
 can yes create pods --subresource=eviction -n default
+can yes patch pods -n default   # pod-deletion-cost annotations
 can yes create events -n default
 can yes patch events -n default
 can yes create events.events.k8s.io -n default

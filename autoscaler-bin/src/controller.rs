@@ -18,14 +18,15 @@ use crate::static_provider::StaticProvider;
 use crate::status;
 use crate::translate;
 use anyhow::{Context, Result};
+use autoscaler_core::model::{DELETION_COST_SET_BY_US, POD_DELETION_COST};
 use autoscaler_core::overprovisioning::Overprovisioning;
 use autoscaler_core::{
     Autoscaler, CapacityType, ClusterSnapshot, Decision, Decisions, Event, InstanceType,
-    NodeVerdict, PodVerdict, SnapshotParts, Timestamp,
+    NodeVerdict, PodDeletionCost, PodVerdict, SnapshotParts, Timestamp,
 };
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -843,7 +844,41 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
                 }
             }
         }
+        if !d.deletion_costs.is_empty() && (dry || self.is_leader()) {
+            self.write_deletion_costs(&d.deletion_costs, dry).await;
+        }
         failed
+    }
+
+    /// Writes (or clears) pod deletion costs: `controller.kubernetes.io/pod-deletion-cost`
+    /// and the copy that marks it as ours. A failure is logged and retried by a later
+    /// round (the engine compares against the pods it sees).
+    async fn write_deletion_costs(&self, costs: &[PodDeletionCost], dry: bool) {
+        for c in costs {
+            let Some((namespace, name)) = c.pod.split_once('/') else {
+                continue;
+            };
+            tracing::debug!(dry_run = dry, pod = %c.pod, cost = ?c.cost, "pod deletion cost");
+            if dry {
+                continue;
+            }
+            let value = c.cost.map(|v| v.to_string());
+            let patch = serde_json::json!({"metadata": {"annotations": {
+                POD_DELETION_COST: value,
+                DELETION_COST_SET_BY_US: value,
+            }}});
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+            if let Err(e) = api
+                .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                // A pod deleted meanwhile is expected; anything else is worth a look.
+                let gone = matches!(&e, kube::Error::Api(r) if r.code == 404);
+                if !gone {
+                    tracing::warn!(pod = %c.pod, error = %e, "writing a pod deletion cost failed");
+                }
+            }
+        }
     }
 
     /// `autoscaler_unschedulable_to_capacity_seconds`: each pending pod this round found
@@ -878,7 +913,8 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
     }
 
     /// `ScaleDownBlocked` Events on nodes whose blocking reason changed, and the
-    /// `DeletionCandidateOfClusterAutoscaler` taint on unneeded nodes (as CA).
+    /// `DeletionCandidateOfClusterAutoscaler` taint on unneeded nodes (as CA, when
+    /// `--max-bulk-soft-taint-count` is not 0).
     fn report_nodes(&mut self, d: &Decisions) {
         let mut seen = HashMap::new();
         let mut to_send = Vec::new();
@@ -911,7 +947,8 @@ impl<P: NodeGroupProvider + Clone> Controller<P> {
             let active = self.drainer.active();
             let unneeded = unneeded.difference(&active).cloned().collect();
             let current = current.difference(&active).cloned().collect();
-            self.drainer.mark_candidates(unneeded, current);
+            let budget = self.engine.config().scale_down.max_bulk_soft_taint_count;
+            self.drainer.mark_candidates(unneeded, current, budget);
         }
         if to_send.is_empty() {
             return;

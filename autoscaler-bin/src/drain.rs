@@ -168,6 +168,27 @@ pub fn unmark_patch(node: &Node) -> Option<serde_json::Value> {
     Some(patch)
 }
 
+/// The `DeletionCandidate` taint changes of one round, as cluster-autoscaler makes them
+/// (core/scaledown/actuation/softtaint.go): first off the nodes no longer unneeded,
+/// then on the unneeded ones, at most `budget` (`--max-bulk-soft-taint-count`) in all;
+/// `true` puts it on. A budget of 0 turns the taint off: it comes off every node that
+/// has it.
+pub fn soft_taint_changes(
+    unneeded: &BTreeSet<String>,
+    current: &BTreeSet<String>,
+    budget: u32,
+) -> Vec<(String, bool)> {
+    if budget == 0 {
+        return current.iter().map(|n| (n.clone(), false)).collect();
+    }
+    current
+        .difference(unneeded)
+        .map(|n| (n.clone(), false))
+        .chain(unneeded.difference(current).map(|n| (n.clone(), true)))
+        .take(budget as usize)
+        .collect()
+}
+
 /// The patch that adds (`Some(unix_secs)`) or removes (`None`) the `DeletionCandidate`
 /// `PreferNoSchedule` taint; `None` if the node is already so.
 pub fn candidate_patch(node: &Node, unix_secs: Option<i64>) -> Option<serde_json::Value> {
@@ -592,22 +613,23 @@ impl<P: NodeGroupProvider + Clone> Drainer<P> {
         }
     }
 
-    /// Adds the `DeletionCandidate` taint to newly unneeded nodes and removes it from
-    /// nodes no longer unneeded. `current` is the nodes carrying it now.
-    pub fn mark_candidates(&self, unneeded: BTreeSet<String>, current: BTreeSet<String>) {
-        let add: Vec<String> = unneeded.difference(&current).cloned().collect();
-        let remove: Vec<String> = current.difference(&unneeded).cloned().collect();
-        if add.is_empty() && remove.is_empty() {
+    /// Puts the `DeletionCandidate` taint on unneeded nodes and takes it off the others
+    /// ([`soft_taint_changes`]). `current` is the nodes carrying it now.
+    pub fn mark_candidates(
+        &self,
+        unneeded: BTreeSet<String>,
+        current: BTreeSet<String>,
+        budget: u32,
+    ) {
+        let changes = soft_taint_changes(&unneeded, &current, budget);
+        if changes.is_empty() {
             return;
         }
         let api: Api<Node> = Api::all(self.client.clone());
         let now = unix_now();
         tokio::spawn(async move {
-            let changes = add
-                .into_iter()
-                .map(|n| (n, Some(now)))
-                .chain(remove.into_iter().map(|n| (n, None)));
-            for (node, value) in changes {
+            for (node, put) in changes {
+                let value = put.then_some(now);
                 if let Err(e) = update_node(&api, &node, |n| candidate_patch(n, value)).await {
                     tracing::debug!(node = %node, error = %e, "DeletionCandidate taint");
                 }
@@ -663,6 +685,27 @@ pub async fn publish_node_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn soft_taints_come_off_first_within_the_budget_and_all_off_at_zero() {
+        let set = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<BTreeSet<_>>();
+        let unneeded = set(&["a", "b", "c"]);
+        let current = set(&["c", "x", "y"]);
+        assert_eq!(
+            soft_taint_changes(&unneeded, &current, 3),
+            vec![("x".into(), false), ("y".into(), false), ("a".into(), true)]
+        );
+        assert_eq!(soft_taint_changes(&unneeded, &current, 10).len(), 4);
+        assert_eq!(
+            soft_taint_changes(&unneeded, &current, 0),
+            vec![
+                ("c".into(), false),
+                ("x".into(), false),
+                ("y".into(), false)
+            ]
+        );
+        assert!(soft_taint_changes(&unneeded, &unneeded, 10).is_empty());
+    }
 
     fn pod(name: &str, extra: serde_json::Value) -> Pod {
         let mut v = serde_json::json!({

@@ -203,6 +203,23 @@ pub struct Flags {
     /// or grow before it is drained anyway.
     #[arg(long, default_value = "30m", value_parser = parse_duration)]
     pub scale_down_busy_workload_hold: Duration,
+    /// Pods of ReplicaSets on this many of the nodes scale-down would remove next get a
+    /// negative `controller.kubernetes.io/pod-deletion-cost`, so an HPA scale-in deletes
+    /// them first and those nodes empty without a drain. 0 disables (writes nothing;
+    /// costs written before are cleared).
+    #[arg(long, default_value_t = 30)]
+    pub scale_down_deletion_cost_nodes: u32,
+    /// A node that still runs pods is drained only while the nodes left keep this many
+    /// nodes' worth (the drained node's size) of free CPU and memory, placeholders
+    /// counted as free: room for a burst or an interrupted spot node's pods before a
+    /// new node boots. Empty nodes go regardless. 0 disables.
+    #[arg(long, default_value_t = 2)]
+    pub scale_down_spare_nodes: u32,
+    /// Nodes per round that may get (or lose) cluster-autoscaler's
+    /// `DeletionCandidateOfClusterAutoscaler` `PreferNoSchedule` taint on unneeded
+    /// nodes. CA's default is 10; ours is 0: off, and taints found are removed.
+    #[arg(long, default_value_t = 0)]
+    pub max_bulk_soft_taint_count: u32,
     /// Pods younger than this do not trigger scale-up yet.
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub new_pod_scale_up_delay: Duration,
@@ -558,6 +575,9 @@ impl Flags {
         sd.workload_settle = self.scale_down_workload_settle;
         sd.busy_workload_utilization = self.scale_down_busy_workload_utilization;
         sd.busy_workload_hold = self.scale_down_busy_workload_hold;
+        sd.deletion_cost_nodes = self.scale_down_deletion_cost_nodes;
+        sd.spare_nodes = self.scale_down_spare_nodes;
+        sd.max_bulk_soft_taint_count = self.max_bulk_soft_taint_count;
         c.drain_back.after = self.drain_back_after;
         c.drain_back.budget = self.drain_back_budget;
         c.balance.enabled = self.balance_zones || self.balance_similar_node_groups;
@@ -837,6 +857,9 @@ mod tests {
             "--scale-down-workload-settle=0s",
             "--scale-down-busy-workload-utilization=0",
             "--scale-down-busy-workload-hold=1h",
+            "--scale-down-deletion-cost-nodes=0",
+            "--scale-down-spare-nodes=0",
+            "--max-bulk-soft-taint-count=10",
             "--new-pod-scale-up-delay=5s",
             "--skip-nodes-with-custom-controller-pods=false",
         ])
@@ -857,6 +880,9 @@ mod tests {
         assert_eq!(c.scale_down.workload_settle, Duration::ZERO);
         assert_eq!(c.scale_down.busy_workload_utilization, 0.0);
         assert_eq!(c.scale_down.busy_workload_hold, Duration::from_secs(3600));
+        assert_eq!(c.scale_down.deletion_cost_nodes, 0);
+        assert_eq!(c.scale_down.spare_nodes, 0);
+        assert_eq!(c.scale_down.max_bulk_soft_taint_count, 10);
         assert_eq!(c.new_pod_scale_up_delay, Duration::from_secs(5));
         // CA's name for the metrics address.
         assert_eq!(

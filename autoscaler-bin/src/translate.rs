@@ -3,8 +3,8 @@
 //! No I/O: each function takes an object and returns the core value, so the rules (how
 //! requests add up, what counts as local storage, ...) are unit-tested here.
 
-use autoscaler_core::model::CAPACITY_TYPE_LABEL;
 use autoscaler_core::model::{HostPort, PodAffinityTerm};
+use autoscaler_core::model::{CAPACITY_TYPE_LABEL, DELETION_COST_SET_BY_US, POD_DELETION_COST};
 use autoscaler_core::quantity::{parse_bytes, parse_count, parse_cpu_millis, QuantityError};
 use autoscaler_core::{
     CapacityType, DaemonSet, LabelSelector, Labels, Node, NodeSelectorTerm, OwnerRef, Pod,
@@ -498,13 +498,18 @@ pub fn pod_interned(
         namespace,
         name,
         labels: interner.intern_map(m.labels.as_ref()),
-        // Only cluster-autoscaler's annotations are read (safe-to-evict, ...); others,
-        // such as kubectl's last-applied-configuration, can be kilobytes per pod.
+        // Only cluster-autoscaler's annotations (safe-to-evict, ...) and the deletion
+        // cost are read; others, such as kubectl's last-applied-configuration, can be
+        // kilobytes per pod.
         annotations: m
             .annotations
             .iter()
             .flatten()
-            .filter(|(k, _)| k.starts_with(CA_ANNOTATION_PREFIX))
+            .filter(|(k, _)| {
+                k.starts_with(CA_ANNOTATION_PREFIX)
+                    || k.as_str() == POD_DELETION_COST
+                    || k.as_str() == DELETION_COST_SET_BY_US
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         owner,
@@ -729,6 +734,8 @@ mod tests {
         let p: core::Pod = from(json!({
             "metadata": {"name": "web-1", "namespace": "prod", "labels": {"app": "web"},
                 "annotations": {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+                    "controller.kubernetes.io/pod-deletion-cost": "-3",
+                    "spot-autoscaler.io/pod-deletion-cost": "-3",
                     "kubectl.kubernetes.io/last-applied-configuration": "{\"big\": true}"},
                 "ownerReferences": [
                     {"apiVersion": "v1", "kind": "Other", "name": "o", "uid": "1"},
@@ -792,7 +799,13 @@ mod tests {
             pod.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"],
             "false"
         );
-        assert_eq!(pod.annotations.len(), 1, "only CA's annotations are kept");
+        assert_eq!(pod.annotations[POD_DELETION_COST], "-3");
+        assert_eq!(pod.annotations[DELETION_COST_SET_BY_US], "-3");
+        assert_eq!(
+            pod.annotations.len(),
+            3,
+            "only CA's annotations and the deletion cost are kept"
+        );
     }
 
     #[test]

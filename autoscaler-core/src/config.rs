@@ -120,6 +120,30 @@ pub struct ScaleDownConfig {
     /// waits for such a workload to cool down or grow before it is drained anyway.
     #[serde(with = "duration_secs")]
     pub busy_workload_hold: Duration,
+    /// `--scale-down-deletion-cost-nodes` (ours): the ReplicaSet pods on this many of the
+    /// nodes that would go next (scale-down candidates in removal order, then on-demand
+    /// nodes, then the heaviest zone's least utilized) get a negative
+    /// `controller.kubernetes.io/pod-deletion-cost`, lowest on the node that goes first,
+    /// so an HPA scale-in deletes them before pods elsewhere and empties nodes that would
+    /// otherwise be drained. 0 disables (and clears the costs written before).
+    pub deletion_cost_nodes: u32,
+    /// `--max-bulk-soft-taint-count`: how many nodes per round the controller may give
+    /// (or take off) cluster-autoscaler's `DeletionCandidateOfClusterAutoscaler`
+    /// `PreferNoSchedule` taint, which follows the unneeded verdicts. CA's default is
+    /// 10; ours is 0 (off, and taints left by CA are removed): with deletion costs
+    /// steering scale-ins, the taint only packs pods onto the other nodes, so
+    /// scale-down drains more of them (simulator scoreboard: 56 ✗ with it, 41
+    /// without).
+    pub max_bulk_soft_taint_count: u32,
+    /// `--scale-down-spare-nodes` (ours): a node that still runs pods is drained only
+    /// while the nodes left keep at least this many nodes' worth (the drained node's
+    /// size) of free CPU and memory, counting placeholder pods (below
+    /// `headroom.demand_priority_floor`) as free. That room takes a burst, or the pods
+    /// of an interrupted spot node, without waiting for a node to boot; evicting pods
+    /// to pack the cluster tighter than that is not worth its disruption. Empty nodes
+    /// are removed regardless, and drain-back and unready nodes are not held. 0
+    /// disables.
+    pub spare_nodes: u32,
 }
 
 impl Default for ScaleDownConfig {
@@ -140,6 +164,9 @@ impl Default for ScaleDownConfig {
             workload_settle: Duration::from_secs(60),
             busy_workload_utilization: 0.85,
             busy_workload_hold: Duration::from_secs(30 * 60),
+            deletion_cost_nodes: 30,
+            max_bulk_soft_taint_count: 0,
+            spare_nodes: 2,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What the engine decides: plain data, each item with a reason a person can read.
 
 use crate::cooloff::{CoolOff, PoolKey};
+use crate::resources::Resources;
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -187,7 +188,20 @@ pub enum ScaleDownBlocker {
         /// The utilization its remaining replicas would run at, percent of requests.
         utilization_percent: u32,
     },
+    /// Draining the node would leave less free room than `--scale-down-spare-nodes`
+    /// nodes of its size.
+    SpareRoom {
+        /// The spare nodes kept.
+        spare_nodes: u32,
+        /// Free room left after the drain.
+        free: Resources,
+        /// Free room the spare nodes need.
+        needed: Resources,
+    },
 }
+
+/// Bytes in a GiB, for reasons.
+const GIB: f64 = (1u64 << 30) as f64;
 
 impl std::fmt::Display for ScaleDownBlocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -239,6 +253,18 @@ impl std::fmt::Display for ScaleDownBlocker {
             } => write!(
                 f,
                 "evicting would run {workload}'s other replicas at {utilization_percent}% of their CPU requests until the evicted ones restart"
+            ),
+            // The free room left moves every round; the text must not, or each round
+            // would send the node another Event (it is in the blocker's data).
+            ScaleDownBlocker::SpareRoom {
+                spare_nodes,
+                needed,
+                ..
+            } => write!(
+                f,
+                "draining it would leave less free room than the {spare_nodes} spare node(s) of its size kept ({}m CPU, {:.1} GiB; --scale-down-spare-nodes)",
+                needed.cpu_millis,
+                needed.memory_bytes as f64 / GIB
             ),
         }
     }
@@ -374,6 +400,17 @@ pub struct Status {
     pub zone_skew: Vec<(String, u32)>,
 }
 
+/// A change to a pod's `controller.kubernetes.io/pod-deletion-cost` (and to
+/// [`crate::model::DELETION_COST_SET_BY_US`], which records that the value is ours).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodDeletionCost {
+    /// `namespace/name`.
+    pub pod: String,
+    /// The cost to write; `None` removes both annotations (the node is no longer a
+    /// scale-down candidate).
+    pub cost: Option<i32>,
+}
+
 /// The output of one decision round.
 #[must_use = "decisions do nothing until an adapter carries them out"]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -384,6 +421,9 @@ pub struct Decisions {
     pub pods: Vec<PodOutcome>,
     /// Outcomes for underutilized nodes.
     pub nodes: Vec<NodeOutcome>,
+    /// Pod deletion costs to write or clear (only changes; empty when nothing changed).
+    #[serde(default)]
+    pub deletion_costs: Vec<PodDeletionCost>,
     /// Status summary.
     pub status: Status,
 }

@@ -4,14 +4,19 @@
 use crate::balance::{skew, BalanceSets};
 use crate::config::AutoscalerConfig;
 use crate::decision::{
-    Decision, NodeOutcome, NodeVerdict, RemovalKind, ScaleDownBlocker, ScaleUpCause,
+    Decision, NodeOutcome, NodeVerdict, PodDeletionCost, RemovalKind, ScaleDownBlocker,
+    ScaleUpCause,
 };
 use crate::expander::{self, OptionScore, PriorityConfig};
 use crate::headroom::HeadroomState;
 use crate::index::{GroupIdx, NodeIdx, PodIdx};
-use crate::model::{hpa_scales, CapacityType, NodeGroup, Pod, SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
+use crate::model::{
+    hpa_scales, CapacityType, NodeGroup, Pod, DELETION_COST_SET_BY_US, POD_DELETION_COST,
+    SAFE_TO_EVICT,
+};
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
+use crate::resources::Resources;
 use crate::scaleup::{classify, estimate, GroupPlan, Unavailable, ZoneGuess};
 use crate::snapshot::ClusterSnapshot;
 use crate::time::{human_duration, Timestamp};
@@ -48,7 +53,7 @@ pub(crate) fn movable_pods(
     pdb_left: &[u32],
 ) -> Result<Vec<PodIdx>, ScaleDownBlocker> {
     let n = &snap.nodes()[node];
-    if n.annotations.get(SCALE_DOWN_DISABLED).map(String::as_str) == Some("true") {
+    if n.scale_down_disabled() {
         return Err(ScaleDownBlocker::ScaleDownDisabled);
     }
     let mut movable = Vec::new();
@@ -520,6 +525,94 @@ impl<'w, 'n> Work<'w, 'n> {
     }
 }
 
+/// Free CPU and memory among the nodes that stay, for `--scale-down-spare-nodes`:
+/// counted once per round, then reduced as removals are accepted (counting it again
+/// for every candidate cost O(candidates x pods)). Placeholder pods (below the
+/// headroom's demand floor) count as free room.
+struct SpareRoom {
+    spare: u32,
+    free: Resources,
+}
+
+impl SpareRoom {
+    /// Counted from the simulation as it stands (removals and moves made so far).
+    fn new(r: &Round<'_>, w: &Work<'_, '_>) -> SpareRoom {
+        let mut free = Resources::default();
+        for ni in r.snap.node_indexes() {
+            if !w.removed[ni] && w.nodes[ni.get()].schedulable {
+                free.add(&Self::on(r, w, ni));
+            }
+        }
+        SpareRoom {
+            spare: r.config.scale_down.spare_nodes,
+            free,
+        }
+    }
+
+    /// CPU and memory only: the room is judged in those two.
+    fn cpu_and_memory(res: &Resources) -> Resources {
+        Resources::new(res.cpu_millis, res.memory_bytes)
+    }
+
+    /// The room node `ni` holds (its free room and its placeholders' requests).
+    fn on(r: &Round<'_>, w: &Work<'_, '_>, ni: NodeIdx) -> Resources {
+        let n = &w.nodes[ni.get()];
+        let mut room = Self::cpu_and_memory(&n.free);
+        let floor = r.config.headroom.demand_priority_floor;
+        for &p in n.bound {
+            let pod = &r.snap.pods()[p];
+            if pod.spec.priority < floor {
+                room.add(&Self::cpu_and_memory(&pod.spec.requests));
+            }
+        }
+        room
+    }
+
+    /// The room removing `ni` takes away: its own, and what its pods (`done`, already
+    /// moved in `w`) took on the nodes that stay.
+    fn leaving(
+        r: &Round<'_>,
+        w: &Work<'_, '_>,
+        ni: NodeIdx,
+        done: &[(PodIdx, usize)],
+    ) -> Resources {
+        let mut gone = Self::on(r, w, ni);
+        for &(p, _) in done {
+            gone.add(&Self::cpu_and_memory(&r.snap.pods()[p].spec.requests));
+        }
+        gone
+    }
+
+    /// Whether the nodes left after removing `ni` keep `spare` nodes of its size.
+    fn check(
+        &self,
+        r: &Round<'_>,
+        ni: NodeIdx,
+        leaving: &Resources,
+    ) -> Result<(), ScaleDownBlocker> {
+        let mut free = self.free.clone();
+        free.saturating_sub(leaving);
+        let size = &r.snap.nodes()[ni].allocatable;
+        let needed = Resources::new(
+            size.cpu_millis.saturating_mul(u64::from(self.spare)),
+            size.memory_bytes.saturating_mul(u64::from(self.spare)),
+        );
+        if free.cpu_millis >= needed.cpu_millis && free.memory_bytes >= needed.memory_bytes {
+            return Ok(());
+        }
+        Err(ScaleDownBlocker::SpareRoom {
+            spare_nodes: self.spare,
+            free,
+            needed,
+        })
+    }
+
+    /// A removal was accepted: its room is gone.
+    fn take(&mut self, leaving: &Resources) {
+        self.free.saturating_sub(leaving);
+    }
+}
+
 /// Workloads (namespace, kind, name) with a pod that started less than `settle` ago.
 fn settling_workloads(
     snap: &ClusterSnapshot,
@@ -677,6 +770,8 @@ pub(crate) struct DisruptionState {
     pub(crate) last_overprovisioning: Option<u32>,
     /// Headroom sizing from demand growth and measured boot time.
     pub(crate) headroom: HeadroomState,
+    /// This round's pod deletion-cost changes ([`deletion_costs`]).
+    pub(crate) deletion_costs: Vec<PodDeletionCost>,
 }
 
 impl DisruptionState {
@@ -945,12 +1040,11 @@ impl DisruptionState {
         let (snap, now, sd) = (r.snap, r.now, &r.config.scale_down);
         let blocked_sets = self.scale_down_blocked_sets(r, w);
         let (cands, mut counts) = self.scale_down_candidates(r, w);
+        let order = deletion_order(r, &cands, &counts, &w.removed);
+        // Free room among the nodes that stay, counted when a drain first needs it.
+        let mut spare: Option<SpareRoom> = None;
         let mut empty_removed = 0u32;
-        let mut drains = self
-            .removing
-            .values()
-            .filter(|f| f.kind == RemovalKind::ScaleDown && f.drains)
-            .count() as u32;
+        let mut drains = self.scale_down_drains_running();
         for c in cands {
             let (ni, gi) = (c.node, c.group);
             if !w.nodes[ni].placed.is_empty() {
@@ -985,27 +1079,12 @@ impl DisruptionState {
                 w.blocked(c.name, why);
                 continue;
             }
-            // An on-demand fallback node whose pods fit on running spot nodes: removing
-            // it ends the fallback, which is drain-back's work and spends its budget
-            // while the budget lasts (past it, an ordinary scale-down, as before).
-            let back_to_spot = !c.pods.is_empty()
-                && !c.long_unready
-                && !r.unmet_demand
-                && !r.config.drain_back.after.is_zero()
-                && c.fallback_on_demand
-                && self.budget_allows(r, set, c.pods.len());
-            let to_spot = back_to_spot
-                .then(|| try_move_to_spot(&c.pods, ni, w, snap).ok())
-                .flatten();
-            let kind = if to_spot.is_some() {
-                RemovalKind::DrainBack
-            } else {
-                RemovalKind::ScaleDown
-            };
-            let moved = match to_spot {
-                Some(done) => Ok(done),
-                None => try_move(&c.pods, ni, w.nodes, &w.removed, snap, &mut w.cursor),
-            };
+            let checked = sd.spare_nodes > 0 && !c.pods.is_empty() && !c.long_unready;
+            if checked && spare.is_none() {
+                // Counted before this candidate's pods move (most rounds drain nothing).
+                spare = Some(SpareRoom::new(r, w));
+            }
+            let (kind, moved) = self.move_pods(r, w, &c, set);
             let done = match moved {
                 Err(why) => {
                     self.unneeded_since.remove(c.name);
@@ -1014,6 +1093,19 @@ impl DisruptionState {
                 }
                 Ok(done) => done,
             };
+            let leaving = spare.as_ref().map(|_| SpareRoom::leaving(r, w, ni, &done));
+            if let (Some(room), Some(gone), RemovalKind::ScaleDown, true) =
+                (&spare, &leaving, kind, checked)
+            {
+                if let Err(why) = room.check(r, ni, gone) {
+                    // Held, not refused: its unneeded time keeps running, and it goes as
+                    // soon as demand fills the room elsewhere or drops.
+                    undo(w.nodes, &done, snap);
+                    self.unneeded_since.entry(c.name.to_string()).or_insert(now);
+                    w.blocked(c.name, why);
+                    continue;
+                }
+            }
             w.sets_shrinking.insert(r.sets.of_group[gi]);
             let since = *self.unneeded_since.entry(c.name.to_string()).or_insert(now);
             w.outcomes.push(NodeOutcome {
@@ -1044,6 +1136,9 @@ impl DisruptionState {
                     self.spend_budget(r, set, c.pods.len());
                 }
                 self.remove_unneeded(r, w, &c, since, kind);
+                if let (Some(room), Some(gone)) = (&mut spare, &leaving) {
+                    room.take(gone);
+                }
                 if let Some(n) = zone.and_then(|z| counts[set].get_mut(z)) {
                     *n -= 1;
                 }
@@ -1056,6 +1151,41 @@ impl DisruptionState {
                 undo(w.nodes, &done, snap);
             }
         }
+        self.deletion_costs = deletion_costs(snap, &order, &w.removed, sd.deletion_cost_nodes);
+    }
+
+    /// Scale-down drains under way (of nodes that had pods).
+    fn scale_down_drains_running(&self) -> u32 {
+        self.removing
+            .values()
+            .filter(|f| f.kind == RemovalKind::ScaleDown && f.drains)
+            .count() as u32
+    }
+
+    /// Moves a candidate's pods in the simulation, as its removal would: onto running
+    /// spot nodes when the node is an on-demand fallback, since removing it ends the
+    /// fallback, which is drain-back's work and spends its budget while the budget lasts
+    /// (past it, an ordinary scale-down); otherwise anywhere they fit.
+    fn move_pods(
+        &self,
+        r: &Round<'_>,
+        w: &mut Work<'_, '_>,
+        c: &Candidate<'_>,
+        set: usize,
+    ) -> (RemovalKind, Result<Vec<(PodIdx, usize)>, ScaleDownBlocker>) {
+        let back_to_spot = !c.pods.is_empty()
+            && !c.long_unready
+            && !r.unmet_demand
+            && !r.config.drain_back.after.is_zero()
+            && c.fallback_on_demand
+            && self.budget_allows(r, set, c.pods.len());
+        if back_to_spot {
+            if let Ok(done) = try_move_to_spot(&c.pods, c.node, w, r.snap) {
+                return (RemovalKind::DrainBack, Ok(done));
+            }
+        }
+        let moved = try_move(&c.pods, c.node, w.nodes, &w.removed, r.snap, &mut w.cursor);
+        (RemovalKind::ScaleDown, moved)
     }
 
     /// Removes one scale-down candidate (its pods were moved in the simulation).
@@ -1501,6 +1631,109 @@ fn skew_threshold(r: &Round<'_>, counts: &BTreeMap<String, i64>) -> u32 {
     // Truncation: the share of the mean, rounded down.
     let grown = (r.config.balance.skew_fraction * mean) as u32;
     r.config.balance.skew_threshold.max(grown)
+}
+
+/// At most this many pod deletion costs are written or cleared per round (2 a second
+/// at the 10 s scan interval), so a reshuffle of the list never floods the API server.
+const DELETION_COST_PATCHES_PER_ROUND: usize = 5;
+
+/// The nodes in the order they would go: the scale-down candidates in their removal
+/// order, then the other nodes that could still become candidates, on-demand first
+/// (drain-back removes them once spot is back) and then the least utilized. Pods of
+/// the first ones get the lowest [`deletion_costs`].
+fn deletion_order(
+    r: &Round<'_>,
+    cands: &[Candidate<'_>],
+    counts: &[BTreeMap<String, i64>],
+    removed: &[bool],
+) -> Vec<NodeIdx> {
+    if r.config.scale_down.deletion_cost_nodes == 0 {
+        // Nothing to steer: `deletion_costs` only clears what was written before.
+        return Vec::new();
+    }
+    let snap = r.snap;
+    let mut order: Vec<NodeIdx> = cands.iter().map(|c| c.node).collect();
+    let listed: BTreeSet<NodeIdx> = order.iter().copied().collect();
+    // (spot, fewer nodes in its zone, utilization): on-demand first, then the heaviest
+    // zone of its balance set (emptying it heals skew), then the least utilized.
+    let mut rest: Vec<((bool, i64, f64), NodeIdx)> = snap
+        .node_indexes()
+        .zip(snap.nodes())
+        .filter(|&(ni, n)| {
+            !listed.contains(&ni) && !removed[ni] && !n.unschedulable && !n.scale_down_disabled()
+        })
+        .filter_map(|(ni, n)| {
+            let gi = snap.group_of_node(ni)?;
+            let zone_count = n
+                .zone()
+                .and_then(|z| counts[r.sets.of_group[gi]].get(z))
+                .copied()
+                .unwrap_or(0);
+            let spot = n.capacity_type != CapacityType::OnDemand;
+            Some(((spot, -zone_count, utilization(snap, ni)), ni))
+        })
+        .collect();
+    rest.sort_by(|a, b| {
+        a.0.partial_cmp(&b.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    });
+    order.extend(rest.into_iter().map(|(_, ni)| ni));
+    order
+}
+
+/// The pod deletion costs that make a ReplicaSet scale-in delete the pods of the first
+/// `nodes` nodes of [`deletion_order`] still standing before any other: `-(nodes - i)`
+/// on the i-th, so the node that would go first empties first and goes without a drain.
+/// Returns only changes: new costs, and clears on pods whose node left the list. A cost the user set (one [`DELETION_COST_SET_BY_US`] does not match)
+/// is left alone, and only ReplicaSet pods are touched (no other controller reads it).
+fn deletion_costs(
+    snap: &ClusterSnapshot,
+    order: &[NodeIdx],
+    removed: &[bool],
+    nodes: u32,
+) -> Vec<PodDeletionCost> {
+    let ours = |p: &Pod| {
+        let set = p.annotations.get(DELETION_COST_SET_BY_US);
+        set.is_some() && set == p.annotations.get(POD_DELETION_COST)
+    };
+    let current = |p: &Pod| {
+        ours(p)
+            .then(|| p.annotations.get(POD_DELETION_COST))
+            .flatten()
+            .and_then(|v| v.parse::<i32>().ok())
+    };
+    let mut changes = Vec::new();
+    let mut wanted: BTreeSet<PodIdx> = BTreeSet::new();
+    let standing = order.iter().filter(|&&ni| !removed[ni]);
+    // Head of the list first: with the cap, the nodes that go soonest are steered first.
+    for (i, &ni) in standing.take(nodes as usize).enumerate() {
+        let cost = i as i32 - nodes as i32;
+        for &p in snap.pods_on_node(ni) {
+            let pod = &snap.pods()[p];
+            let replica_set = pod.owner.as_ref().is_some_and(|o| o.kind == "ReplicaSet");
+            if replica_set && (ours(pod) || !pod.annotations.contains_key(POD_DELETION_COST)) {
+                wanted.insert(p);
+                if current(pod) != Some(cost) {
+                    changes.push(PodDeletionCost {
+                        pod: pod.key(),
+                        cost: Some(cost),
+                    });
+                }
+            }
+        }
+    }
+    for (p, pod) in snap.pods().iter().enumerate() {
+        if ours(pod) && !wanted.contains(&PodIdx::new(p)) {
+            changes.push(PodDeletionCost {
+                pod: pod.key(),
+                cost: None,
+            });
+        }
+    }
+    // The rest waits for the next rounds: changes are read back from the pods.
+    changes.truncate(DELETION_COST_PATCHES_PER_ROUND);
+    changes
 }
 
 /// Whether removing a node of `zone` would widen the set's skew past what it may keep:

@@ -7,7 +7,8 @@ use crate::config::{AutoscalerConfig, ConfigError};
 use crate::cooloff::{CoolOffs, PoolKey};
 use crate::decision::RemovalKind;
 use crate::decision::{
-    Decision, Decisions, GroupStatus, NodeOutcome, PodOutcome, PodVerdict, ScaleUpCause, Status,
+    Decision, Decisions, GroupStatus, NodeOutcome, PodDeletionCost, PodOutcome, PodVerdict,
+    ScaleUpCause, Status,
 };
 use crate::disruption::{DisruptionState, InFlight, Work};
 use crate::events::InterruptionKind;
@@ -78,6 +79,8 @@ struct Tally {
     /// Pods considered for scale-up, and those nothing could help.
     considered: usize,
     unhelpable: usize,
+    /// Pod deletion-cost changes scale-down asked for.
+    deletion_costs: Vec<PodDeletionCost>,
 }
 
 /// What the round plans with and does not change once the targets are settled.
@@ -192,6 +195,9 @@ fn wait_on_upcoming_guessing_zone<'a>(
     let pods = snap.pods();
     let remaining = std::mem::take(&mut sim.remaining);
     let spreads = std::mem::take(&mut sim.spreads);
+    // Nodes this pass has guessed a zone for: a later pod of that zone counts on the
+    // same node while it has room, rather than claiming (and narrowing) another one.
+    let mut guessed: Vec<usize> = Vec::new();
     for (class, mut spread) in remaining.into_iter().zip(spreads) {
         let rep = &pods[class.rep];
         let mut left = Vec::new();
@@ -200,14 +206,24 @@ fn wait_on_upcoming_guessing_zone<'a>(
             for (i, &p) in class.pods.iter().enumerate() {
                 let pod = &pods[p];
                 let fits = |n: &SimNode<'a>| full_fit(pod, n, snap, &spread, &affinity).is_ok();
-                // Only nodes whose zone is open: the others were tried without guessing.
-                let found = (0..sim.nodes.len()).find(|&k| {
-                    sim.nodes[k].existing.is_none()
-                        && zone_open(sim.nodes[k].variants)
-                        && ZoneGuess::LastResort.fits(&mut sim.nodes[k], fits)
-                });
+                // Nodes guessed for earlier pods first, then those whose zone is open;
+                // the others were tried without guessing.
+                let found = guessed
+                    .iter()
+                    .copied()
+                    .find(|&k| fits(&sim.nodes[k]))
+                    .or_else(|| {
+                        (0..sim.nodes.len()).find(|&k| {
+                            sim.nodes[k].existing.is_none()
+                                && zone_open(sim.nodes[k].variants)
+                                && ZoneGuess::LastResort.fits(&mut sim.nodes[k], fits)
+                        })
+                    });
                 match found {
                     Some(k) => {
+                        if !guessed.contains(&k) && !zone_open(sim.nodes[k].variants) {
+                            guessed.push(k);
+                        }
                         sim.nodes[k].place(p, &pod.spec.requests);
                         spread.record(&sim.nodes[k]);
                         affinity.record(rep, pod, p, &sim.nodes[k]);
@@ -1143,6 +1159,7 @@ impl Autoscaler {
         self.disruption.plan(&round, &mut work);
         let started = std::mem::take(&mut work.scale_ups);
         drop(work);
+        tally.deletion_costs = std::mem::take(&mut self.disruption.deletion_costs);
         for (group, new_target) in started {
             self.note_target(&group, new_target, now);
         }
@@ -1177,6 +1194,7 @@ impl Autoscaler {
             .collect();
         Decisions {
             nodes: tally.node_outcomes,
+            deletion_costs: tally.deletion_costs,
             actions: tally.actions,
             pods: tally
                 .outcomes

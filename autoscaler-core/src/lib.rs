@@ -102,8 +102,8 @@ pub use config::{
 };
 pub use cooloff::{CoolOff, CoolOffPolicy, CoolOffs, PoolKey};
 pub use decision::{
-    Decision, Decisions, GroupStatus, NodeOutcome, NodeVerdict, PodOutcome, PodVerdict,
-    RemovalKind, ScaleDownBlocker, ScaleUpCause, Status,
+    Decision, Decisions, GroupStatus, NodeOutcome, NodeVerdict, PodDeletionCost, PodOutcome,
+    PodVerdict, RemovalKind, ScaleDownBlocker, ScaleUpCause, Status,
 };
 pub use engine::Autoscaler;
 pub use events::{Event, InterruptionKind, LaunchFailureReason};

@@ -11,6 +11,12 @@ use std::fmt;
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
 /// Node annotation that excludes a node from scale-down.
 pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+/// Pod annotation the ReplicaSet controller reads on scale-in: pods with a lower cost
+/// are deleted first (Kubernetes 1.22+, on by default).
+pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+/// Pod annotation holding the deletion cost this autoscaler set: a cost that differs
+/// from it (or a cost without it) is the user's and is never changed.
+pub const DELETION_COST_SET_BY_US: &str = "spot-autoscaler.io/pod-deletion-cost";
 
 /// Label with a node's zone.
 pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
@@ -470,6 +476,14 @@ impl Node {
     /// The node's instance-type label.
     pub fn instance_type(&self) -> Option<&str> {
         self.labels.get(INSTANCE_TYPE_LABEL).map(String::as_str)
+    }
+
+    /// Whether [`SCALE_DOWN_DISABLED`] keeps the node out of scale-down.
+    pub fn scale_down_disabled(&self) -> bool {
+        self.annotations
+            .get(SCALE_DOWN_DISABLED)
+            .map(String::as_str)
+            == Some("true")
     }
 }
 

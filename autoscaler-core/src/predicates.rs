@@ -176,29 +176,35 @@ impl<'a> SimNode<'a> {
         self.labels.get(key).map(String::as_str)
     }
 
-    fn variant_iter(&self) -> Vec<Option<&'a Variant>> {
-        if self.variants.is_empty() {
-            vec![None]
-        } else {
-            self.variants.iter().map(Some).collect()
-        }
+    /// The node itself (`None`) when it has no variants, else each variant. No
+    /// allocation: this runs for every node a pod is tried on.
+    fn variant_iter(&self) -> impl Iterator<Item = Option<&'a Variant>> + 'a {
+        let variants: &'a [Variant] = self.variants;
+        let itself = variants.is_empty().then_some(None);
+        itself.into_iter().chain(variants.iter().map(Some))
     }
 
     /// The values the node may have for `key`, one per variant (duplicates removed);
     /// empty when some variant lacks the label.
-    fn domains(&self, key: &str) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
+    fn domains(&self, key: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
         for v in self.variant_iter() {
             match self.label(v, key) {
                 Some(value) => {
-                    if !out.iter().any(|o| o == value) {
-                        out.push(value.to_string());
+                    if !out.contains(&value) {
+                        out.push(value);
                     }
                 }
                 None => return Vec::new(),
             }
         }
         out
+    }
+
+    /// Whether every variant of the node has `key` (what `domains` being non-empty
+    /// says, without collecting them).
+    fn has_domain(&self, key: &str) -> bool {
+        self.variant_iter().all(|v| self.label(v, key).is_some())
     }
 
     /// Places a pod (already checked) on the node.
@@ -443,7 +449,9 @@ impl AffinityState {
         for term in &pod.spec.anti_affinity {
             if term_selects(term, &pod.namespace, placed) {
                 for v in node.domains(&term.topology_key) {
-                    self.anti.entry((term.topology_key.clone(), v)).or_insert(q);
+                    self.anti
+                        .entry((term.topology_key.clone(), v.to_string()))
+                        .or_insert(q);
                 }
             }
         }
@@ -451,7 +459,7 @@ impl AffinityState {
             if term_selects(term, &placed.namespace, pod) {
                 for v in node.domains(&term.topology_key) {
                     self.rejected_by
-                        .entry((term.topology_key.clone(), v))
+                        .entry((term.topology_key.clone(), v.to_string()))
                         .or_insert(q);
                 }
             }
@@ -466,7 +474,7 @@ impl AffinityState {
                 let domains = node.domains(&term.topology_key);
                 if domains.len() == 1 {
                     self.affinity
-                        .insert((term.topology_key.clone(), domains[0].clone()));
+                        .insert((term.topology_key.clone(), domains[0].to_string()));
                 }
             }
         }
@@ -475,6 +483,16 @@ impl AffinityState {
 
 /// Required pod affinity and anti-affinity, both directions (the incoming pod's terms,
 /// and terms of the pods already placed that would reject it), per topology domain.
+/// Adds `n` to `domain`'s count, allocating its name only the first time.
+fn add_count(counts: &mut BTreeMap<String, u32>, domain: &str, n: u32) {
+    match counts.get_mut(domain) {
+        Some(c) => *c += n,
+        None => {
+            counts.insert(domain.to_string(), n);
+        }
+    }
+}
+
 pub(crate) fn anti_affinity_fit(
     pod: &Pod,
     node: &SimNode<'_>,
@@ -483,13 +501,16 @@ pub(crate) fn anti_affinity_fit(
 ) -> Result<(), Unfit> {
     let pods = snap.pods();
     for variant in node.variant_iter() {
-        for term in &pod.spec.anti_affinity {
-            if let Some(v) = node.label(variant, &term.topology_key) {
-                let domain = (term.topology_key.clone(), v.to_string());
-                if let Some(q) = affinity.anti.get(&domain) {
-                    return Err(Unfit::AntiAffinity {
-                        conflicts_with: pods[*q].key(),
-                    });
+        // Nothing recorded (the usual case): no domain to build for the lookup.
+        if !affinity.anti.is_empty() {
+            for term in &pod.spec.anti_affinity {
+                if let Some(v) = node.label(variant, &term.topology_key) {
+                    let domain = (term.topology_key.clone(), v.to_string());
+                    if let Some(q) = affinity.anti.get(&domain) {
+                        return Err(Unfit::AntiAffinity {
+                            conflicts_with: pods[*q].key(),
+                        });
+                    }
                 }
             }
         }
@@ -646,7 +667,7 @@ impl SpreadState {
             .iter()
             .map(|node| {
                 (unconstrained || static_labels_fit(pod, node).is_ok())
-                    && keys.iter().all(|k| !node.domains(k).is_empty())
+                    && keys.iter().all(|k| node.has_domain(k))
             })
             .collect();
         let mut sim_of_real: Vec<Option<usize>> = vec![None; snap.nodes().len()];
@@ -682,7 +703,7 @@ impl SpreadState {
                         .filter(|&&q| pod_counts(pod, c, &pods[q]))
                         .count() as u32;
                 for d in node.domains(&c.topology_key) {
-                    *counter.counts.entry(d).or_insert(0) += here;
+                    add_count(&mut counter.counts, d, here);
                 }
             }
         }
@@ -708,7 +729,7 @@ impl SpreadState {
     ) -> Result<(), Unfit> {
         for key in &self.self_anti_keys {
             for domain in node.domains(key) {
-                let taken = (key.clone(), domain);
+                let taken = (key.clone(), domain.to_string());
                 if self.self_anti_taken.contains(&taken) {
                     return Err(Unfit::AntiAffinity {
                         conflicts_with: format!(
@@ -730,7 +751,7 @@ impl SpreadState {
                 });
             }
             for domain in domains {
-                let here = counter.counts.get(&domain).copied().unwrap_or(0);
+                let here = counter.counts.get(domain).copied().unwrap_or(0);
                 let min = counter
                     .counts
                     .values()
@@ -741,7 +762,7 @@ impl SpreadState {
                 if here + u32::from(counter.self_match) > min + c.max_skew {
                     return Err(Unfit::TopologySpread {
                         topology_key: c.topology_key.clone(),
-                        domain,
+                        domain: domain.to_string(),
                         max_skew: c.max_skew,
                     });
                 }
@@ -754,7 +775,7 @@ impl SpreadState {
     pub fn record(&mut self, node: &SimNode<'_>) {
         for key in &self.self_anti_keys {
             for d in node.domains(key) {
-                self.self_anti_taken.insert((key.clone(), d));
+                self.self_anti_taken.insert((key.clone(), d.to_string()));
             }
         }
         for counter in &mut self.constraints {
@@ -762,21 +783,21 @@ impl SpreadState {
                 continue;
             }
             for d in node.domains(&counter.key) {
-                *counter.counts.entry(d).or_insert(0) += 1;
+                add_count(&mut counter.counts, d, 1);
             }
         }
     }
 
     /// Records a placement of `placed`, a pod of another class, for `pod`'s class.
     pub fn record_other(&mut self, pod: &Pod, placed: &Pod, node: &SimNode<'_>) {
-        if self.keys.iter().any(|k| node.domains(k).is_empty()) {
+        if self.keys.iter().any(|k| !node.has_domain(k)) {
             return;
         }
         for counter in &mut self.constraints {
             let c = &pod.spec.topology_spread[counter.index];
             if pod_counts(pod, c, placed) {
                 for d in node.domains(&c.topology_key) {
-                    *counter.counts.entry(d).or_insert(0) += 1;
+                    add_count(&mut counter.counts, d, 1);
                 }
             }
         }

@@ -20,8 +20,30 @@ fn at(mins: u64) -> Timestamp {
     T0 + Duration::from_secs(mins * MIN)
 }
 
+/// The defaults without spare nodes: these clusters of two to five nodes have less free
+/// room than the two spare nodes kept by default, so every drain would be held. The
+/// spare-room rule has its own tests (`a_drain_that_would_leave_less_than_the_spare_nodes_waits`).
 fn engine() -> Autoscaler {
-    Autoscaler::new(AutoscalerConfig::default()).unwrap()
+    with_scale_down(ScaleDownConfig::default())
+}
+
+/// `scale_down` without spare nodes (see [`engine`]).
+fn with_scale_down(scale_down: ScaleDownConfig) -> Autoscaler {
+    Autoscaler::new(AutoscalerConfig {
+        scale_down: ScaleDownConfig {
+            spare_nodes: 0,
+            ..scale_down
+        },
+        ..base_config()
+    })
+    .unwrap()
+}
+
+/// The default configuration without spare nodes (see [`engine`]).
+fn base_config() -> AutoscalerConfig {
+    let mut config = AutoscalerConfig::default();
+    config.scale_down.spare_nodes = 0;
+    config
 }
 
 fn with_target(mut g: NodeGroup, nodes: &[Node]) -> NodeGroup {
@@ -76,6 +98,112 @@ fn an_underutilized_node_goes_after_the_unneeded_time() {
     assert!(matches!(
         &d.actions[0],
         Decision::RemoveNode { drain: true, .. }
+    ));
+}
+
+/// Three nodes just under half full, one light node and one empty node, all m5.xlarge:
+/// draining the light node leaves about 1.5 nodes of free CPU on the half-full ones.
+fn half_full_light_and_idle(extra_nodes: &[(&str, Pod)]) -> ClusterSnapshot {
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let mut nodes: Vec<Node> = ["half-1", "half-2", "half-3", "light", "idle"]
+        .iter()
+        .map(|n| node(n, &g, A, "m5.xlarge", Timestamp::ZERO))
+        .collect();
+    let mut pods: Vec<Pod> = (1..=3)
+        .map(|i| {
+            pod(
+                &format!("api-{i}"),
+                "api",
+                1800,
+                256,
+                Some(&format!("half-{i}")),
+            )
+        })
+        .collect();
+    pods.push(pod("small-0", "small", 300, 256, Some("light")));
+    for (name, p) in extra_nodes {
+        nodes.push(node(name, &g, A, "m5.xlarge", Timestamp::ZERO));
+        pods.push(p.clone());
+    }
+    snapshot(vec![with_target(g, &nodes)], nodes, pods, vec![])
+}
+
+#[test]
+fn a_drain_that_would_leave_less_than_the_spare_nodes_waits() {
+    let spare = |n: u32| {
+        Autoscaler::new(AutoscalerConfig {
+            scale_down: ScaleDownConfig {
+                spare_nodes: n,
+                ..ScaleDownConfig::default()
+            },
+            ..AutoscalerConfig::default()
+        })
+        .unwrap()
+    };
+    let decide = |mut e: Autoscaler, s: &ClusterSnapshot| {
+        let _ = e.decide(s, at(0));
+        e.decide(s, at(11))
+    };
+    let s = half_full_light_and_idle(&[]);
+    // The default keeps two spare nodes: the empty node goes regardless, the light one
+    // waits (its pod would leave ~1.5 nodes of room).
+    assert_eq!(ScaleDownConfig::default().spare_nodes, 2);
+    let d = decide(spare(2), &s);
+    assert_eq!(removals(&d), vec![("idle".into(), RemovalKind::ScaleDown)]);
+    match blocker(&d, "light") {
+        ScaleDownBlocker::SpareRoom {
+            spare_nodes,
+            free,
+            needed,
+        } => {
+            assert_eq!(spare_nodes, 2);
+            assert!(
+                free.cpu_millis < needed.cpu_millis,
+                "{free:?} vs {needed:?}"
+            );
+            assert!(
+                free.cpu_millis > needed.cpu_millis / 2,
+                "{free:?} vs {needed:?}"
+            );
+            // The reason (an Event when it changes) does not move with the free room.
+            let text = |free_cpu: u64| {
+                ScaleDownBlocker::SpareRoom {
+                    spare_nodes,
+                    free: Resources {
+                        cpu_millis: free_cpu,
+                        ..free.clone()
+                    },
+                    needed: needed.clone(),
+                }
+                .to_string()
+            };
+            assert_eq!(text(1), text(2));
+            assert!(text(1).contains("--scale-down-spare-nodes"), "{}", text(1));
+        }
+        other => panic!("light blocked by {other:?}"),
+    }
+    // One spare node fits in that room: a node with pods is drained (one at a time).
+    let drained = |d: &Decisions| {
+        removals(d)
+            .into_iter()
+            .filter(|(n, k)| n != "idle" && *k == RemovalKind::ScaleDown)
+            .count()
+    };
+    assert_eq!(drained(&decide(spare(1), &s)), 1);
+    // A placeholder's room is spare room: a node held by one placeholder pod (below
+    // the demand floor) makes up the second spare node.
+    let mut placeholder = pod("placeholder-0", "placeholder", 3600, 256, Some("reserve"));
+    placeholder.spec.priority = -1;
+    let s = half_full_light_and_idle(&[("reserve", placeholder.clone())]);
+    assert_eq!(drained(&decide(spare(2), &s)), 1);
+    // The same pod as real demand is not.
+    placeholder.spec.priority = 0;
+    let s = half_full_light_and_idle(&[("reserve", placeholder)]);
+    let d = decide(spare(2), &s);
+    assert_eq!(drained(&d), 0);
+    assert!(matches!(
+        blocker(&d, "light"),
+        ScaleDownBlocker::SpareRoom { .. }
     ));
 }
 
@@ -276,9 +404,9 @@ fn a_drain_waits_while_a_sibling_of_its_pods_has_just_started() {
         let mut e = Autoscaler::new(AutoscalerConfig {
             scale_down: ScaleDownConfig {
                 workload_settle: settle,
-                ..ScaleDownConfig::default()
+                ..base_config().scale_down
             },
-            ..AutoscalerConfig::default()
+            ..base_config()
         })
         .unwrap();
         let _ = e.decide(&before, at(0));
@@ -448,14 +576,10 @@ fn a_drain_waits_while_the_workloads_other_replicas_would_run_too_hot() {
         snapshot_with_loads(&g, &nodes, &pods, loads.into_iter().collect())
     };
     let with_limit = |limit: f64| {
-        Autoscaler::new(AutoscalerConfig {
-            scale_down: ScaleDownConfig {
-                busy_workload_utilization: limit,
-                ..ScaleDownConfig::default()
-            },
-            ..AutoscalerConfig::default()
+        with_scale_down(ScaleDownConfig {
+            busy_workload_utilization: limit,
+            ..ScaleDownConfig::default()
         })
-        .unwrap()
     };
     let light = || vec![("light".to_string(), RemovalKind::ScaleDown)];
     let (hot, cooler) = (snap(Some(60)), snap(Some(40)));
@@ -718,7 +842,7 @@ fn an_unneeded_on_demand_node_whose_pods_fit_on_spot_is_drain_back_within_its_bu
     );
 
     // No budget left: an ordinary scale-down, as before (and as cluster-autoscaler).
-    let mut config = AutoscalerConfig::default();
+    let mut config = base_config();
     config.balance.evictions_per_hour = 0;
     let mut e = Autoscaler::new(config).unwrap();
     let _ = e.decide(&s, at(0));
@@ -728,7 +852,7 @@ fn an_unneeded_on_demand_node_whose_pods_fit_on_spot_is_drain_back_within_its_bu
     );
 
     // Drain-back off: scale-down.
-    let mut config = AutoscalerConfig::default();
+    let mut config = base_config();
     config.drain_back.after = Duration::ZERO;
     let mut e = Autoscaler::new(config).unwrap();
     let _ = e.decide(&s, at(0));
@@ -910,7 +1034,7 @@ fn drain_back_respects_its_budget() {
     let mut e = drain_back_engine();
     let d = e.decide(&s, at(181));
     assert_eq!(scale_ups(&d).len(), 1, "budget 1: {:?}", d.actions);
-    let mut config = AutoscalerConfig::default();
+    let mut config = base_config();
     config.drain_back.budget = "50%".parse().unwrap();
     let mut e = Autoscaler::new(config).unwrap();
     e.set_priorities("50: ['spot']\n10: ['on-demand']\n")
@@ -1269,7 +1393,7 @@ fn custom_controller_pods_block_unless_allowed() {
     pods.retain(|p| p.name != "small-0");
     pods.push(p);
     let s = snapshot(vec![g], nodes, pods, vec![]);
-    let mut config = AutoscalerConfig::default();
+    let mut config = base_config();
     config.scale_down.skip_nodes_with_custom_controller_pods = false;
     let mut e = Autoscaler::new(config).unwrap();
     let _ = e.decide(&s, at(0));
@@ -1304,7 +1428,7 @@ fn delay_after_delete_spaces_removals_in_a_set() {
         .map(|i| node(&format!("empty-{i}"), &g, A, "m5.xlarge", at(0)))
         .collect();
     let s = snapshot(vec![with_target(g, &nodes)], nodes, vec![], vec![]);
-    let mut config = AutoscalerConfig::default();
+    let mut config = base_config();
     config.scale_down.max_empty_bulk_delete = 1;
     config.scale_down.delay_after_delete = Duration::from_secs(300);
     let mut e = Autoscaler::new(config).unwrap();
@@ -1386,7 +1510,7 @@ fn on_demand_sets_are_left_to_drain_back_not_rebalanced_with_new_on_demand_nodes
     let d = e.decide(&s, at(15));
     assert!(scale_ups(&d).is_empty(), "{:?}", d.actions);
     // With drain-back off, the on-demand set is rebalanced like any other.
-    let mut config = AutoscalerConfig::default();
+    let mut config = base_config();
     config.drain_back.after = Duration::ZERO;
     let mut e = Autoscaler::new(config).unwrap();
     let _ = e.decide(&s, at(1));
@@ -1475,12 +1599,12 @@ fn the_tolerated_skew_grows_with_the_set_and_small_sets_are_left_alone() {
         rebalance_ups(&e.decide(&s, at(45)))
     };
     let fixed = || {
-        let mut c = AutoscalerConfig::default();
+        let mut c = base_config();
         c.balance.skew_fraction = 0.0;
         c
     };
     // 21/21/18: skew 3 is within a fifth of the mean (20 nodes per zone).
-    assert_eq!(rebalances([21, 21, 18], AutoscalerConfig::default()), 0);
+    assert_eq!(rebalances([21, 21, 18], base_config()), 0);
     assert_eq!(rebalances([21, 21, 18], fixed()), 1, "threshold 1 alone");
     // Three nodes over three zones (2/1/0) are not worth a replacement.
     assert_eq!(rebalances([2, 1, 0], fixed()), 0);
@@ -1490,7 +1614,7 @@ fn the_tolerated_skew_grows_with_the_set_and_small_sets_are_left_alone() {
 #[test]
 fn rebalancing_and_drain_back_share_an_hourly_eviction_budget() {
     let (groups, mut nodes, mut pods) = skewed([9, 1, 1]);
-    let mut config = AutoscalerConfig::default();
+    let mut config = base_config();
     config.balance.evictions_per_hour = 1;
     let mut e = Autoscaler::new(config).unwrap();
     // Rounds every 2 min for 100 min.
@@ -1580,7 +1704,7 @@ fn a_drain_that_would_skew_the_zones_waits() {
     };
     // Draining c-light leaves zone c with 1 node against 3/3: skew 2 > 1, and
     // rebalancing would evict again to undo it.
-    let (gone, d) = removed_by(AutoscalerConfig::default());
+    let (gone, d) = removed_by(base_config());
     assert!(gone.is_empty(), "{:?}", d.actions);
     assert!(
         matches!(
@@ -1591,7 +1715,7 @@ fn a_drain_that_would_skew_the_zones_waits() {
         d.nodes
     );
     // Without rebalancing, cluster-autoscaler's rule alone: the node goes.
-    let mut no_rebalance = AutoscalerConfig::default();
+    let mut no_rebalance = base_config();
     no_rebalance.balance.rebalance = false;
     let (gone, d) = removed_by(no_rebalance);
     assert_eq!(gone.len(), 1, "{:?}", d.actions);
@@ -1648,7 +1772,7 @@ fn rebalancing_drains_without_a_replacement_when_the_set_has_room() {
         let _ = e.decide(&s, at(1));
         e.decide(&s, at(45))
     };
-    let d = rebalance(AutoscalerConfig::default());
+    let d = rebalance(base_config());
     let drained: Vec<&Decision> = d
         .actions
         .iter()
@@ -1670,7 +1794,7 @@ fn rebalancing_drains_without_a_replacement_when_the_set_has_room() {
     );
     assert_eq!(rebalance_ups(&d), 0, "{:?}", d.actions);
     // A set with no room to spare gets a replacement first, as before.
-    let mut full = AutoscalerConfig::default();
+    let mut full = base_config();
     full.balance.consolidate_below = 0.5;
     let d = rebalance(full);
     assert_eq!(rebalance_ups(&d), 1, "{:?}", d.actions);
@@ -1680,5 +1804,70 @@ fn rebalancing_drains_without_a_replacement_when_the_set_has_room() {
             .any(|a| matches!(a, Decision::RemoveNode { .. })),
         "{:?}",
         d.actions
+    );
+}
+
+// ---------------------------------------------------------------- pod deletion cost
+
+fn costs(d: &Decisions) -> BTreeMap<String, Option<i32>> {
+    d.deletion_costs
+        .iter()
+        .map(|c| (c.pod.clone(), c.cost))
+        .collect()
+}
+
+/// The pod as the controller leaves it after writing `cost` (both annotations).
+fn with_cost(mut p: Pod, cost: i32, ours: bool) -> Pod {
+    p.annotations
+        .insert(model::POD_DELETION_COST.into(), cost.to_string());
+    if ours {
+        p.annotations
+            .insert(model::DELETION_COST_SET_BY_US.into(), cost.to_string());
+    }
+    p
+}
+
+#[test]
+fn pods_of_the_node_that_goes_first_get_the_lowest_deletion_cost() {
+    // `light` is the scale-down candidate: its pod is the one an HPA scale-in should
+    // delete, so the node empties instead of being drained. `busy` comes next (a node
+    // that is not a candidate yet): a cost too, higher. With one node allowed only
+    // `light`'s pod is steered; with 0 nothing is written.
+    let (g, nodes, pods) = busy_and_light();
+    let s = snapshot(vec![g.clone()], nodes.clone(), pods.clone(), vec![]);
+    let d = engine().decide(&s, at(0));
+    let got = costs(&d);
+    let light = got["default/small-0"].expect("the candidate's pod gets a cost");
+    let busy = got["default/api-0"].expect("the next node's pods get one too");
+    assert!(light < busy && busy < 0, "{got:?}");
+    assert_eq!(got["default/api-1"], Some(busy));
+
+    let with_nodes = |n: u32| {
+        with_scale_down(ScaleDownConfig {
+            deletion_cost_nodes: n,
+            ..ScaleDownConfig::default()
+        })
+    };
+    let one = costs(&with_nodes(1).decide(&s, at(0)));
+    assert_eq!(one.keys().collect::<Vec<_>>(), ["default/small-0"]);
+    assert!(with_nodes(0).decide(&s, at(0)).deletion_costs.is_empty());
+
+    // Written costs are not written again; a user's own cost is never touched; ours
+    // is cleared once its node leaves the list (here: the feature turned off).
+    let mut written: Vec<Pod> = pods
+        .iter()
+        .map(|p| with_cost(p.clone(), got[&p.key()].unwrap(), true))
+        .collect();
+    let s = snapshot(vec![g.clone()], nodes.clone(), written.clone(), vec![]);
+    assert!(engine().decide(&s, at(0)).deletion_costs.is_empty());
+    written[0] = with_cost(pods[0].clone(), 7, false);
+    let s = snapshot(vec![g], nodes, written, vec![]);
+    assert!(!costs(&engine().decide(&s, at(0))).contains_key("default/api-0"));
+    let cleared = costs(&with_nodes(0).decide(&s, at(0)));
+    assert_eq!(cleared.len(), 3, "{cleared:?}");
+    assert!(cleared.values().all(Option::is_none));
+    assert!(
+        !cleared.contains_key("default/api-0"),
+        "the user's cost stays"
     );
 }

@@ -343,6 +343,42 @@ fn zone_pinned_pods_on_tied_zones_get_a_guessed_node_and_wait_for_it() {
 }
 
 #[test]
+fn pods_pinned_to_one_zone_share_the_in_flight_node_guessed_for_it() {
+    // Two nodes on their way, zone unknown (A and B tied). Two half-node pods pinned to
+    // A fit together on the one node assumed in A; the other node is still open for the
+    // two pinned to B. Nothing more is bought. (Each pinned pod once claimed a node of
+    // its own, so the pods pinned to B bought a third node.)
+    let mut g = group("g", CapacityType::OnDemand, &[A, B], &["m5.xlarge"]);
+    g.target_size = 4;
+    let nodes = vec![
+        node("a1", &g, A, "m5.xlarge", T0),
+        node("b1", &g, B, "m5.xlarge", T0),
+    ];
+    let mut pods: Vec<Pod> = ["a1", "b1"]
+        .iter()
+        .map(|n| pod(&format!("on-{n}"), "fill", 3500, 64, Some(n)))
+        .collect();
+    for (name, zone) in [("to-a-1", A), ("to-a-2", A), ("to-b-1", B), ("to-b-2", B)] {
+        let mut p = pod(name, name, 1700, 64, None);
+        p.spec.node_selector.insert(ZONE_LABEL.into(), zone.into());
+        pods.push(p);
+    }
+    let s = snapshot(vec![g], nodes, pods, vec![]);
+    let d = engine().decide(&s, T0);
+    assert!(scale_ups(&d).is_empty(), "{:?}", scale_ups(&d));
+    for name in ["to-a-1", "to-a-2", "to-b-1", "to-b-2"] {
+        let verdict = d.pods.iter().find(|o| o.pod.ends_with(name));
+        assert!(
+            matches!(
+                verdict.map(|o| &o.verdict),
+                Some(PodVerdict::WaitsForUpcomingNode { .. })
+            ),
+            "{name}: {verdict:?}"
+        );
+    }
+}
+
+#[test]
 fn zone_anti_affinity_on_new_nodes_needs_one_zone_per_pod() {
     // One single-zone group per zone; three replicas that refuse to share a zone:
     // two nodes (one per zone), the third replica stays pending.

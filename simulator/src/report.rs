@@ -158,6 +158,9 @@ pub struct PolicyReport {
     /// Drain-back or rebalance removals started before a node of their replacement was
     /// Ready (must stay 0: replacement first, then drain).
     pub drains_before_replacement_ready: u64,
+    /// Pod deletion-cost annotations written or cleared (`ours`' scale-in steering):
+    /// the API writes it costs.
+    pub deletion_cost_patches: u64,
     /// Placeholder pods (`ours`' headroom) preempted to make room for real pods at once.
     pub preemptions: u64,
     /// What the room placeholders held cost (their share of their nodes' price): part of
@@ -303,7 +306,7 @@ impl Report {
         }
         out.push('\n');
         type Row = (&'static str, fn(&PolicyReport) -> String);
-        let rows: [Row; 16] = [
+        let rows: [Row; 17] = [
             ("time to capacity p50 (s)", |r| {
                 r.time_to_capacity_s.p50.to_string()
             }),
@@ -338,6 +341,9 @@ impl Report {
                 r.disruptions.pod_seconds_lost.to_string()
             }),
             ("failed launches", |r| r.launch_failures.to_string()),
+            ("pod deletion-cost patches", |r| {
+                r.deletion_cost_patches.to_string()
+            }),
         ];
         for (label, f) in rows {
             let _ = write!(out, "{label:<34}");

@@ -428,6 +428,9 @@ pub struct CaSpec {
     pub max_scale_down_parallelism: u32,
     /// `--max-drain-parallelism` (1.33): non-empty nodes being drained at once.
     pub max_drain_parallelism: u32,
+    /// `--max-bulk-soft-taint-count` (10): nodes whose `DeletionCandidateOfClusterAutoscaler`
+    /// `PreferNoSchedule` taint is put or taken off per loop; 0 turns it off.
+    pub max_bulk_soft_taint_count: u32,
     /// `--expander`.
     pub expander: String,
     /// `--balance-similar-node-groups` (off by default; CA's AWS docs recommend it for
@@ -455,6 +458,7 @@ impl Default for CaSpec {
             max_empty_bulk_delete: 10,
             max_scale_down_parallelism: 10,
             max_drain_parallelism: 1,
+            max_bulk_soft_taint_count: 10,
             expander: "priority,least-waste".into(),
             balance_similar_node_groups: false,
             node_termination_handler: false,

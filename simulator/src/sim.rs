@@ -35,14 +35,14 @@ use crate::scenario::{Dist, Loaded, MaxUnavailable, Scenario, SchedulerKind};
 use autoscaler_core::hpa::{Hpa, ResourceMetrics};
 use autoscaler_core::model::{
     NodeSelectorTerm, PodAntiAffinityTerm, Requirement, SelectorOperator, CAPACITY_TYPE_LABEL,
-    HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, ZONE_LABEL,
+    DELETION_COST_SET_BY_US, HOSTNAME_LABEL, INSTANCE_TYPE_LABEL, POD_DELETION_COST, ZONE_LABEL,
 };
 use autoscaler_core::{
     Autoscaler, AutoscalerConfig, BalanceConfig, BalanceSets, CapacityType, ClusterSnapshot,
     CoolOffPolicy, Decision, DrainBackConfig, Event, HeadroomConfig, HedgeConfig, InstanceType,
-    InterruptionKind, LabelSelector, LaunchFailureReason, Node, NodeGroup, NodeTemplate, OwnerRef,
-    Pod, PodDisruptionBudget, RemovalKind, Resources, ScaleDownConfig, ScaleUpCause,
-    SchedulingSpec, SnapshotParts, Timestamp, WorkloadLoad,
+    InterruptionKind, LabelSelector, LaunchFailureReason, Node, NodeGroup, NodeTemplate,
+    NodeVerdict, OwnerRef, Pod, PodDisruptionBudget, RemovalKind, Resources, ScaleDownConfig,
+    ScaleUpCause, SchedulingSpec, SnapshotParts, Timestamp, WorkloadLoad,
 };
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -261,6 +261,10 @@ struct PodRec {
     /// When the pod this one replaces was evicted (`NEVER`: not a replacement, or
     /// already counted).
     evicted_at: u64,
+    /// When it became Ready (`NEVER` before).
+    ready_at: u64,
+    /// Its `controller.kubernetes.io/pod-deletion-cost` (0 when not annotated).
+    deletion_cost: i32,
 }
 
 struct Inst {
@@ -289,6 +293,10 @@ struct Inst {
     unneeded_since: Option<u64>,
     /// CA: until when a failed removal simulation keeps the node out of scale-down.
     unremovable_until: Option<u64>,
+    /// Carries the `DeletionCandidateOfClusterAutoscaler` `PreferNoSchedule` taint:
+    /// both autoscalers put it on nodes they found unneeded, and kube-scheduler's
+    /// TaintToleration score steers pods away from it.
+    soft_tainted: bool,
     /// Second the instance was launched (for the "no removal within 10 min" check).
     launched_at: u64,
     /// Why its pods are being evicted, once a removal or an interruption started.
@@ -579,6 +587,9 @@ fn engine_for(sc: &Scenario, kind: PolicyKind, seed: u64) -> Autoscaler {
                 // across similar groups not in backoff; CA never rebalances.
                 scale_down: ScaleDownConfig {
                     enabled: false,
+                    // CA never writes pod deletion costs, nor keeps spare nodes.
+                    deletion_cost_nodes: 0,
+                    spare_nodes: 0,
                     ..ScaleDownConfig::default()
                 },
                 drain_back: DrainBackConfig {
@@ -834,6 +845,7 @@ impl<'a> Sim<'a> {
             core: Some(node),
             unneeded_since: None,
             unremovable_until: None,
+            soft_tainted: false,
             launched_at: now,
             cause: Cause::ScaleDown,
             initial: ready_now,
@@ -1076,6 +1088,8 @@ impl<'a> Sim<'a> {
             node: NONE,
             alive: true,
             evicted_at: NEVER,
+            ready_at: NEVER,
+            deletion_cost: 0,
         });
         let s = &self.svcs[svc];
         let mut pod = s.template.clone();
@@ -1141,20 +1155,46 @@ impl<'a> Sim<'a> {
                 self.new_pod(svc, now);
             }
         } else {
-            for _ in n..cur {
+            let victims = self.scale_in_victims(svc, (cur - n) as usize, now);
+            for p in victims {
                 let s = &mut self.svcs[svc];
-                let p = s
-                    .pending
-                    .pop_last()
-                    .or_else(|| s.starting.pop_last())
-                    .or_else(|| s.running.pop_last());
-                if let Some(p) = p {
-                    self.settle_eviction(p, now);
-                    self.unbind(p);
-                }
+                s.pending.remove(&p);
+                s.starting.remove(&p);
+                s.running.remove(&p);
+                self.settle_eviction(p, now);
+                self.unbind(p);
             }
             self.dirty = true;
         }
+    }
+
+    /// The `count` pods a ReplicaSet scale-in deletes, in the ReplicaSet controller's
+    /// order (kubernetes `pkg/controller/controller_utils.go`, `ActivePodsWithRanks.Less`,
+    /// ranked by `getPodsRankedByRelatedPodsOnSameNode` in `replica_set.go`): unbound
+    /// before bound, not ready before ready, lower `pod-deletion-cost` first, then pods
+    /// on nodes with more of the service's pods, then the shortest time Ready and the
+    /// newest, both compared on a log2 scale (`LogarithmicScaleDown`, on by default
+    /// since 1.22); ties by newest.
+    fn scale_in_victims(&self, svc: usize, count: usize, now: u64) -> Vec<u32> {
+        let s = &self.svcs[svc];
+        let mut victims: Vec<u32> = s.pending.iter().rev().copied().take(count).collect();
+        victims.extend(s.starting.iter().rev().copied().take(count - victims.len()));
+        if victims.len() < count {
+            let log2 = |since: u64| (now.saturating_sub(since).max(1)).ilog2();
+            let mut ready: Vec<u32> = s.running.iter().copied().collect();
+            ready.sort_by_key(|&p| {
+                let rec = &self.pods[p as usize];
+                let colocated = self.insts[rec.node as usize].svc_pods[svc];
+                (
+                    rec.deletion_cost,
+                    Reverse(colocated),
+                    log2(rec.ready_at),
+                    Reverse(p),
+                )
+            });
+            victims.extend(ready.into_iter().take(count - victims.len()));
+        }
+        victims
     }
 
     fn fits(&self, node: u32, svc: usize) -> bool {
@@ -1263,6 +1303,7 @@ impl<'a> Sim<'a> {
         self.svcs[svc].pending.remove(&p);
         if immediate {
             self.svcs[svc].running.insert(p);
+            self.pods[p as usize].ready_at = now;
         } else {
             self.svcs[svc].starting.insert(p);
             let at = now
@@ -1304,8 +1345,9 @@ impl<'a> Sim<'a> {
     /// priority then arrival order across services; feasible nodes (resources, pod
     /// slots, nodeSelector, not cordoned) searched from a rotating start until
     /// `percentageOfNodesToScore` of them are found; scored by LeastAllocated (weight
-    /// 1), BalancedAllocation (weight 1) and the default topology spread (zone maxSkew
-    /// 5, hostname maxSkew 3, ScheduleAnyway; weight 2); the best score wins, ties to
+    /// 1), BalancedAllocation (weight 1), the default topology spread (zone maxSkew
+    /// 5, hostname maxSkew 3, ScheduleAnyway; weight 2) and TaintToleration on the
+    /// autoscalers' `PreferNoSchedule` taint (weight 3); the best score wins, ties to
     /// the first found.
     fn schedule_kube_default(&mut self, now: u64, immediate: bool) {
         let mut queue: Vec<(Reverse<i32>, u32)> = self
@@ -1360,7 +1402,10 @@ impl<'a> Sim<'a> {
                     + 2.0
                     + f64::from(self.svcs[svc].zone_pods[inst.zone as usize]) * w_zone
                     + 4.0;
-                feasible.push((node, least_allocated + balanced, spread));
+                // TaintToleration (weight 3): an intolerable PreferNoSchedule taint
+                // scores 0 against 100 (the same offset for all when every node has it).
+                let taint = if inst.soft_tainted { -300.0 } else { 0.0 };
+                feasible.push((node, least_allocated + balanced + taint, spread));
             }
             self.sched_start = (start + scanned) % n;
             let (min_s, max_s) = feasible
@@ -1590,6 +1635,7 @@ impl<'a> Sim<'a> {
                         let s = &mut self.svcs[rec.svc as usize];
                         if s.starting.remove(&p) {
                             s.running.insert(p);
+                            self.pods[p as usize].ready_at = t;
                             self.settle_eviction(p, t);
                         }
                     }
@@ -1875,10 +1921,7 @@ impl<'a> Sim<'a> {
                     drain,
                     reason,
                 } => {
-                    let id = node
-                        .strip_prefix("node-")
-                        .and_then(|n| n.parse::<u32>().ok())
-                        .filter(|&id| (id as usize) < self.insts.len());
+                    let id = self.node_id(&node);
                     // A consolidation (rebalancing onto the nodes already there) has no
                     // replacement to wait for.
                     let consolidation = reason.contains("drained without a replacement");
@@ -1930,7 +1973,64 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+        // The controller's `PreferNoSchedule` taint follows the unneeded verdicts
+        // (controller.rs `report_nodes`), within `max_bulk_soft_taint_count`.
+        if self.kind == PolicyKind::Ours {
+            let mut unneeded = vec![false; self.insts.len()];
+            for o in &decisions.nodes {
+                if let (NodeVerdict::Unneeded { .. }, Some(id)) =
+                    (&o.verdict, self.node_id(&o.node))
+                {
+                    unneeded[id as usize] = true;
+                }
+            }
+            let budget = self.sc.autoscaler.scale_down.max_bulk_soft_taint_count;
+            self.soft_taint(&unneeded, budget);
+        }
+        for change in decisions.deletion_costs {
+            self.report.deletion_cost_patches += 1;
+            self.set_deletion_cost(&change.pod, change.cost);
+        }
         reverted
+    }
+
+    /// The instance behind a core node name (`node-{id}`), if it exists.
+    fn node_id(&self, name: &str) -> Option<u32> {
+        name.strip_prefix("node-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|&id| (id as usize) < self.insts.len())
+    }
+
+    /// Writes (or clears) a pod's deletion cost the way the controller patches it:
+    /// both annotations on the pod the core sees, and the value the ReplicaSet
+    /// scale-in order reads.
+    fn set_deletion_cost(&mut self, key: &str, cost: Option<i32>) {
+        let Some(p) = key
+            .rsplit_once('-')
+            .and_then(|(_, id)| id.parse::<u32>().ok())
+            .filter(|&p| (p as usize) < self.pods.len() && self.pods[p as usize].alive)
+        else {
+            return;
+        };
+        self.pods[p as usize].deletion_cost = cost.unwrap_or(0);
+        let pos = self.pod_pos[p as usize];
+        if pos == NONE {
+            return;
+        }
+        let pod = Arc::make_mut(&mut self.core_pods[pos as usize]);
+        match cost {
+            Some(c) => {
+                pod.annotations
+                    .insert(POD_DELETION_COST.into(), c.to_string());
+                pod.annotations
+                    .insert(DELETION_COST_SET_BY_US.into(), c.to_string());
+            }
+            None => {
+                pod.annotations.remove(POD_DELETION_COST);
+                pod.annotations.remove(DELETION_COST_SET_BY_US);
+            }
+        }
+        self.dirty = true;
     }
 
     /// One cluster-autoscaler loop (`RunOnce`, every `--scan-interval`).
@@ -2054,6 +2154,7 @@ impl<'a> Sim<'a> {
             for &id in &self.ready_nodes {
                 self.insts[id as usize].unneeded_since = None;
             }
+            self.ca_soft_taints();
             return;
         }
         let mut order: Vec<(bool, u64, u32)> = self
@@ -2091,6 +2192,7 @@ impl<'a> Sim<'a> {
                 None => inst.unneeded_since = None,
             }
         }
+        self.ca_soft_taints();
         if self
             .last_scale_up
             .is_some_and(|s| t < s + ca.scale_down_delay_after_add_s)
@@ -2172,6 +2274,40 @@ impl<'a> Sim<'a> {
                     self.kind, unneeded_time, self.sc.cloud.removal_drain_s
                 ),
             );
+        }
+    }
+
+    /// CA's `PreferNoSchedule` taint on unneeded nodes, every loop
+    /// (core/static_autoscaler.go `updateSoftDeletionTaints`,
+    /// core/scaledown/actuation/softtaint.go `UpdateSoftDeletionTaints`).
+    fn ca_soft_taints(&mut self) {
+        let wanted: Vec<bool> = self
+            .insts
+            .iter()
+            .map(|inst| inst.unneeded_since.is_some())
+            .collect();
+        self.soft_taint(&wanted, self.sc.ca_baseline.max_bulk_soft_taint_count);
+    }
+
+    /// Puts the `PreferNoSchedule` taint where `wanted` says, as CA and the controller
+    /// do: first taken off nodes that should not have it, then put on those that
+    /// should, at most `budget` changes (0: the taint is off and taken off everywhere);
+    /// draining nodes keep theirs.
+    fn soft_taint(&mut self, wanted: &[bool], budget: u32) {
+        let off = budget == 0;
+        let mut left = if off { u32::MAX } else { budget };
+        for put in [false, true] {
+            for (inst, &want) in self.insts.iter_mut().zip(wanted) {
+                let want = want && !off;
+                if left == 0 || !inst.alive || inst.draining || want != put {
+                    continue;
+                }
+                if inst.soft_tainted != want {
+                    inst.soft_tainted = want;
+                    left -= 1;
+                    self.dirty = true;
+                }
+            }
         }
     }
 
@@ -2677,13 +2813,55 @@ mod tests {
         assert!(plan.moved[before..].iter().all(|&(node, _)| node != first));
     }
 
-    /// cluster-autoscaler removes a node with pods only after it has been removable (under
-    /// the threshold, pods fit elsewhere, PDBs allow) at every loop for the whole unneeded
-    /// time, and a failed removal simulation is not repeated for the recheck timeout.
-    /// Checked against the loop-by-loop state of a run where small nodes' pods often fit
-    /// nowhere else (breaking-news with the Azure trace).
+    /// A ReplicaSet scale-in takes the pod with the lowest deletion cost first and, at
+    /// equal cost, the one on the node holding the most pods of the service.
     #[test]
-    fn ca_removes_only_nodes_removable_for_the_whole_unneeded_time() {
+    fn scale_in_takes_the_lowest_cost_then_the_most_crowded_node() {
+        let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
+        let loaded = sc.resolve(None, None).expect("built-in resolves");
+        let mut sim = Sim::new(&loaded, PolicyKind::Ours, 1);
+        sim.init();
+        for t in 0..300 {
+            sim.step(t);
+        }
+        let (svc, crowded) = (0..sim.svcs.len())
+            .find_map(|svc| {
+                let running = &sim.svcs[svc].running;
+                let crowded = running
+                    .iter()
+                    .copied()
+                    .max_by_key(|&p| sim.insts[sim.pods[p as usize].node as usize].svc_pods[svc])?;
+                let most = sim.insts[sim.pods[crowded as usize].node as usize].svc_pods[svc];
+                let fewer = running
+                    .iter()
+                    .any(|&p| sim.insts[sim.pods[p as usize].node as usize].svc_pods[svc] < most);
+                (sim.svcs[svc].pending.is_empty() && sim.svcs[svc].starting.is_empty() && fewer)
+                    .then_some((svc, crowded))
+            })
+            .expect("a service with pods on nodes holding more and fewer of them");
+        // Costs as the ReplicaSet sees them without ours' steering.
+        for p in sim.svcs[svc].running.clone() {
+            sim.pods[p as usize].deletion_cost = 0;
+        }
+        let node = sim.pods[crowded as usize].node;
+        let first = sim.scale_in_victims(svc, 1, 300)[0];
+        assert_eq!(
+            sim.pods[first as usize].node, node,
+            "the most crowded node first"
+        );
+        // A pod elsewhere with a lower deletion cost goes before it.
+        let cheap = sim.svcs[svc]
+            .running
+            .iter()
+            .copied()
+            .find(|&p| sim.pods[p as usize].node != node)
+            .unwrap();
+        sim.pods[cheap as usize].deletion_cost = -1;
+        assert_eq!(sim.scale_in_victims(svc, 1, 300), vec![cheap]);
+    }
+
+    /// `breaking-news` with the Azure trace: 24 nodes at the start for a handful of pods.
+    fn breaking_news_with_azure_trace() -> Loaded {
         let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
         let trace = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -2693,6 +2871,86 @@ mod tests {
         let loaded = sc
             .resolve(None, Some((std::path::Path::new(trace), &columns)))
             .expect("built-in resolves with the trace");
+        loaded
+    }
+
+    /// cluster-autoscaler's `PreferNoSchedule` taint: every loop it goes on unneeded
+    /// nodes and off the others, at most `--max-bulk-soft-taint-count` changes, and
+    /// kube-scheduler then places a pod on an untainted node that fits. Ours leaves it
+    /// off by default and takes it off where it finds it.
+    #[test]
+    fn unneeded_nodes_get_the_soft_taint_within_the_budget_and_pods_avoid_it() {
+        let loaded = breaking_news_with_azure_trace();
+        let mut sim = Sim::new(&loaded, PolicyKind::Ca133, 1);
+        sim.init();
+        for t in 0..120 {
+            sim.step(t);
+        }
+        let tainted = |sim: &Sim<'_>| {
+            sim.ready_nodes
+                .iter()
+                .filter(|&&id| sim.insts[id as usize].soft_tainted)
+                .count()
+        };
+        let unneeded: Vec<u32> = sim
+            .ready_nodes
+            .iter()
+            .copied()
+            .filter(|&id| sim.insts[id as usize].unneeded_since.is_some())
+            .collect();
+        assert!(unneeded.len() > 10, "{} unneeded", unneeded.len());
+        // Two loops (one every 10 s since the start): at most 10 changes each.
+        assert!(tainted(&sim) <= 120 / 10 * 10);
+        let budget = sim.sc.ca_baseline.max_bulk_soft_taint_count as usize;
+        let before = tainted(&sim);
+        sim.ca_soft_taints();
+        assert!(tainted(&sim) - before <= budget);
+        for _ in 0..unneeded.len() {
+            sim.ca_soft_taints();
+        }
+        assert!(unneeded
+            .iter()
+            .all(|&id| sim.insts[id as usize].soft_tainted));
+        // A node no longer unneeded loses it first.
+        sim.insts[unneeded[0] as usize].unneeded_since = None;
+        sim.ca_soft_taints();
+        assert!(!sim.insts[unneeded[0] as usize].soft_tainted);
+
+        // kube-scheduler: the same pod goes to an untainted node while one fits.
+        let svc = sim.svcs.iter().position(|s| !s.placeholder).unwrap();
+        let free: Vec<u32> = sim
+            .ready_nodes
+            .iter()
+            .copied()
+            .filter(|&id| sim.fits(id, svc))
+            .collect();
+        assert!(free.len() >= 2);
+        for &id in &free[1..] {
+            sim.insts[id as usize].soft_tainted = true;
+        }
+        sim.insts[free[0] as usize].soft_tainted = false;
+        let p = sim.new_pod(svc, 200);
+        sim.schedule(200, true);
+        assert_eq!(sim.pods[p as usize].node, free[0], "the untainted node");
+
+        // Ours with the default budget (0): nothing tainted, leftovers removed.
+        let mut ours = Sim::new(&loaded, PolicyKind::Ours, 1);
+        ours.init();
+        ours.insts[ours.ready_nodes[0] as usize].soft_tainted = true;
+        for t in 0..120 {
+            ours.step(t);
+        }
+        assert_eq!(tainted(&ours), 0);
+    }
+
+    /// cluster-autoscaler removes a node with pods only after it has been removable (under
+    /// the threshold, pods fit elsewhere, PDBs allow) at every loop for the whole unneeded
+    /// time, and a failed removal simulation is not repeated for the recheck timeout.
+    /// Checked against the loop-by-loop state of a run where small nodes' pods often fit
+    /// nowhere else (breaking-news with the Azure trace).
+    #[test]
+    fn ca_removes_only_nodes_removable_for_the_whole_unneeded_time() {
+        let loaded = breaking_news_with_azure_trace();
         let mut sim = Sim::new(&loaded, PolicyKind::Ca133, 1);
         let ca = loaded.scenario.ca_baseline.clone();
         let mut removable_since: std::collections::BTreeMap<u32, u64> = Default::default();

@@ -60,6 +60,16 @@ const KNOBS: &[Knob] = &[
         path: "autoscaler.scale_down.delay_after_add",
     },
     Knob {
+        flag: "scale-down-deletion-cost-nodes",
+        chart: Some("extraArgs.scale-down-deletion-cost-nodes"),
+        path: "autoscaler.scale_down.deletion_cost_nodes",
+    },
+    Knob {
+        flag: "scale-down-spare-nodes",
+        chart: Some("extraArgs.scale-down-spare-nodes"),
+        path: "autoscaler.scale_down.spare_nodes",
+    },
+    Knob {
         flag: "zone-skew-threshold",
         chart: Some("zoneBalancing.skewThreshold"),
         path: "autoscaler.balance.skew_threshold",

@@ -482,3 +482,39 @@ fn tv_peak_ice_headroom_beats_node_boot_time_and_shows_its_cost() {
         assert_eq!(last.new_target, 0, "{}", last.reason);
     }
 }
+
+/// Deletion-cost steering: when the HPA scales `breaking-news`'s services in after the
+/// spike, the ReplicaSet controller deletes the pods on the nodes ours would remove
+/// next, so those nodes empty and go without a drain. Without it (0) the deletions land
+/// where the ReplicaSet's own ranking puts them (nodes crowded with the service) and
+/// scale-down has to evict the pods left scattered on half-empty nodes.
+#[test]
+fn deletion_costs_let_scale_in_empty_the_nodes_scale_down_removes() {
+    let run = |nodes: u32| {
+        let mut loaded = load("breaking-news");
+        loaded.scenario.autoscaler.scale_down.deletion_cost_nodes = nodes;
+        let report = run_policies(&loaded, &[PolicyKind::Ours], None, &|_| {});
+        report.policies["ours"].clone()
+    };
+    let (off, on) = (run(0), run(30));
+    assert_eq!(off.deletion_cost_patches, 0, "0 writes nothing");
+    assert!(on.deletion_cost_patches > 0);
+    let scale_down =
+        |p: &PolicyReport| p.evictions_by_cause.get("scale-down").copied().unwrap_or(0);
+    assert!(
+        scale_down(&on) * 2 < scale_down(&off),
+        "scale-down evictions: {} with the costs, {} without",
+        scale_down(&on),
+        scale_down(&off)
+    );
+    assert!(
+        on.cost_usd < off.cost_usd,
+        "${} vs ${}",
+        on.cost_usd,
+        off.cost_usd
+    );
+    assert!(
+        on.unserved_request_fraction <= off.unserved_request_fraction
+            && on.degraded_request_fraction <= off.degraded_request_fraction
+    );
+}
