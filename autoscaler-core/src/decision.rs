@@ -187,6 +187,8 @@ pub enum ScaleDownBlocker {
         workload: String,
         /// The utilization its remaining replicas would run at, percent of requests.
         utilization_percent: u32,
+        /// `--scale-down-busy-workload-utilization`, percent of requests.
+        limit_percent: u32,
     },
     /// Draining the node would leave less free room than `--scale-down-spare-nodes`
     /// nodes of its size.
@@ -247,12 +249,15 @@ impl std::fmt::Display for ScaleDownBlocker {
                 f,
                 "pod {pod}'s workload {workload} started a pod moments ago: waiting for it to settle"
             ),
+            // The utilization moves every round; like the spare room, it stays out of
+            // the text (one Event per change of text).
             ScaleDownBlocker::WorkloadBusy {
                 workload,
-                utilization_percent,
+                limit_percent,
+                ..
             } => write!(
                 f,
-                "evicting would run {workload}'s other replicas at {utilization_percent}% of their CPU requests until the evicted ones restart"
+                "evicting would run {workload}'s other replicas above {limit_percent}% of their CPU requests until the evicted ones restart (--scale-down-busy-workload-utilization)"
             ),
             // The free room left moves every round; the text must not, or each round
             // would send the node another Event (it is in the blocker's data).

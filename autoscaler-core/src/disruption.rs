@@ -1067,6 +1067,7 @@ impl DisruptionState {
                         ScaleDownBlocker::WorkloadBusy {
                             workload: workload.clone(),
                             utilization_percent: (utilization * 100.0).round() as u32,
+                            limit_percent: (sd.busy_workload_utilization * 100.0).round() as u32,
                         },
                     );
                     continue;

@@ -588,11 +588,20 @@ fn a_drain_waits_while_the_workloads_other_replicas_would_run_too_hot() {
     let _ = e.decide(&hot, at(0));
     let d = e.decide(&hot, at(11));
     assert!(removals(&d).is_empty(), "{:?}", d.actions);
+    let busy = blocker(&d, "light");
     assert!(matches!(
-        blocker(&d, "light"),
-        ScaleDownBlocker::WorkloadBusy { workload, utilization_percent: 120 }
+        &busy,
+        ScaleDownBlocker::WorkloadBusy { workload, utilization_percent: 120, limit_percent: 85 }
             if workload == "ReplicaSet/hot"
     ));
+    // The reason (an Event when it changes) names the limit, not the moving load.
+    let hotter = e.decide(&snap(Some(70)), at(11));
+    assert!(matches!(
+        blocker(&hotter, "light"),
+        ScaleDownBlocker::WorkloadBusy { utilization_percent: 140, .. }
+    ));
+    assert_eq!(blocker(&hotter, "light").to_string(), busy.to_string());
+    assert!(busy.to_string().contains("85%"), "{busy}");
     // The load falls (the survivor would run at 80 %): it goes at once, its ten
     // minutes long since up.
     assert_eq!(removals(&e.decide(&cooler, at(12))), light());
