@@ -211,8 +211,9 @@ pub struct Flags {
     pub scale_down_deletion_cost_nodes: u32,
     /// A node that still runs pods is drained only while the nodes left keep this many
     /// nodes' worth (the drained node's size) of free CPU and memory, placeholders
-    /// counted as free: room for a burst or an interrupted spot node's pods before a
-    /// new node boots. Empty nodes go regardless. 0 disables.
+    /// counted as free, on nodes with its NoSchedule/NoExecute taints: room for a burst
+    /// or an interrupted spot node's pods before a new node boots. Empty nodes go
+    /// regardless. 0 disables.
     #[arg(long, default_value_t = 2)]
     pub scale_down_spare_nodes: u32,
     /// Nodes per round that may get (or lose) cluster-autoscaler's

@@ -138,7 +138,8 @@ pub struct ScaleDownConfig {
     /// `--scale-down-spare-nodes` (ours): a node that still runs pods is drained only
     /// while the nodes left keep at least this many nodes' worth (the drained node's
     /// size) of free CPU and memory, counting placeholder pods (below
-    /// `headroom.demand_priority_floor`) as free. That room takes a burst, or the pods
+    /// `headroom.demand_priority_floor`) as free. Only nodes with the drained node's
+    /// `NoSchedule`/`NoExecute` taints count: a dedicated pool's room is not spare. That room takes a burst, or the pods
     /// of an interrupted spot node, without waiting for a node to boot; evicting pods
     /// to pack the cluster tighter than that is not worth its disruption. Empty nodes
     /// are removed regardless, and drain-back and unready nodes are not held. 0

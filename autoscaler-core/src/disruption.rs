@@ -11,8 +11,8 @@ use crate::expander::{self, OptionScore, PriorityConfig};
 use crate::headroom::HeadroomState;
 use crate::index::{GroupIdx, NodeIdx, PodIdx};
 use crate::model::{
-    hpa_scales, CapacityType, NodeGroup, Pod, DELETION_COST_SET_BY_US, POD_DELETION_COST,
-    SAFE_TO_EVICT,
+    hpa_scales, CapacityType, NodeGroup, Pod, Taint, TaintEffect, DELETION_COST_SET_BY_US,
+    POD_DELETION_COST, SAFE_TO_EVICT,
 };
 use crate::overprovisioning::Overprovisioning;
 use crate::predicates::{full_fit, AffinityState, SimNode, SpreadState, Unfit};
@@ -528,19 +528,27 @@ impl<'w, 'n> Work<'w, 'n> {
 /// Free CPU and memory among the nodes that stay, for `--scale-down-spare-nodes`:
 /// counted once per round, then reduced as removals are accepted (counting it again
 /// for every candidate cost O(candidates x pods)). Placeholder pods (below the
-/// headroom's demand floor) count as free room.
+/// headroom's demand floor) count as free room. Room is kept per taint class: an idle
+/// dedicated pool (a GPU or batch group behind a `NoSchedule` taint) is no spare room
+/// for the general nodes' pods.
 struct SpareRoom {
     spare: u32,
-    free: Resources,
+    free: BTreeMap<String, Resources>,
 }
+
+/// Room taken from one taint class.
+type ClassRoom = (String, Resources);
 
 impl SpareRoom {
     /// Counted from the simulation as it stands (removals and moves made so far).
     fn new(r: &Round<'_>, w: &Work<'_, '_>) -> SpareRoom {
-        let mut free = Resources::default();
+        let mut free: BTreeMap<String, Resources> = BTreeMap::new();
         for ni in r.snap.node_indexes() {
-            if !w.removed[ni] && w.nodes[ni.get()].schedulable {
-                free.add(&Self::on(r, w, ni));
+            let n = &w.nodes[ni.get()];
+            if !w.removed[ni] && n.schedulable {
+                free.entry(taint_class(n.taints))
+                    .or_default()
+                    .add(&Self::on(r, w, ni));
             }
         }
         SpareRoom {
@@ -568,30 +576,38 @@ impl SpareRoom {
         room
     }
 
-    /// The room removing `ni` takes away: its own, and what its pods (`done`, already
-    /// moved in `w`) took on the nodes that stay.
+    /// The room removing `ni` takes away, by taint class: its own, and what its pods
+    /// (`done`, already moved in `w`) took on the nodes that stay.
     fn leaving(
         r: &Round<'_>,
         w: &Work<'_, '_>,
         ni: NodeIdx,
         done: &[(PodIdx, usize)],
-    ) -> Resources {
-        let mut gone = Self::on(r, w, ni);
-        for &(p, _) in done {
-            gone.add(&Self::cpu_and_memory(&r.snap.pods()[p].spec.requests));
+    ) -> Vec<ClassRoom> {
+        let mut gone = vec![(taint_class(w.nodes[ni.get()].taints), Self::on(r, w, ni))];
+        for &(p, k) in done {
+            let requests = Self::cpu_and_memory(&r.snap.pods()[p].spec.requests);
+            gone.push((taint_class(w.nodes[k].taints), requests));
         }
         gone
     }
 
-    /// Whether the nodes left after removing `ni` keep `spare` nodes of its size.
+    /// Whether the nodes of `ni`'s taint class left after removing it keep `spare`
+    /// nodes of its size.
     fn check(
         &self,
         r: &Round<'_>,
+        w: &Work<'_, '_>,
         ni: NodeIdx,
-        leaving: &Resources,
+        leaving: &[ClassRoom],
     ) -> Result<(), ScaleDownBlocker> {
-        let mut free = self.free.clone();
-        free.saturating_sub(leaving);
+        let class = taint_class(w.nodes[ni.get()].taints);
+        let mut free = self.free.get(&class).cloned().unwrap_or_default();
+        for (c, room) in leaving {
+            if *c == class {
+                free.saturating_sub(room);
+            }
+        }
         let size = &r.snap.nodes()[ni].allocatable;
         let needed = Resources::new(
             size.cpu_millis.saturating_mul(u64::from(self.spare)),
@@ -608,9 +624,25 @@ impl SpareRoom {
     }
 
     /// A removal was accepted: its room is gone.
-    fn take(&mut self, leaving: &Resources) {
-        self.free.saturating_sub(leaving);
+    fn take(&mut self, leaving: &[ClassRoom]) {
+        for (class, room) in leaving {
+            if let Some(free) = self.free.get_mut(class) {
+                free.saturating_sub(room);
+            }
+        }
     }
+}
+
+/// The scheduling taints (`NoSchedule`, `NoExecute`) of a node, as one key: nodes with
+/// the same key take the same pods. `PreferNoSchedule` only steers the scheduler.
+fn taint_class(taints: &[Taint]) -> String {
+    let mut hard: Vec<String> = taints
+        .iter()
+        .filter(|t| t.effect != TaintEffect::PreferNoSchedule)
+        .map(Taint::to_string)
+        .collect();
+    hard.sort_unstable();
+    hard.join(",")
 }
 
 /// Workloads (namespace, kind, name) with a pod that started less than `settle` ago.
@@ -1098,7 +1130,7 @@ impl DisruptionState {
             if let (Some(room), Some(gone), RemovalKind::ScaleDown, true) =
                 (&spare, &leaving, kind, checked)
             {
-                if let Err(why) = room.check(r, ni, gone) {
+                if let Err(why) = room.check(r, w, ni, gone) {
                     // Held, not refused: its unneeded time keeps running, and it goes as
                     // soon as demand fills the room elsewhere or drops.
                     undo(w.nodes, &done, snap);

@@ -207,6 +207,77 @@ fn a_drain_that_would_leave_less_than_the_spare_nodes_waits() {
     ));
 }
 
+#[test]
+fn room_on_a_dedicated_pool_is_no_spare_room_for_general_pods() {
+    // The cluster of the test above, plus a dedicated batch node (its own group, a
+    // `NoSchedule` taint) that is nearly idle: its room would make up the spare nodes
+    // if counted, but the general pods cannot use it.
+    let build = |taint: bool| {
+        let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+        let batch = group("batch", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+        let mut nodes: Vec<Node> = ["half-1", "half-2", "half-3", "light"]
+            .iter()
+            .map(|n| node(n, &g, A, "m5.xlarge", Timestamp::ZERO))
+            .collect();
+        let mut pods: Vec<Pod> = (1..=3)
+            .map(|i| {
+                pod(
+                    &format!("api-{i}"),
+                    "api",
+                    1800,
+                    256,
+                    Some(&format!("half-{i}")),
+                )
+            })
+            .collect();
+        pods.push(pod("small-0", "small", 300, 256, Some("light")));
+        let mut dedicated = node("batch-0", &batch, A, "m5.xlarge", Timestamp::ZERO);
+        let mut job = pod("job-0", "job", 100, 128, Some("batch-0"));
+        if taint {
+            dedicated.taints.push(Taint {
+                key: "dedicated".into(),
+                value: "batch".into(),
+                effect: TaintEffect::NoSchedule,
+            });
+            // A soft taint does not split the room.
+            dedicated.taints.push(Taint {
+                key: "prefer-not".into(),
+                value: String::new(),
+                effect: TaintEffect::PreferNoSchedule,
+            });
+            job.spec.tolerations.push(Toleration {
+                key: "dedicated".into(),
+                operator: TolerationOperator::Exists,
+                ..Toleration::default()
+            });
+        }
+        pods.push(job);
+        let groups = vec![
+            with_target(g, &nodes[..4]),
+            with_target(batch, std::slice::from_ref(&dedicated)),
+        ];
+        nodes.push(dedicated);
+        snapshot(groups, nodes, pods, vec![])
+    };
+    let decide = |s: &ClusterSnapshot| {
+        let mut e = Autoscaler::new(AutoscalerConfig::default()).unwrap();
+        let _ = e.decide(s, at(0));
+        e.decide(s, at(11))
+    };
+    // Untainted, the batch node's room counts: a node with pods is drained.
+    let d = decide(&build(false));
+    assert_eq!(removals(&d).len(), 1, "{:?}", d.actions);
+    assert_eq!(removals(&d)[0].1, RemovalKind::ScaleDown);
+    // Tainted, it does not: the light node waits for its spare room, and the batch
+    // node's job has nowhere else to go.
+    let d = decide(&build(true));
+    assert!(removals(&d).is_empty(), "{:?}", d.actions);
+    assert!(matches!(
+        blocker(&d, "light"),
+        ScaleDownBlocker::SpareRoom { .. }
+    ));
+}
+
 /// One on-demand group in zone a: `empty` empty nodes, `light` nodes with one small pod
 /// each (`light-N`, pod `p-N`), and a big `anchor` node whose room takes those pods.
 fn empties_lights_and_anchor(empty: usize, light: usize) -> (NodeGroup, Vec<Node>, Vec<Pod>) {
@@ -598,7 +669,10 @@ fn a_drain_waits_while_the_workloads_other_replicas_would_run_too_hot() {
     let hotter = e.decide(&snap(Some(70)), at(11));
     assert!(matches!(
         blocker(&hotter, "light"),
-        ScaleDownBlocker::WorkloadBusy { utilization_percent: 140, .. }
+        ScaleDownBlocker::WorkloadBusy {
+            utilization_percent: 140,
+            ..
+        }
     ));
     assert_eq!(blocker(&hotter, "light").to_string(), busy.to_string());
     assert!(busy.to_string().contains("85%"), "{busy}");
