@@ -2860,6 +2860,50 @@ mod tests {
         assert_eq!(sim.scale_in_victims(svc, 1, 300), vec![cheap]);
     }
 
+    /// At equal cost and crowding, the pod Ready for the shortest time goes first, compared
+    /// on a log2 scale (`LogarithmicScaleDown`): within one power of two the newest pod
+    /// goes, even if it has been Ready longer.
+    #[test]
+    fn scale_in_compares_time_ready_on_a_log2_scale() {
+        let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
+        let loaded = sc.resolve(None, None).expect("built-in resolves");
+        let mut sim = Sim::new(&loaded, PolicyKind::Ours, 1);
+        sim.init();
+        for t in 0..300 {
+            sim.step(t);
+        }
+        // Two running pods of one service on one node (same crowding).
+        let (svc, a, b) = (0..sim.svcs.len())
+            .find_map(|svc| {
+                let running = &sim.svcs[svc].running;
+                running.iter().copied().find_map(|a| {
+                    let node = sim.pods[a as usize].node;
+                    let b = running
+                        .iter()
+                        .copied()
+                        .find(|&b| b != a && sim.pods[b as usize].node == node)?;
+                    Some((svc, a.min(b), a.max(b)))
+                })
+            })
+            .expect("a node with two pods of one service");
+        // Only these two are cheap: the choice is between them.
+        for p in sim.svcs[svc].running.clone() {
+            sim.pods[p as usize].deletion_cost = 0;
+        }
+        sim.pods[a as usize].deletion_cost = -1;
+        sim.pods[b as usize].deletion_cost = -1;
+        let now = 5000;
+        // Ready 10 s against 1000 s: the newer one goes, whichever index it has.
+        sim.pods[a as usize].ready_at = now - 10;
+        sim.pods[b as usize].ready_at = now - 1000;
+        assert_eq!(sim.scale_in_victims(svc, 1, now), vec![a]);
+        // Ready 600 s against 700 s, one power of two: a tie, the newest pod goes (the
+        // higher index), though it has been Ready longer.
+        sim.pods[a as usize].ready_at = now - 600;
+        sim.pods[b as usize].ready_at = now - 700;
+        assert_eq!(sim.scale_in_victims(svc, 1, now), vec![b]);
+    }
+
     /// `breaking-news` with the Azure trace: 24 nodes at the start for a handful of pods.
     fn breaking_news_with_azure_trace() -> Loaded {
         let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
