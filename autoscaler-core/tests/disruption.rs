@@ -101,13 +101,12 @@ fn an_underutilized_node_goes_after_the_unneeded_time() {
     ));
 }
 
-/// Three nodes just under half full, one light node and one empty node, all m5.xlarge:
-/// draining the light node leaves about 1.5 nodes of free CPU on the half-full ones.
-fn half_full_light_and_idle(extra_nodes: &[(&str, Pod)]) -> ClusterSnapshot {
-    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
-    let mut nodes: Vec<Node> = ["half-1", "half-2", "half-3", "light", "idle"]
+/// Nodes `half-1..3` of `g` just under half full (`api-N`, 1800m each) and `light`
+/// with one 300m pod (`small-0`), all m5.xlarge in zone a.
+fn half_full_and_light(g: &NodeGroup) -> (Vec<Node>, Vec<Pod>) {
+    let nodes: Vec<Node> = ["half-1", "half-2", "half-3", "light"]
         .iter()
-        .map(|n| node(n, &g, A, "m5.xlarge", Timestamp::ZERO))
+        .map(|n| node(n, g, A, "m5.xlarge", Timestamp::ZERO))
         .collect();
     let mut pods: Vec<Pod> = (1..=3)
         .map(|i| {
@@ -121,6 +120,15 @@ fn half_full_light_and_idle(extra_nodes: &[(&str, Pod)]) -> ClusterSnapshot {
         })
         .collect();
     pods.push(pod("small-0", "small", 300, 256, Some("light")));
+    (nodes, pods)
+}
+
+/// Three nodes just under half full, one light node and one empty node, all m5.xlarge:
+/// draining the light node leaves about 1.5 nodes of free CPU on the half-full ones.
+fn half_full_light_and_idle(extra_nodes: &[(&str, Pod)]) -> ClusterSnapshot {
+    let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
+    let (mut nodes, mut pods) = half_full_and_light(&g);
+    nodes.push(node("idle", &g, A, "m5.xlarge", Timestamp::ZERO));
     for (name, p) in extra_nodes {
         nodes.push(node(name, &g, A, "m5.xlarge", Timestamp::ZERO));
         pods.push(p.clone());
@@ -215,22 +223,7 @@ fn room_on_a_dedicated_pool_is_no_spare_room_for_general_pods() {
     let build = |taint: bool| {
         let g = group("od", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
         let batch = group("batch", CapacityType::OnDemand, &[A], &["m5.xlarge"]);
-        let mut nodes: Vec<Node> = ["half-1", "half-2", "half-3", "light"]
-            .iter()
-            .map(|n| node(n, &g, A, "m5.xlarge", Timestamp::ZERO))
-            .collect();
-        let mut pods: Vec<Pod> = (1..=3)
-            .map(|i| {
-                pod(
-                    &format!("api-{i}"),
-                    "api",
-                    1800,
-                    256,
-                    Some(&format!("half-{i}")),
-                )
-            })
-            .collect();
-        pods.push(pod("small-0", "small", 300, 256, Some("light")));
+        let (mut nodes, mut pods) = half_full_and_light(&g);
         let mut dedicated = node("batch-0", &batch, A, "m5.xlarge", Timestamp::ZERO);
         let mut job = pod("job-0", "job", 100, 128, Some("batch-0"));
         if taint {

@@ -2765,19 +2765,30 @@ mod tests {
         assert_ne!(other, b);
     }
 
+    /// The built-in `breaking-news`.
+    fn breaking_news() -> Loaded {
+        let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
+        sc.resolve(None, None).expect("built-in resolves")
+    }
+
+    /// `loaded` (seed 1) run for its first 300 s by `policy`.
+    fn after_300_s(loaded: &Loaded, policy: PolicyKind) -> Sim<'_> {
+        let mut sim = Sim::new(loaded, policy, 1);
+        sim.init();
+        for t in 0..300 {
+            sim.step(t);
+        }
+        sim
+    }
+
     /// One loop's removal simulations share a snapshot, as cluster-autoscaler's planner:
     /// a node found removable spends its pods' PDB disruptions (a later node holding a pod
     /// of the same PDB is unremovable in that loop) and stops being a destination, while
     /// each node simulated on its own passes.
     #[test]
     fn ca_removal_simulations_in_one_loop_share_pdbs_and_destinations() {
-        let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
-        let loaded = sc.resolve(None, None).expect("built-in resolves");
-        let mut sim = Sim::new(&loaded, PolicyKind::Ca133, 1);
-        sim.init();
-        for t in 0..300 {
-            sim.step(t);
-        }
+        let loaded = breaking_news();
+        let mut sim = after_300_s(&loaded, PolicyKind::Ca133);
         // A PDB that allows one disruption, every replica ready.
         let article = sim.svcs.iter().position(|s| s.name == "article").unwrap();
         sim.svcs[article].pdb = Some(crate::scenario::MaxUnavailable::Count(1));
@@ -2817,13 +2828,8 @@ mod tests {
     /// equal cost, the one on the node holding the most pods of the service.
     #[test]
     fn scale_in_takes_the_lowest_cost_then_the_most_crowded_node() {
-        let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
-        let loaded = sc.resolve(None, None).expect("built-in resolves");
-        let mut sim = Sim::new(&loaded, PolicyKind::Ours, 1);
-        sim.init();
-        for t in 0..300 {
-            sim.step(t);
-        }
+        let loaded = breaking_news();
+        let mut sim = after_300_s(&loaded, PolicyKind::Ours);
         let (svc, crowded) = (0..sim.svcs.len())
             .find_map(|svc| {
                 let running = &sim.svcs[svc].running;
@@ -2865,13 +2871,8 @@ mod tests {
     /// goes, even if it has been Ready longer.
     #[test]
     fn scale_in_compares_time_ready_on_a_log2_scale() {
-        let (sc, _) = Scenario::load("breaking-news").expect("built-in parses");
-        let loaded = sc.resolve(None, None).expect("built-in resolves");
-        let mut sim = Sim::new(&loaded, PolicyKind::Ours, 1);
-        sim.init();
-        for t in 0..300 {
-            sim.step(t);
-        }
+        let loaded = breaking_news();
+        let mut sim = after_300_s(&loaded, PolicyKind::Ours);
         // Two running pods of one service on one node (same crowding).
         let (svc, a, b) = (0..sim.svcs.len())
             .find_map(|svc| {
