@@ -807,6 +807,34 @@ pub(crate) struct DisruptionState {
 }
 
 impl DisruptionState {
+    /// A removal of `node` decided now: remembered as in flight until the node leaves
+    /// the snapshot, and returned as the decision to carry out.
+    pub(crate) fn decide_removal(
+        &mut self,
+        node: &str,
+        group: String,
+        kind: RemovalKind,
+        drain: bool,
+        reason: String,
+        now: Timestamp,
+    ) -> Decision {
+        self.removing.insert(
+            node.to_string(),
+            InFlight {
+                at: now,
+                kind,
+                drains: drain,
+            },
+        );
+        Decision::RemoveNode {
+            node: node.to_string(),
+            group,
+            kind,
+            drain,
+            reason,
+        }
+    }
+
     /// Runs every step of [`Step::ORDER`] against the round.
     pub(crate) fn plan(&mut self, r: &Round<'_>, w: &mut Work<'_, '_>) {
         for a in w.actions.iter() {
@@ -908,31 +936,21 @@ impl DisruptionState {
                 Ok(pods) => {
                     w.spend_pdbs(snap, &pods);
                     let n = &snap.nodes()[ni];
-                    w.actions.push(Decision::RemoveNode {
-                        node: name.clone(),
-                        group: n.group.clone().unwrap_or_default(),
-                        kind: rep.kind,
-                        drain: !pods.is_empty(),
-                        reason: format!(
-                            "{:?}: {} replacement node(s) of {} are ready; its {} pod(s) fit elsewhere",
-                            rep.kind,
-                            rep.needed,
-                            rep.group,
-                            pods.len()
-                        ),
-                    });
+                    let reason = format!(
+                        "{:?}: {} replacement node(s) of {} are ready; its {} pod(s) fit elsewhere",
+                        rep.kind,
+                        rep.needed,
+                        rep.group,
+                        pods.len()
+                    );
+                    let group = n.group.clone().unwrap_or_default();
+                    let drain = !pods.is_empty();
+                    let decision = self.decide_removal(&name, group, rep.kind, drain, reason, now);
+                    w.actions.push(decision);
                     w.removed[ni] = true;
                     if let Some(ngi) = node_group {
                         w.targets[ngi] -= 1;
                     }
-                    self.removing.insert(
-                        name.clone(),
-                        InFlight {
-                            at: now,
-                            kind: rep.kind,
-                            drains: !pods.is_empty(),
-                        },
-                    );
                     self.replacements.remove(&name);
                 }
                 Err(why) => w.blocked(
@@ -1280,23 +1298,11 @@ impl DisruptionState {
         let snap = r.snap;
         w.spend_pdbs(snap, pods);
         let n = &snap.nodes()[ni];
-        w.actions.push(Decision::RemoveNode {
-            node: n.name.clone(),
-            group: snap.groups()[gi].name.clone(),
-            kind,
-            drain: !pods.is_empty(),
-            reason,
-        });
+        let group = snap.groups()[gi].name.clone();
+        let decision = self.decide_removal(&n.name, group, kind, !pods.is_empty(), reason, r.now);
+        w.actions.push(decision);
         w.removed[ni] = true;
         w.targets[gi] -= 1;
-        self.removing.insert(
-            n.name.clone(),
-            InFlight {
-                at: r.now,
-                kind,
-                drains: !pods.is_empty(),
-            },
-        );
         self.unneeded_since.remove(&n.name);
     }
 

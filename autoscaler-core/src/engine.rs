@@ -10,7 +10,7 @@ use crate::decision::{
     Decision, Decisions, GroupStatus, NodeOutcome, PodDeletionCost, PodOutcome, PodVerdict,
     ScaleUpCause, Status,
 };
-use crate::disruption::{DisruptionState, InFlight, Work};
+use crate::disruption::{DisruptionState, Work};
 use crate::events::InterruptionKind;
 use crate::events::{Event, LaunchFailureReason};
 use crate::expander::{self, ExpanderError, OptionScore, PriorityConfig};
@@ -588,21 +588,9 @@ impl Autoscaler {
                 .pods_on_node(ni)
                 .iter()
                 .any(|&p| !snap.pods()[p].is_daemon_or_mirror());
-            actions.push(Decision::RemoveNode {
-                node: n.name.clone(),
-                group: n.group.clone().unwrap_or_default(),
-                kind: RemovalKind::Interruption,
-                drain,
-                reason: reason.clone(),
-            });
-            d.removing.insert(
-                n.name.clone(),
-                InFlight {
-                    at: now,
-                    kind: RemovalKind::Interruption,
-                    drains: drain,
-                },
-            );
+            let group = n.group.clone().unwrap_or_default();
+            let kind = RemovalKind::Interruption;
+            actions.push(d.decide_removal(&n.name, group, kind, drain, reason.clone(), now));
             d.replacements.remove(&n.name);
         }
         Tally {
