@@ -401,16 +401,11 @@ async fn d_leader_election_failover() {
     cleanup(&client, ns, group).await;
 }
 
-/// (e) A drain blocked by a PDB survives a crash: kill the binary mid-drain, relax the
-/// PDB, restart: the drain resumes, the node goes, the pod runs elsewhere.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn e_restart_mid_drain_resumes() {
-    let (cp, _serial) = shared();
-    let client = cp.client().await;
-    let (ns, group) = ("e2e-e", "static-spot-e");
-    namespace(&client, ns).await;
-    let args = base_args(ns, group);
-    let mut asc = Autoscaler::start(cp, "e", &args, &[]);
+/// One `app` pod behind a PDB that allows no disruption, Running on a node that AWS
+/// then announces going (static provider: an annotation): the autoscaler drains it at
+/// once, whatever the PDB says, and the eviction is refused (429) and retried. Returns
+/// the node once it carries `ToBeDeletedByClusterAutoscaler`.
+async fn pdb_held_pod_on_an_interrupted_node(client: &kube::Client, ns: &str) -> String {
     let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
     pdbs.create(&PostParams::default(), &pdb("app", 1))
@@ -434,9 +429,7 @@ async fn e_restart_mid_drain_resumes() {
         },
     )
     .await;
-    wait_pdb_allowed(&client, ns, "app", 0).await;
-    // AWS announces the instance goes (static provider: an annotation): drain now,
-    // whatever the PDB says; the eviction is refused (429) and retried.
+    wait_pdb_allowed(client, ns, "app", 0).await;
     let nodes: Api<Node> = Api::all(client.clone());
     let patch = serde_json::json!({"metadata": {"annotations": {
         autoscaler_bin::kwok::INTERRUPTION_ANNOTATION: "scheduled-change"}}});
@@ -458,6 +451,22 @@ async fn e_restart_mid_drain_resumes() {
         },
     )
     .await;
+    node
+}
+
+/// (e) A drain blocked by a PDB survives a crash: kill the binary mid-drain, relax the
+/// PDB, restart: the drain resumes, the node goes, the pod runs elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e_restart_mid_drain_resumes() {
+    let (cp, _serial) = shared();
+    let client = cp.client().await;
+    let (ns, group) = ("e2e-e", "static-spot-e");
+    namespace(&client, ns).await;
+    let args = base_args(ns, group);
+    let mut asc = Autoscaler::start(cp, "e", &args, &[]);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = pdb_held_pod_on_an_interrupted_node(&client, ns).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pods = app_pods(&client, ns, "app").await;
     assert!(
@@ -692,51 +701,9 @@ async fn h_apiserver_down_mid_drain() {
         })
         .collect();
     let mut asc = Autoscaler::start(cp, "h", &args, &[]);
-    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
-    pdbs.create(&PostParams::default(), &pdb("app", 1))
-        .await
-        .unwrap();
-    deps.create(
-        &PostParams::default(),
-        &deployment("app", 1, "100m", serde_json::json!({})),
-    )
-    .await
-    .unwrap();
-    let node = wait_for(
-        "the app pod Running on a new node",
-        Duration::from_secs(60),
-        || {
-            let client = client.clone();
-            async move {
-                let p = app_pods(&client, ns, "app").await.into_iter().next()?;
-                is_running(&p).then(|| node_of(&p)).flatten()
-            }
-        },
-    )
-    .await;
-    wait_pdb_allowed(&client, ns, "app", 0).await;
     let nodes: Api<Node> = Api::all(client.clone());
-    let patch = serde_json::json!({"metadata": {"annotations": {
-        autoscaler_bin::kwok::INTERRUPTION_ANNOTATION: "scheduled-change"}}});
-    nodes
-        .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    wait_for(
-        "the node tainted ToBeDeletedByClusterAutoscaler",
-        Duration::from_secs(20),
-        || {
-            let nodes = nodes.clone();
-            let node = node.clone();
-            async move {
-                let n = nodes.get_opt(&node).await.ok().flatten()?;
-                autoscaler_bin::drain::has_taint(&n, autoscaler_bin::drain::TO_BE_DELETED_TAINT)
-                    .then_some(())
-            }
-        },
-    )
-    .await;
+    let node = pdb_held_pod_on_an_interrupted_node(&client, ns).await;
     let stopped = cp.stop_apiserver();
     tokio::time::sleep(apiserver_outage()).await;
     asc.assert_running();
