@@ -976,6 +976,9 @@ impl Autoscaler {
             .collect();
         let shortage = self.describe_shortage(&shares, broad, now);
         let mut shortfall = 0;
+        // The pods' verdict names the chosen group, or if it got no node (a broad
+        // shortage sends them on-demand) the one that got the most.
+        let mut named: Option<(u32, GroupIdx)> = None;
         // Other families first: what their groups cannot take goes back to the chosen one.
         for share in shares.iter().rev() {
             let nodes = share.nodes
@@ -1036,16 +1039,17 @@ impl Autoscaler {
                 limits.consume(mplan, delta);
                 self.note_scale_up(&mg.name, new_target, now);
                 tally.targets[member] = new_target;
+                if delta > 0 && named.is_none_or(|(most, _)| member == gi || delta > most) {
+                    named = Some((if member == gi { u32::MAX } else { delta }, member));
+                }
             }
         }
-        for &p in &est.helped {
-            tally.outcomes.insert(
-                p,
-                PodVerdict::TriggeredScaleUp {
-                    group: g.name.clone(),
-                },
-            );
-        }
+        let group = &groups[named.map_or(gi, |(_, member)| member)].name;
+        let verdict = PodVerdict::TriggeredScaleUp {
+            group: group.clone(),
+        };
+        let verdicts = est.helped.iter().map(|&p| (p, verdict.clone()));
+        tally.outcomes.extend(verdicts);
         sim.absorb(est);
     }
 

@@ -1037,6 +1037,14 @@ fn when_three_spot_families_are_short_even_a_one_node_scale_up_starts_on_demand_
         "{}",
         causes[0].2
     );
+    // The pod's verdict (its TriggeredScaleUp Event) names the group that got the node.
+    assert!(
+        d.pods
+            .iter()
+            .all(|o| o.verdict == PodVerdict::TriggeredScaleUp { group: "od".into() }),
+        "{:?}",
+        d.pods
+    );
 
     // Off, or two families only, the walk goes on to the fourth family.
     let mut off = engine_with(0);
