@@ -961,14 +961,12 @@ impl Autoscaler {
         // families. Zone balance: each share is split over its balance set's groups
         // that help the same pods, lightest zone first.
         let (mut shares, broad) = self.hedge_shares(snap, ground, gi, &est, &candidates, now);
-        // Slack within the group's max, the cluster limits and the step limit.
-        let n = est.node_count();
-        let room = g
-            .max_size
-            .saturating_sub(tally.targets[gi] + n)
-            .min(limits.nodes_allowed(plan).saturating_sub(n))
-            .min(self.config.max_nodes_per_scale_up.saturating_sub(n));
-        shares[0].nodes += bulk_slack(snap, &est, self.config.bulk_slack).min(room);
+        // Slack within the group's max, the cluster limits and the step limit; not onto
+        // a chosen group a broad shortage left empty (it would not launch).
+        if shares[0].nodes > 0 {
+            let room = self.step_room(g, tally.targets[gi], est.node_count(), limits, plan);
+            shares[0].nodes += bulk_slack(snap, &est, self.config.bulk_slack).min(room);
+        }
         let hedged: Vec<&str> = shares
             .iter()
             .filter(|s| s.kind != ShareKind::Chosen)
@@ -1051,6 +1049,21 @@ impl Autoscaler {
         let verdicts = est.helped.iter().map(|&p| (p, verdict.clone()));
         tally.outcomes.extend(verdicts);
         sim.absorb(est);
+    }
+
+    /// How many nodes a scale-up of `n` nodes of `g` (now at `target`) may add within
+    /// the group's max size, the cluster-wide limits and the step limit.
+    fn step_room(
+        &self,
+        g: &crate::model::NodeGroup,
+        target: u32,
+        n: u32,
+        limits: &Limits,
+        plan: &GroupPlan,
+    ) -> u32 {
+        (g.max_size.saturating_sub(target + n))
+            .min(limits.nodes_allowed(plan).saturating_sub(n))
+            .min(self.config.max_nodes_per_scale_up.saturating_sub(n))
     }
 
     /// The expander's choice among the candidates: index and what decided.

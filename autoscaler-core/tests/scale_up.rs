@@ -1046,6 +1046,20 @@ fn when_three_spot_families_are_short_even_a_one_node_scale_up_starts_on_demand_
         d.pods
     );
 
+    // A bulk scale-up of mixed pod sizes: its slack does not go to the spot group the
+    // expander chose, which a broad shortage leaves empty (it would not launch).
+    let mut mixed = pending(24, "worker", 2000, 1024);
+    mixed.extend(pending(16, "front", 1000, 1024));
+    let d = broad
+        .clone()
+        .decide(&snap(groups.clone(), vec![], mixed), t1);
+    let ups = scale_ups(&d);
+    assert!(
+        ups.len() == 1 && ups[0].0 == "od" && ups[0].1 >= 8,
+        "{:?}",
+        d.actions
+    );
+
     // Off, or two families only, the walk goes on to the fourth family.
     let mut off = engine_with(0);
     let mut two = engine_with(3);
