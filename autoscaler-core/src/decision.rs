@@ -202,9 +202,6 @@ pub enum ScaleDownBlocker {
     },
 }
 
-/// Bytes in a GiB, for reasons.
-const GIB: f64 = (1u64 << 30) as f64;
-
 impl std::fmt::Display for ScaleDownBlocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use crate::model::{SAFE_TO_EVICT, SCALE_DOWN_DISABLED};
@@ -267,9 +264,7 @@ impl std::fmt::Display for ScaleDownBlocker {
                 ..
             } => write!(
                 f,
-                "draining it would leave less free room than the {spare_nodes} spare node(s) of its size kept ({}m CPU, {:.1} GiB; --scale-down-spare-nodes)",
-                needed.cpu_millis,
-                needed.memory_bytes as f64 / GIB
+                "draining it would leave less free room than the {spare_nodes} spare node(s) of its size kept ({needed}; --scale-down-spare-nodes)"
             ),
         }
     }

@@ -576,8 +576,9 @@ impl SpareRoom {
         room
     }
 
-    /// The room removing `ni` takes away, by taint class: its own, and what its pods
-    /// (`done`, already moved in `w`) took on the nodes that stay.
+    /// The room removing `ni` takes away, by taint class: its own (first, under its
+    /// class), and what its pods (`done`, already moved in `w`) took on the nodes that
+    /// stay.
     fn leaving(
         r: &Round<'_>,
         w: &Work<'_, '_>,
@@ -593,18 +594,17 @@ impl SpareRoom {
     }
 
     /// Whether the nodes of `ni`'s taint class left after removing it keep `spare`
-    /// nodes of its size.
+    /// nodes of its size (`leaving` as [`SpareRoom::leaving`] gives it: `ni`'s first).
     fn check(
         &self,
         r: &Round<'_>,
-        w: &Work<'_, '_>,
         ni: NodeIdx,
         leaving: &[ClassRoom],
     ) -> Result<(), ScaleDownBlocker> {
-        let class = taint_class(w.nodes[ni.get()].taints);
-        let mut free = self.free.get(&class).cloned().unwrap_or_default();
+        let class = &leaving[0].0;
+        let mut free = self.free.get(class).cloned().unwrap_or_default();
         for (c, room) in leaving {
-            if *c == class {
+            if c == class {
                 free.saturating_sub(room);
             }
         }
@@ -1148,7 +1148,7 @@ impl DisruptionState {
             if let (Some(room), Some(gone), RemovalKind::ScaleDown, true) =
                 (&spare, &leaving, kind, checked)
             {
-                if let Err(why) = room.check(r, w, ni, gone) {
+                if let Err(why) = room.check(r, ni, gone) {
                     // Held, not refused: its unneeded time keeps running, and it goes as
                     // soon as demand fills the room elsewhere or drops.
                     undo(w.nodes, &done, snap);
