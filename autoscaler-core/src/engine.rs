@@ -976,7 +976,7 @@ impl Autoscaler {
         let mut shortfall = 0;
         // The pods' verdict names the chosen group, or if it got no node (a broad
         // shortage sends them on-demand) the one that got the most.
-        let mut named: Option<(u32, GroupIdx)> = None;
+        let (mut chosen_got_nodes, mut most): (bool, Option<(u32, GroupIdx)>) = (false, None);
         // Other families first: what their groups cannot take goes back to the chosen one.
         for share in shares.iter().rev() {
             let nodes = share.nodes
@@ -1037,17 +1037,18 @@ impl Autoscaler {
                 limits.consume(mplan, delta);
                 self.note_scale_up(&mg.name, new_target, now);
                 tally.targets[member] = new_target;
-                if delta > 0 && named.is_none_or(|(most, _)| member == gi || delta > most) {
-                    named = Some((if member == gi { u32::MAX } else { delta }, member));
+                chosen_got_nodes |= member == gi && delta > 0;
+                if delta > 0 && most.is_none_or(|(m, _)| delta > m) {
+                    most = Some((delta, member));
                 }
             }
         }
-        let group = &groups[named.map_or(gi, |(_, member)| member)].name;
-        let verdict = PodVerdict::TriggeredScaleUp {
-            group: group.clone(),
-        };
-        let verdicts = est.helped.iter().map(|&p| (p, verdict.clone()));
-        tally.outcomes.extend(verdicts);
+        let named = most.filter(|_| !chosen_got_nodes).map_or(gi, |(_, m)| m);
+        let group = groups[named].name.clone();
+        let verdict = PodVerdict::TriggeredScaleUp { group };
+        tally
+            .outcomes
+            .extend(est.helped.iter().map(|&p| (p, verdict.clone())));
         sim.absorb(est);
     }
 
